@@ -1,0 +1,196 @@
+"""CLIP: an image tower and a causal text tower projected into one embedding space.
+
+Plain torch, no Lightning, so the model is usable from a notebook or another
+trainer. Parameter names are OpenAI's (open_clip kept them), so their state
+dicts map one to one; the text tower's parameters sit at the top level
+(``token_embedding``, ``transformer``, ``ln_final``, ``text_projection``) as in
+OpenAI's checkpoints.
+
+Extension points used by the methods built on top:
+
+- ``encode_image(images, prompts=...)``: pooled embedding, with optional
+  per-layer vision prompts (ViT towers).
+- ``visual.forward_tokens`` / ``visual.forward_dense``: all tokens / a dense
+  feature map.
+- ``encode_text_embeddings(embeddings, eot_positions, deep_prompts=...)``: the
+  text tower from token embeddings (CoOp's learnable context) with per-layer
+  prompt replacement (MaPLe).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lit_clip.resnet import ModifiedResNet
+from lit_clip.transformer import Transformer, VisionTransformer, init_transformer_
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """``layers`` as an int builds a ViT; as four ints, a ModifiedResNet with those blocks per stage."""
+
+    image_size: int = 224
+    layers: int | tuple[int, int, int, int] = 12
+    width: int = 768
+    patch_size: int = 32
+    head_width: int = 64
+    mlp_ratio: float = 4.0
+
+    @property
+    def is_resnet(self) -> bool:
+        return not isinstance(self.layers, int)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    context_length: int = 77
+    vocab_size: int = 49408
+    width: int = 512
+    heads: int = 8
+    layers: int = 12
+    mlp_ratio: float = 4.0
+
+
+@dataclass(frozen=True)
+class CLIPConfig:
+    embed_dim: int = 512
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    quick_gelu: bool = False
+
+
+# open_clip's geometry for the named architectures. Add `-quickgelu` to any name
+# for OpenAI's activation (needed by OpenAI's own weights).
+ARCHITECTURES: dict[str, CLIPConfig] = {
+    "RN50": CLIPConfig(1024, VisionConfig(224, (3, 4, 6, 3), 64)),
+    "RN101": CLIPConfig(512, VisionConfig(224, (3, 4, 23, 3), 64)),
+    "ViT-B-32": CLIPConfig(512, VisionConfig(224, 12, 768, patch_size=32)),
+    "ViT-B-16": CLIPConfig(512, VisionConfig(224, 12, 768, patch_size=16)),
+    "ViT-L-14": CLIPConfig(768, VisionConfig(224, 24, 1024, patch_size=14), TextConfig(width=768, heads=12)),
+    # Small towers that train on a CPU in minutes (ShapesWorld at 64 px, short captions).
+    "ViT-Tiny-8": CLIPConfig(
+        128, VisionConfig(64, 4, 192, patch_size=8), TextConfig(context_length=32, width=128, heads=2, layers=4)
+    ),
+    "RN-Tiny": CLIPConfig(
+        128, VisionConfig(64, (1, 1, 1, 1), 16), TextConfig(context_length=32, width=128, heads=2, layers=4)
+    ),
+    # For unit tests: as small as a CLIP can be.
+    "ViT-Micro-8": CLIPConfig(
+        32, VisionConfig(32, 2, 64, patch_size=8), TextConfig(context_length=16, width=32, heads=2, layers=2)
+    ),
+}
+QUICKGELU_SUFFIX = "-quickgelu"
+
+
+def architecture_names() -> list[str]:
+    return sorted([*ARCHITECTURES, *(name + QUICKGELU_SUFFIX for name in ARCHITECTURES)])
+
+
+def get_config(name: str) -> CLIPConfig:
+    """The config of a named architecture; ``NAME-quickgelu`` switches the activation to QuickGELU."""
+    base = name.removesuffix(QUICKGELU_SUFFIX)
+    if base not in ARCHITECTURES:
+        raise ValueError(f"unknown CLIP architecture {name!r}; known: {', '.join(architecture_names())}")
+    config = ARCHITECTURES[base]
+    return dataclasses.replace(config, quick_gelu=True) if name.endswith(QUICKGELU_SUFFIX) else config
+
+
+class CLIP(nn.Module):
+    def __init__(
+        self,
+        config: CLIPConfig,
+        init_logit_scale: float = math.log(1 / 0.07),
+        init_logit_bias: float | None = None,
+    ):
+        super().__init__()
+        self.config = config
+        vision, text = config.vision, config.text
+        if vision.is_resnet:
+            heads = vision.width * 32 // vision.head_width
+            self.visual = ModifiedResNet(vision.layers, config.embed_dim, heads, vision.image_size, vision.width)
+        else:
+            heads = vision.width // vision.head_width
+            self.visual = VisionTransformer(
+                vision.image_size, vision.patch_size, vision.width, vision.layers, heads,
+                config.embed_dim, vision.mlp_ratio, config.quick_gelu,
+            )  # fmt: skip
+
+        self.context_length = text.context_length
+        self.token_embedding = nn.Embedding(text.vocab_size, text.width)
+        self.positional_embedding = nn.Parameter(torch.empty(text.context_length, text.width))
+        self.transformer = Transformer(
+            text.width, text.layers, text.heads, text.mlp_ratio, config.quick_gelu, causal=True
+        )
+        self.ln_final = nn.LayerNorm(text.width)
+        self.text_projection = nn.Parameter(torch.empty(text.width, config.embed_dim))
+        # A 0-d tensor, as in OpenAI's checkpoints; the loss uses exp(logit_scale).
+        self.logit_scale = nn.Parameter(torch.tensor(init_logit_scale))
+        self.logit_bias = None if init_logit_bias is None else nn.Parameter(torch.tensor(init_logit_bias))
+        self.init_text_parameters()
+
+    def init_text_parameters(self) -> None:
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        init_transformer_(self.transformer)
+        nn.init.normal_(self.text_projection, std=self.transformer.width**-0.5)
+
+    # --- image tower -------------------------------------------------------------------------------
+    def encode_image(self, images: Tensor, prompts: Sequence[Tensor | None] | None = None) -> Tensor:
+        """Un-normalised image embeddings ``[batch, embed_dim]``; ``prompts`` are per-layer vision prompts (ViT)."""
+        if prompts is None:
+            return self.visual(images)
+        if isinstance(self.visual, ModifiedResNet):
+            raise ValueError("vision prompts need a ViT image tower; this model has a ModifiedResNet")
+        return self.visual(images, prompts)
+
+    # --- text tower --------------------------------------------------------------------------------
+    def encode_text(self, token_ids: Tensor) -> Tensor:
+        """Un-normalised text embeddings ``[batch, embed_dim]`` from token ids ``[batch, length]``.
+
+        The sequence is pooled at its end-of-text token, the highest id in CLIP's vocabulary.
+        """
+        return self.encode_text_embeddings(self.token_embedding(token_ids), token_ids.argmax(dim=-1))
+
+    def encode_text_embeddings(
+        self, embeddings: Tensor, eot_positions: Tensor, deep_prompts: Sequence[Tensor | None] | None = None
+    ) -> Tensor:
+        """The text tower from token embeddings ``[batch, length, width]``, pooled at ``eot_positions``.
+
+        ``deep_prompts[i]`` for ``i >= 1`` replaces the tokens right after SOT before block ``i``.
+        """
+        length = embeddings.shape[1]
+        if length > self.context_length:
+            raise ValueError(
+                f"text of {length} tokens is longer than the model's context length {self.context_length}; "
+                f"tokenize with context_length={self.context_length}"
+            )
+        x = embeddings + self.positional_embedding[:length].to(embeddings.dtype)
+        x = self.transformer(x, deep_prompts, prompt_offset=1)
+        # Causal attention: nothing after EOT reaches it, so padding never matters.
+        pooled = x[torch.arange(x.shape[0], device=x.device), eot_positions]
+        return self.ln_final(pooled) @ self.text_projection
+
+    def forward(self, images: Tensor, token_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """L2-normalised image and text embeddings and ``exp(logit_scale)``, the inputs of the contrastive loss."""
+        image_features = F.normalize(self.encode_image(images), dim=-1)
+        text_features = F.normalize(self.encode_text(token_ids), dim=-1)
+        return image_features, text_features, self.logit_scale.exp()
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute transformer activations in the backward pass: less memory, ~30% more compute."""
+        self.transformer.grad_checkpointing = enabled
+        if isinstance(self.visual, VisionTransformer):
+            self.visual.transformer.grad_checkpointing = enabled
+
+
+def create_model(
+    name: str, init_logit_scale: float = math.log(1 / 0.07), init_logit_bias: float | None = None
+) -> CLIP:
+    """A randomly initialised CLIP of a named architecture (see :data:`ARCHITECTURES`)."""
+    return CLIP(get_config(name), init_logit_scale, init_logit_bias)

@@ -1,0 +1,126 @@
+"""CLIP's ModifiedResNet image tower (RN50, RN101, ...).
+
+It differs from torchvision's ResNet in three ways that matter for loading
+OpenAI weights: a three-convolution stem with an average pool, strided blocks
+that average-pool before the 1x1 convolution (anti-aliasing), and an attention
+pooling head instead of global average pooling. Parameter names are OpenAI's.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+        super().__init__()
+        out = planes * self.expansion
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.avgpool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
+        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.downsample = None
+        if stride > 1 or inplanes != out:
+            # The shortcut also pools first and then convolves with stride 1; "-1" keeps OpenAI's key numbering.
+            self.downsample = nn.Sequential(
+                OrderedDict(
+                    [("-1", nn.AvgPool2d(stride)), ("0", nn.Conv2d(inplanes, out, 1, bias=False)), ("1", nn.BatchNorm2d(out))]
+                )
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(self.avgpool(out)))
+        identity = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + identity)
+
+
+class AttentionPool2d(nn.Module):
+    """One attention query, the mean of the feature map, attends over all positions."""
+
+    def __init__(self, spatial_dim: int, embed_dim: int, heads: int, output_dim: int):
+        super().__init__()
+        self.heads = heads
+        self.positional_embedding = nn.Parameter(torch.randn(spatial_dim**2 + 1, embed_dim) / embed_dim**0.5)
+        self.k_proj = nn.Linear(embed_dim, embed_dim)
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.v_proj = nn.Linear(embed_dim, embed_dim)
+        self.c_proj = nn.Linear(embed_dim, output_dim)
+
+    def tokens(self, feature_map: Tensor) -> Tensor:
+        """``[batch, 1 + h*w, channels]``: the mean token and every position, with learned positions."""
+        x = feature_map.flatten(2).transpose(1, 2)
+        x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)
+        return x + self.positional_embedding.to(x.dtype)
+
+    def forward(self, feature_map: Tensor) -> Tensor:
+        x = self.tokens(feature_map)
+        batch, tokens, width = x.shape
+        split = lambda t: t.view(batch, -1, self.heads, width // self.heads).transpose(1, 2)  # noqa: E731
+        q, k, v = split(self.q_proj(x[:, :1])), split(self.k_proj(x)), split(self.v_proj(x))
+        pooled = F.scaled_dot_product_attention(q, k, v)
+        return self.c_proj(pooled.transpose(1, 2).reshape(batch, width))
+
+
+class ModifiedResNet(nn.Module):
+    def __init__(self, layers: tuple[int, int, int, int], output_dim: int, heads: int, image_size: int = 224, width: int = 64):
+        super().__init__()
+        if image_size % 32:
+            raise ValueError(f"a ResNet tower needs an image size divisible by 32, got {image_size}")
+        self.image_size, self.output_dim = image_size, output_dim
+        self.conv1 = nn.Conv2d(3, width // 2, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width // 2)
+        self.conv2 = nn.Conv2d(width // 2, width // 2, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width // 2)
+        self.conv3 = nn.Conv2d(width // 2, width, 3, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(width)
+        self.avgpool = nn.AvgPool2d(2)
+
+        inplanes = width
+        for i, blocks in enumerate(layers):
+            planes, stride = width * 2**i, 1 if i == 0 else 2
+            stage = [Bottleneck(inplanes, planes, stride)]
+            inplanes = planes * Bottleneck.expansion
+            stage += [Bottleneck(inplanes, planes) for _ in range(1, blocks)]
+            self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
+
+        self.attnpool = AttentionPool2d(image_size // 32, width * 32, heads, output_dim)
+        self.init_parameters()
+
+    def init_parameters(self) -> None:
+        std = self.attnpool.c_proj.in_features**-0.5
+        for proj in (self.attnpool.q_proj, self.attnpool.k_proj, self.attnpool.v_proj, self.attnpool.c_proj):
+            nn.init.normal_(proj.weight, std=std)
+        # Each residual branch starts as the identity.
+        for name, param in self.named_parameters():
+            if name.startswith("layer") and name.endswith("bn3.weight"):
+                nn.init.zeros_(param)
+
+    def forward_features(self, images: Tensor) -> Tensor:
+        """The last feature map, ``[batch, width * 32, size / 32, size / 32]``."""
+        x = F.relu(self.bn1(self.conv1(images)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        x = F.relu(self.bn3(self.conv3(x)))
+        x = self.avgpool(x)
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward(self, images: Tensor) -> Tensor:
+        """The pooled image embedding, ``[batch, output_dim]``."""
+        return self.attnpool(self.forward_features(images))
+
+    def forward_dense(self, images: Tensor) -> Tensor:
+        """Per-position embeddings ``[batch, output_dim, h, w]``: each position through the value and output
+        projections of the pooling head (MaskCLIP's reading of a ResNet tower)."""
+        features = self.forward_features(images)
+        positions = self.attnpool.tokens(features)[:, 1:]
+        dense = self.attnpool.c_proj(self.attnpool.v_proj(positions))
+        return dense.transpose(1, 2).reshape(images.shape[0], -1, *features.shape[-2:])

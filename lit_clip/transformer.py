@@ -1,0 +1,202 @@
+"""The transformer blocks shared by both CLIP towers, and the ViT image tower.
+
+Parameter names follow OpenAI's CLIP (and open_clip, which kept them), so their
+state dicts load without renaming: ``attn.in_proj_weight``, ``mlp.c_fc``,
+``ln_1`` ... Attention runs through ``F.scaled_dot_product_attention``, which
+picks a fused kernel where the hardware has one.
+
+Prompt injection (MaPLe-style deep prompts) is an argument of
+:meth:`Transformer.forward`: before block ``i > 0`` the tokens at
+``[prompt_offset, prompt_offset + n)`` are replaced by ``deep_prompts[i]``.
+The tower that owns the sequence decides where its prompts live (text: right
+after SOT; image: after the class and patch tokens).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+
+class QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 x)``: the activation OpenAI trained its weights with."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+def activation(quick_gelu: bool) -> nn.Module:
+    return QuickGELU() if quick_gelu else nn.GELU()
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over ``[batch, tokens, width]``, with nn.MultiheadAttention's parameter names."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"attention width {width} is not divisible by {heads} heads")
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
+        self.out_proj = nn.Linear(width, width)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: Tensor, causal: bool = False) -> Tensor:
+        batch, tokens, width = x.shape
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = qkv.view(batch, tokens, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        return self.out_proj(x.transpose(1, 2).reshape(batch, tokens, width))
+
+
+class ResidualAttentionBlock(nn.Module):
+    """Pre-norm block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, quick_gelu: bool = False):
+        super().__init__()
+        hidden = int(width * mlp_ratio)
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = Attention(width, heads)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(
+            OrderedDict(c_fc=nn.Linear(width, hidden), gelu=activation(quick_gelu), c_proj=nn.Linear(hidden, width))
+        )
+
+    def forward(self, x: Tensor, causal: bool = False) -> Tensor:
+        x = x + self.attn(self.ln_1(x), causal=causal)
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(nn.Module):
+    def __init__(
+        self, width: int, layers: int, heads: int, mlp_ratio: float = 4.0, quick_gelu: bool = False, causal: bool = False
+    ):
+        super().__init__()
+        self.width, self.layers, self.causal = width, layers, causal
+        self.grad_checkpointing = False
+        self.resblocks = nn.ModuleList(
+            ResidualAttentionBlock(width, heads, mlp_ratio, quick_gelu) for _ in range(layers)
+        )
+
+    def forward(
+        self, x: Tensor, deep_prompts: Sequence[Tensor | None] | None = None, prompt_offset: int = 0
+    ) -> Tensor:
+        """``deep_prompts[i]`` (``[n, width]`` or ``[batch, n, width]``) replaces tokens before block ``i >= 1``.
+
+        Entry 0 is ignored here: the first layer's prompts are part of the input
+        sequence, placed by the tower that embeds the tokens.
+        """
+        if deep_prompts is not None and len(deep_prompts) > self.layers:
+            raise ValueError(f"{len(deep_prompts)} layers of prompts given for a transformer of {self.layers} layers")
+        for i, block in enumerate(self.resblocks):
+            if deep_prompts is not None and 0 < i < len(deep_prompts) and deep_prompts[i] is not None:
+                x = replace_tokens(x, deep_prompts[i], prompt_offset)
+            if self.grad_checkpointing and self.training:
+                x = checkpoint(block, x, self.causal, use_reentrant=False)
+            else:
+                x = block(x, causal=self.causal)
+        return x
+
+
+def replace_tokens(x: Tensor, prompts: Tensor, offset: int) -> Tensor:
+    """``x`` with tokens ``[offset, offset + n)`` replaced by ``prompts`` (shared or per sample)."""
+    prompts = prompts.to(x.dtype).expand(x.shape[0], -1, -1)
+    return torch.cat([x[:, :offset], prompts, x[:, offset + prompts.shape[1] :]], dim=1)
+
+
+class VisionTransformer(nn.Module):
+    """CLIP's ViT: patches + class token + learned positions, ``ln_pre``, blocks, ``ln_post``, ``proj``."""
+
+    def __init__(
+        self,
+        image_size: int,
+        patch_size: int,
+        width: int,
+        layers: int,
+        heads: int,
+        output_dim: int,
+        mlp_ratio: float = 4.0,
+        quick_gelu: bool = False,
+    ):
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"image size {image_size} is not a multiple of the patch size {patch_size}")
+        self.image_size, self.patch_size, self.output_dim = image_size, patch_size, output_dim
+        self.grid_size = image_size // patch_size
+        scale = width**-0.5
+        self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
+        self.class_embedding = nn.Parameter(scale * torch.randn(width))
+        self.positional_embedding = nn.Parameter(scale * torch.randn(self.grid_size**2 + 1, width))
+        self.ln_pre = nn.LayerNorm(width)
+        self.transformer = Transformer(width, layers, heads, mlp_ratio, quick_gelu)
+        self.ln_post = nn.LayerNorm(width)
+        self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
+
+    def embed(self, images: Tensor) -> Tensor:
+        """``[batch, 1 + grid**2, width]``: class token and patch tokens with their positions."""
+        x = self.conv1(images)
+        grid = x.shape[-2:]
+        x = x.flatten(2).transpose(1, 2)
+        cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        return torch.cat([cls, x], dim=1) + self.positions(grid).to(x.dtype)
+
+    def positions(self, grid: tuple[int, int]) -> Tensor:
+        """The learned positions, resized bicubically when the input is not ``image_size``."""
+        if grid == (self.grid_size, self.grid_size):
+            return self.positional_embedding
+        cls_pos, patch_pos = self.positional_embedding[:1], self.positional_embedding[1:]
+        patch_pos = patch_pos.reshape(1, self.grid_size, self.grid_size, -1).permute(0, 3, 1, 2)
+        patch_pos = F.interpolate(patch_pos, size=grid, mode="bicubic", align_corners=False)
+        return torch.cat([cls_pos, patch_pos.permute(0, 2, 3, 1).flatten(0, 2)])
+
+    def forward_tokens(self, images: Tensor, prompts: Sequence[Tensor | None] | None = None) -> Tensor:
+        """All output tokens after ``ln_post``, ``[batch, 1 + grid**2, width]`` (prompt tokens dropped).
+
+        ``prompts[0]`` (``[n, width]`` or ``[batch, n, width]``) is appended after the
+        patch tokens before ``ln_pre``; ``prompts[i]`` replaces them before block ``i``.
+        """
+        x = self.embed(images)
+        image_tokens = x.shape[1]
+        if prompts is not None and prompts[0] is not None:
+            x = torch.cat([x, prompts[0].to(x.dtype).expand(x.shape[0], -1, -1)], dim=1)
+        x = self.transformer(self.ln_pre(x), prompts, prompt_offset=image_tokens)
+        return self.ln_post(x[:, :image_tokens])
+
+    def forward(self, images: Tensor, prompts: Sequence[Tensor | None] | None = None) -> Tensor:
+        """The pooled image embedding: the class token, projected, ``[batch, output_dim]``."""
+        return self.forward_tokens(images, prompts)[:, 0] @ self.proj
+
+    def forward_dense(self, images: Tensor) -> Tensor:
+        """Projected patch tokens as a feature map ``[batch, output_dim, grid_h, grid_w]`` (for dense methods)."""
+        grid_h, grid_w = images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
+        patches = self.forward_tokens(images)[:, 1:] @ self.proj
+        return patches.transpose(1, 2).reshape(images.shape[0], -1, grid_h, grid_w)
+
+
+def init_transformer_(transformer: Transformer) -> None:
+    """OpenAI's initialisation of a residual stack (std shrinks with depth)."""
+    proj_std = (transformer.width**-0.5) * ((2 * transformer.layers) ** -0.5)
+    attn_std = transformer.width**-0.5
+    fc_std = (2 * transformer.width) ** -0.5
+    for block in transformer.resblocks:
+        nn.init.normal_(block.attn.in_proj_weight, std=attn_std)
+        nn.init.normal_(block.attn.out_proj.weight, std=proj_std)
+        nn.init.normal_(block.mlp.c_fc.weight, std=fc_std)
+        nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
+
+
+__all__ = [
+    "Attention",
+    "QuickGELU",
+    "ResidualAttentionBlock",
+    "Transformer",
+    "VisionTransformer",
+    "init_transformer_",
+    "replace_tokens",
+]
