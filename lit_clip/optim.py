@@ -1,0 +1,38 @@
+"""Optimiser pieces shared by the methods: decay groups and the warm-up + cosine schedule."""
+from __future__ import annotations
+
+import math
+
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+from torch.optim import Optimizer
+
+
+def exempt_from_weight_decay(name: str, param: nn.Parameter) -> bool:
+    """Gains, biases, norms, embeddings and the logit scale/bias are not decayed (CLIP, open_clip)."""
+    # Every gain, bias and the 0-d logit scale has fewer than two dimensions; embeddings are named so.
+    return param.ndim < 2 or "embedding" in name
+
+
+def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    """Two parameter groups, decayed and not, over the trainable parameters of ``module``."""
+    decay, no_decay = [], []
+    for name, param in module.named_parameters():
+        if param.requires_grad:
+            (no_decay if exempt_from_weight_decay(name, param) else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine_schedule(optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> LambdaLR:
+    """Linear warm-up from 0 to the base lr over ``warmup_steps``, then cosine decay to ``min_lr_ratio * lr``."""
+    if total_steps <= 0:
+        raise ValueError(f"a cosine schedule needs a positive number of steps, got {total_steps}")
+    warmup_steps = min(warmup_steps, total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return LambdaLR(optimizer, factor)

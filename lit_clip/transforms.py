@@ -1,0 +1,26 @@
+"""Image preprocessing shared by the data modules."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+# The normalisation every CLIP checkpoint was trained with.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def to_normalized_tensor(image: Image.Image) -> Tensor:
+    """An RGB PIL image as a float ``[3, H, W]`` tensor normalised with CLIP's mean and std."""
+    pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(3, 1, 1)
+    return (pixels - mean) / std
+
+
+def denormalize(images: Tensor) -> Tensor:
+    """Inverse of :func:`to_normalized_tensor`, clamped to [0, 1], for pictures in logs."""
+    mean = torch.tensor(CLIP_MEAN, device=images.device).view(-1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=images.device).view(-1, 3, 1, 1)
+    return (images.float() * std + mean).clamp(0, 1)
