@@ -1,0 +1,22 @@
+"""lit-clip: CLIP and its follow-up methods as PyTorch Lightning modules.
+
+The plain-torch layer (towers, tokenizer, losses, zero-shot head) imports
+without Lightning; methods live in ``lit_clip.methods``, data in
+``lit_clip.datamodules``, dashboard pictures in ``lit_clip.callbacks``.
+"""
+from lit_clip.losses import ClipLoss, SigLipLoss
+from lit_clip.model import ARCHITECTURES, CLIP, architecture_names, create_model
+from lit_clip.tokenizer import Tokenizer, tokenize
+from lit_clip.zeroshot import build_zeroshot_classifier
+
+__all__ = [
+    "ARCHITECTURES",
+    "CLIP",
+    "ClipLoss",
+    "SigLipLoss",
+    "Tokenizer",
+    "architecture_names",
+    "build_zeroshot_classifier",
+    "create_model",
+    "tokenize",
+]

@@ -1,0 +1,126 @@
+"""ShapesWorld as LightningDataModules: the embedded default data of every config.
+
+Nothing is read from disk: each sample is generated from ``(seed, split,
+index)``, so every DataLoader worker and DDP rank produces its own share with
+no duplicates, identically on any machine.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lit_clip.datamodules.shapesworld import ShapesWorld, class_names
+from lit_clip.tokenizer import tokenize
+from lit_clip.transforms import to_normalized_tensor
+
+# Zero-shot prompts for ShapesWorld classes ("red circle"); sizes are part of the captions' language.
+SHAPES_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "a photo of a small {}.",
+    "a photo of a large {}.",
+    "a picture of a {}.",
+    "there is a {}.",
+)
+
+
+class ShapesCaptionDataset(Dataset):
+    """``{"image", "text", "caption"}``: a scene, its caption's token ids and the caption itself."""
+
+    def __init__(self, world: ShapesWorld, split: str, length: int, context_length: int):
+        self.world, self.split, self.length, self.context_length = world, split, length, context_length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        scene = self.world.scene(self.split, index)
+        return {
+            "image": to_normalized_tensor(scene.image),
+            "text": tokenize(scene.caption, context_length=self.context_length)[0],
+            "caption": scene.caption,
+        }
+
+
+class ShapesClassificationDataset(Dataset):
+    """``{"image", "label"}``: one object per image, labels balanced over the vocabulary's classes."""
+
+    def __init__(self, world: ShapesWorld, split: str, length: int, vocabulary: str = "color_shape"):
+        self.world, self.split, self.length, self.vocabulary = world, split, length, vocabulary
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        image, label = self.world.classification_sample(self.split, index, self.vocabulary)
+        return {"image": to_normalized_tensor(image), "label": torch.tensor(label)}
+
+
+class ShapesWorldCaptions(L.LightningDataModule):
+    """Image-caption pairs for contrastive pretraining, evaluated by retrieval and zero-shot classification.
+
+    Validation and test each have two loaders: caption pairs (retrieval recall)
+    and single-object images over the ``color_shape`` classes (zero-shot top-1/5).
+    """
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        min_objects: int = 1,
+        max_objects: int = 3,
+        held_out: Sequence[str] = (),
+        seed: int = 0,
+        train_samples: int = 50_000,
+        val_samples: int = 512,
+        zeroshot_samples_per_class: int = 8,
+        context_length: int = 32,
+        batch_size: int = 128,
+        num_workers: int = 0,
+    ):
+        """
+        Args:
+            image_size: side of the square images in pixels.
+            min_objects, max_objects: objects per training / retrieval scene.
+            held_out: colour-shape classes ("purple star") never shown in training captions.
+            seed: the world's seed; sample ``i`` of a split is the same for a given seed.
+            train_samples: scenes per training epoch.
+            val_samples: caption pairs for retrieval in validation and test.
+            zeroshot_samples_per_class: single-object images per class for zero-shot evaluation.
+            context_length: token length of the captions; at most the model's context length.
+            batch_size: per process.
+            num_workers: DataLoader worker processes.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.world = ShapesWorld(image_size, min_objects, max_objects, seed, held_out)
+        self.classnames = class_names("color_shape")
+        self.templates = SHAPES_TEMPLATES
+
+    def _loader(self, dataset: Dataset, shuffle: bool = False) -> DataLoader:
+        h = self.hparams
+        return DataLoader(
+            dataset,
+            batch_size=h.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,  # the gathered contrastive loss needs equal batches on every rank
+            num_workers=h.num_workers,
+            persistent_workers=h.num_workers > 0,
+        )
+
+    def _evaluation_loaders(self, split: str) -> list[DataLoader]:
+        h = self.hparams
+        pairs = ShapesCaptionDataset(self.world, split, h.val_samples, h.context_length)
+        zeroshot = ShapesClassificationDataset(self.world, split, h.zeroshot_samples_per_class * len(self.classnames))
+        return [self._loader(pairs), self._loader(zeroshot)]
+
+    def train_dataloader(self) -> DataLoader:
+        h = self.hparams
+        return self._loader(ShapesCaptionDataset(self.world, "train", h.train_samples, h.context_length), shuffle=True)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return self._evaluation_loaders("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self._evaluation_loaders("test")

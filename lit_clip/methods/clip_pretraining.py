@@ -1,0 +1,161 @@
+"""CLIP pretraining (Radford et al., 2021): learn both towers from image-caption pairs.
+
+A batch of N pairs gives an N x N similarity matrix scaled by a learned
+temperature; the loss asks each image to pick its own caption among the N, and
+each caption its own image (symmetric InfoNCE, or SigLIP's sigmoid loss).
+Validation measures what the paper measures: image<->text retrieval recall on
+held-out pairs and zero-shot classification with a text classifier built from
+class names x prompt templates.
+
+Batches are dicts: ``{"image", "text", "caption"}`` for image-text pairs and
+``{"image", "label"}`` for classification; the data module names its classes
+(``classnames``) and prompts (``templates``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from lit_clip.losses import ClipLoss, SigLipLoss
+from lit_clip.metrics import retrieval_recall
+from lit_clip.model import create_model
+from lit_clip.optim import warmup_cosine_schedule, weight_decay_groups
+from lit_clip.zeroshot import build_zeroshot_classifier
+
+MAX_LOGIT_SCALE = math.log(100)
+
+
+class CLIPPretraining(L.LightningModule):
+    def __init__(
+        self,
+        architecture: str = "ViT-Tiny-8",
+        loss: Literal["clip", "siglip"] = "clip",
+        local_loss: bool = True,
+        lr: float = 5e-4,
+        weight_decay: float = 0.2,
+        betas: tuple[float, float] = (0.9, 0.98),
+        eps: float = 1e-6,
+        warmup_steps: int = 500,
+        min_lr_ratio: float = 0.0,
+        grad_checkpointing: bool = False,
+    ):
+        """
+        Args:
+            architecture: a name from ``lit_clip.model.ARCHITECTURES`` (``-quickgelu`` for OpenAI's activation).
+            loss: ``clip`` (symmetric InfoNCE) or ``siglip`` (pairwise sigmoid, with a learned bias).
+            local_loss: under DDP, score local rows against gathered columns (same gradients, less memory).
+            lr, weight_decay, betas, eps: AdamW; no decay on gains, biases, norms, embeddings, logit scale.
+            warmup_steps: linear warm-up steps before the cosine decay over the rest of training.
+            min_lr_ratio: the cosine ends at ``min_lr_ratio * lr``.
+            grad_checkpointing: recompute transformer activations in backward to save memory.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        if loss == "siglip":
+            self.model = create_model(architecture, init_logit_scale=math.log(10), init_logit_bias=-10.0)
+            self.loss = SigLipLoss()
+        elif loss == "clip":
+            self.model = create_model(architecture)
+            self.loss = ClipLoss(local_loss=local_loss)
+        else:
+            raise ValueError(f"unknown loss {loss!r}; expected 'clip' or 'siglip'")
+        self.model.set_grad_checkpointing(grad_checkpointing)
+        # micro-averaged top-k, as the CLIP paper reports (torchmetrics defaults to macro)
+        self.zeroshot_top1: MulticlassAccuracy | None = None
+        self.zeroshot_top5: MulticlassAccuracy | None = None
+        self.classifier: torch.Tensor | None = None
+        self._retrieval_features: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    # --- training ---------------------------------------------------------------------------------
+    def contrastive_loss(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor):
+        if isinstance(self.loss, SigLipLoss):
+            return self.loss(image_features, text_features, logit_scale, self.model.logit_bias)
+        return self.loss(image_features, text_features, logit_scale)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.contrastive_loss(*self.model(batch["image"], batch["text"]))
+        batch_size = batch["image"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/logit_scale", self.model.logit_scale.exp(), batch_size=batch_size)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, batch_size=batch_size)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # CLIP clamps the temperature after each update so logits never exceed 100x cosine.
+        with torch.no_grad():
+            self.model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+
+    def configure_optimizers(self):
+        h = self.hparams
+        optimizer = torch.optim.AdamW(weight_decay_groups(self.model, h.weight_decay), lr=h.lr, betas=h.betas, eps=h.eps)
+        schedule = warmup_cosine_schedule(optimizer, h.warmup_steps, self.trainer.estimated_stepping_batches, h.min_lr_ratio)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # --- evaluation -------------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._start_evaluation()
+
+    def on_test_epoch_start(self) -> None:
+        self._start_evaluation()
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluation_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_retrieval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_retrieval("test")
+
+    def _start_evaluation(self) -> None:
+        """Build the zero-shot text classifier once per evaluation, from the data module's classes."""
+        self._retrieval_features = []
+        datamodule = self.trainer.datamodule
+        classnames = getattr(datamodule, "classnames", None)
+        if not classnames:
+            self.classifier = None
+            return
+        self.classifier = build_zeroshot_classifier(self.model, classnames, datamodule.templates)
+        if self.zeroshot_top1 is None or self.zeroshot_top1.num_classes != len(classnames):
+            self.zeroshot_top1 = MulticlassAccuracy(len(classnames), top_k=1, average="micro").to(self.device)
+            self.zeroshot_top5 = MulticlassAccuracy(
+                len(classnames), top_k=min(5, len(classnames)), average="micro"
+            ).to(self.device)
+
+    def _evaluation_step(self, batch: dict, stage: str) -> None:
+        batch_size = batch["image"].shape[0]
+        if "label" in batch:
+            if self.classifier is None:
+                raise RuntimeError("a classification batch arrived but the data module names no `classnames`")
+            image_features = F.normalize(self.model.encode_image(batch["image"]).float(), dim=-1)
+            logits = 100.0 * image_features @ self.classifier
+            self.zeroshot_top1(logits, batch["label"])
+            self.zeroshot_top5(logits, batch["label"])
+            self.log(f"{stage}/zeroshot_top1", self.zeroshot_top1, batch_size=batch_size, add_dataloader_idx=False)
+            self.log(f"{stage}/zeroshot_top5", self.zeroshot_top5, batch_size=batch_size, add_dataloader_idx=False)
+        else:
+            image_features, text_features, logit_scale = self.model(batch["image"], batch["text"])
+            loss = self.contrastive_loss(image_features, text_features, logit_scale)
+            self.log(f"{stage}/loss", loss, batch_size=batch_size, add_dataloader_idx=False, sync_dist=True)
+            self._retrieval_features.append((image_features.float(), text_features.float()))
+
+    def _log_retrieval(self, stage: str) -> None:
+        if not self._retrieval_features:
+            return
+        image_features = torch.cat([f[0] for f in self._retrieval_features])
+        text_features = torch.cat([f[1] for f in self._retrieval_features])
+        self._retrieval_features = []
+        if self.trainer.world_size > 1:
+            image_features = self.all_gather(image_features).flatten(0, 1)
+            text_features = self.all_gather(text_features).flatten(0, 1)
+        pairs = torch.arange(image_features.shape[0], device=image_features.device)
+        for name, value in retrieval_recall(image_features, text_features, pairs).items():
+            self.log(f"{stage}/{name}", value)

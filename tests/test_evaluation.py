@@ -1,0 +1,84 @@
+"""Zero-shot head, retrieval recall, optimiser groups and schedule, and the ShapesWorld data module."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lit_clip
+from lit_clip.datamodules import ShapesWorldCaptions
+from lit_clip.metrics import retrieval_recall
+from lit_clip.optim import warmup_cosine_schedule, weight_decay_groups
+
+
+def test_zeroshot_classifier_is_the_renormalised_mean_of_template_embeddings():
+    model = lit_clip.create_model("ViT-Micro-8").eval()
+    classnames, templates = ["red circle", "blue star"], ["a photo of a {}.", "a {}."]
+    classifier = lit_clip.build_zeroshot_classifier(model, classnames, templates)
+    assert classifier.shape == (model.config.embed_dim, 2)
+    for c, name in enumerate(classnames):
+        tokens = lit_clip.tokenize([t.format(name) for t in templates], context_length=model.context_length)
+        with torch.no_grad():
+            expected = F.normalize(F.normalize(model.encode_text(tokens), dim=-1).mean(0), dim=0)
+        torch.testing.assert_close(classifier[:, c], expected)
+
+
+def test_zeroshot_classifier_needs_names_and_templates():
+    with pytest.raises(ValueError, match="0 templates"):
+        lit_clip.build_zeroshot_classifier(lit_clip.create_model("ViT-Micro-8"), ["a"], [])
+
+
+def test_retrieval_recall_one_caption_per_image():
+    images = torch.eye(4)
+    texts = torch.eye(4)[[0, 1, 3, 2]]  # captions 2 and 3 point at the wrong images
+    metrics = retrieval_recall(images, texts, torch.arange(4), ks=(1, 2))
+    assert metrics["i2t_R@1"] == 0.5 and metrics["t2i_R@1"] == 0.5
+    # image 2: one other caption scores higher than its own, so it is a hit at 2; the tie at 0 is not "higher"
+    assert metrics["i2t_R@2"] == 1.0
+
+
+def test_retrieval_recall_image_to_text_is_a_hit_when_any_caption_is_in_the_top_k():
+    images = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=-1)
+    texts = F.normalize(torch.tensor([[1.0, 0.1], [0.2, 1.0], [0.9, 0.3], [1.0, 0.05]]), dim=-1)
+    text_to_image = torch.tensor([0, 1, 1, 0])  # image 1's captions are texts 1 and 2
+    metrics = retrieval_recall(images, texts, text_to_image, ks=(1,))
+    assert metrics["i2t_R@1"] == 1.0  # image 0's best text is its own caption 3; image 1's is caption 1
+    assert metrics["t2i_R@1"] == 0.75  # caption 2 is closer to image 0
+
+
+def test_weight_decay_groups_exempt_gains_biases_embeddings_and_logit_scale():
+    model = lit_clip.create_model("ViT-Micro-8")
+    decay, no_decay = weight_decay_groups(model, 0.2)
+    names = {id(p): n for n, p in model.named_parameters()}
+    exempt = {names[id(p)] for p in no_decay["params"]}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert {"logit_scale", "token_embedding.weight", "positional_embedding", "visual.class_embedding"} <= exempt
+    assert {"ln_final.weight", "ln_final.bias", "visual.transformer.resblocks.0.attn.in_proj_bias"} <= exempt
+    assert {"text_projection", "visual.proj", "visual.conv1.weight", "transformer.resblocks.0.mlp.c_fc.weight"} <= decayed
+    assert decay["weight_decay"] == 0.2 and no_decay["weight_decay"] == 0.0
+
+
+def test_warmup_then_cosine():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = warmup_cosine_schedule(optimizer, warmup_steps=10, total_steps=110)
+    lrs = []
+    for _ in range(110):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[60] == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lrs[-1] < 0.001
+
+
+def test_shapes_data_module_batches():
+    datamodule = ShapesWorldCaptions(image_size=32, batch_size=4, train_samples=8, val_samples=8, context_length=16)
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["image"].shape == (4, 3, 32, 32) and batch["text"].shape == (4, 16)
+    assert (batch["text"][:, 0] == 49406).all() and len(batch["caption"]) == 4
+    pairs, zeroshot = datamodule.val_dataloader()
+    classification = next(iter(zeroshot))
+    assert set(classification) == {"image", "label"} and classification["label"].max() < 64
+    assert len(zeroshot.dataset) == 8 * 64 and len(datamodule.classnames) == 64
+    # the same sample twice is the same image: workers and ranks agree without sharing state
+    torch.testing.assert_close(pairs.dataset[3]["image"], pairs.dataset[3]["image"])
