@@ -1,0 +1,18 @@
+"""Every notebook runs top to bottom: its code cells are executed in order in one namespace."""
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs(notebook):
+    namespace: dict = {}
+    for cell in json.loads(notebook.read_text())["cells"]:
+        if cell["cell_type"] == "code":
+            exec(compile("".join(cell["source"]), f"{notebook.name}", "exec"), namespace)
+    if "colour_accuracy" in namespace:  # the CLIP demo: colours are learnt within its 150 steps
+        assert namespace["colour_accuracy"] > 0.5
