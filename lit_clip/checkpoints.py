@@ -1,0 +1,481 @@
+"""Load CLIP weights from OpenAI, open_clip, Hugging Face and lit-clip checkpoints; export to HF and open_clip.
+
+:func:`load_clip` reads top-down: find the format of the source, read its
+tensors under our parameter names (OpenAI's, which open_clip kept), work out
+the architecture (from what the file records, else from the tensor shapes),
+then build the model and load every tensor strictly.
+
+What a file records about the activation (OpenAI's weights need QuickGELU,
+open_clip's LAION weights exact GELU; mixing them up costs a few points of
+accuracy without any error):
+
+- OpenAI's files (TorchScript archives, or state dicts with their
+  ``input_resolution`` / ``context_length`` / ``vocab_size`` entries): QuickGELU.
+- Hugging Face: ``hidden_act`` in config.json.
+- lit-clip: the ``-quickgelu`` suffix of the run's architecture name.
+- open_clip state dicts record nothing: exact GELU unless told otherwise.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from lit_clip.model import CLIP, CLIPConfig, TextConfig, VisionConfig, get_config
+
+# OpenAI's archives carry these as tensors next to the weights; they mark a file as OpenAI's.
+OPENAI_EXTRA_ENTRIES = ("input_resolution", "context_length", "vocab_size")
+# A path with one of these endings is a missing file, never a hub id.
+CHECKPOINT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".tar"}
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+HF_SAFETENSORS_FILES = ["model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors"]
+HF_BIN_FILE = "pytorch_model.bin"
+
+
+def load_clip(
+    source: str | os.PathLike, architecture: str | None = None, quick_gelu: bool | None = None
+) -> CLIP:
+    """Our :class:`~lit_clip.model.CLIP` with the weights of ``source``, in eval mode, fp32, on the CPU.
+
+    Args:
+        source: one of
+            - an OpenAI checkpoint: the TorchScript archive OpenAI distributes, or a plain state dict;
+            - an open_clip checkpoint: a state dict, or a training checkpoint ``{"state_dict": ...}``
+              (``module.`` prefixes are dropped); ``.safetensors`` files too;
+            - a Hugging Face CLIP model directory (config.json + model.safetensors or pytorch_model.bin),
+              or a hub id such as ``openai/clip-vit-base-patch32`` (ViT models only);
+            - a lit-clip Lightning checkpoint of :class:`~lit_clip.methods.CLIPPretraining`.
+        architecture: a name known to :func:`~lit_clip.model.get_config`; sets the geometry instead of
+            working it out. Needed when it cannot be read off the tensors: attention heads are assumed
+            to be 64 wide in OpenAI / open_clip files.
+        quick_gelu: the activation, overriding what the file records. open_clip state dicts record
+            nothing and load with exact GELU (right for LAION weights of non-``-quickgelu`` configs);
+            for OpenAI-trained or ``-quickgelu``-trained open_clip weights pass ``quick_gelu=True`` or
+            an ``-quickgelu`` architecture.
+
+    The activation is, in order: ``quick_gelu`` if given, what the file records, the ``-quickgelu``
+    suffix of ``architecture``, exact GELU.
+    """
+    checkpoint = _read(source)
+    if architecture is not None:
+        config, name = get_config(architecture), architecture
+    elif checkpoint.config is not None:
+        config, name = checkpoint.config, checkpoint.architecture or _describe(checkpoint.config)
+    else:
+        config = _infer_config(checkpoint.state_dict, source)
+        name = _describe(config)
+    activation = next(q for q in (quick_gelu, checkpoint.quick_gelu, config.quick_gelu) if q is not None)
+    config = dataclasses.replace(config, quick_gelu=activation)
+    # Built without memory or random initialisation: the checkpoint's tensors become the parameters.
+    # The bias value is a placeholder for the same reason.
+    with torch.device("meta"):
+        model = CLIP(config, init_logit_bias=0.0 if "logit_bias" in checkpoint.state_dict else None)
+    _load_strictly(model, checkpoint.state_dict, f"{source} ({checkpoint.kind})", name)
+    return model.eval()
+
+
+@dataclass
+class _Checkpoint:
+    """A file's tensors under our names, and what the file records about the architecture."""
+
+    state_dict: dict[str, Tensor]
+    kind: str
+    config: CLIPConfig | None = None
+    architecture: str | None = None
+    quick_gelu: bool | None = None
+
+
+# --- finding the format ----------------------------------------------------------------------------
+def _read(source: str | os.PathLike) -> _Checkpoint:
+    path = Path(source)
+    if path.is_dir():
+        return _read_hf_directory(path)
+    if path.is_file():
+        return _read_file(path)
+    # Only strings can be hub ids: a Path is meant as a file.
+    if isinstance(source, str) and HUB_ID.fullmatch(source) and path.suffix not in CHECKPOINT_SUFFIXES:
+        return _read_hf_directory(_download_from_hub(source))
+    raise FileNotFoundError(f"no checkpoint file or model directory at {str(source)!r}")
+
+
+def _read_file(path: Path) -> _Checkpoint:
+    if _is_torchscript(path):
+        # OpenAI's archives are TorchScript; only their tensors are used. torch.jit is deprecated,
+        # which is no concern of whoever loads OpenAI's files.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            state = dict(torch.jit.load(path, map_location="cpu").state_dict())
+        return _from_state_dict(state, "TorchScript archive", openai=True)
+    if path.suffix == ".safetensors":
+        state = load_file(path)
+        if any(key.startswith(("text_model.", "vision_model.")) for key in state):
+            raise ValueError(
+                f"{path} holds Hugging Face CLIP weights, whose geometry is in config.json: "
+                f"pass the directory holding both, load_clip({str(path.parent)!r})"
+            )
+        return _from_state_dict(state, "safetensors file")
+    try:
+        # Lightning and open_clip checkpoints hold only tensors, numbers, strings and containers,
+        # so they load without running arbitrary pickled code.
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises many types for a file that is not its own
+        raise ValueError(
+            f"{path} is not a checkpoint that torch.load can read safely ({type(error).__name__}: {error})"
+        ) from error
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} holds a {type(content).__name__}, not a checkpoint (a dict of tensors)")
+    if "pytorch-lightning_version" in content:
+        return _from_lightning(content)
+    if isinstance(content.get("state_dict"), dict):
+        return _from_state_dict(content["state_dict"], "training checkpoint")
+    return _from_state_dict(content, "state dict")
+
+
+def _is_torchscript(path: Path) -> bool:
+    """torch.jit.save writes a zip with a constants.pkl record; torch.save's zips have none."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.rsplit("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+
+
+# --- reading tensors under our names ---------------------------------------------------------------
+def _from_state_dict(state: dict, container: str, openai: bool = False) -> _Checkpoint:
+    """OpenAI's or open_clip's tensors, under our names already; OpenAI's extra entries mark OpenAI weights."""
+    # open_clip's training checkpoints come from DDP-wrapped models: keys start with `module.`.
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    openai = openai or any(key in state for key in OPENAI_EXTRA_ENTRIES)
+    if not openai:
+        return _Checkpoint(state, f"open_clip {container}")
+    for key in OPENAI_EXTRA_ENTRIES:
+        state.pop(key, None)
+    return _Checkpoint(state, f"OpenAI {container}", quick_gelu=True)
+
+
+def _from_lightning(content: dict) -> _Checkpoint:
+    # lit-clip methods keep the CLIP under `self.model`; the other entries (loss state, heads of
+    # follow-up methods) are not part of it.
+    state = {key.removeprefix("model."): value for key, value in content["state_dict"].items()
+             if key.startswith("model.")}  # fmt: skip
+    architecture = content.get("hyper_parameters", {}).get("architecture")
+    if architecture is None:
+        return _Checkpoint(state, "Lightning checkpoint")
+    config = get_config(architecture)
+    return _Checkpoint(state, "lit-clip checkpoint", config, architecture, config.quick_gelu)
+
+
+def _read_hf_directory(directory: Path) -> _Checkpoint:
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{directory} has no config.json, so it is not a Hugging Face model directory")
+    hf_config = json.loads(config_file.read_text())
+    if hf_config.get("model_type") != "clip":
+        raise ValueError(f"{directory} holds a {hf_config.get('model_type')!r} model, not a Hugging Face CLIPModel")
+    # Fields equal to transformers' defaults (those of openai/clip-vit-base-patch32) may be left out.
+    vision, text = hf_config.get("vision_config", {}), hf_config.get("text_config", {})
+    activations = {vision.get("hidden_act", "quick_gelu"), text.get("hidden_act", "quick_gelu")}
+    if len(activations) > 1 or not activations <= {"quick_gelu", "gelu"}:
+        raise ValueError(f"{directory}: activations {sorted(activations)} are not supported; lit-clip uses "
+                         "quick_gelu or exact gelu, the same in both towers")  # fmt: skip
+    if {vision.get("layer_norm_eps", 1e-5), text.get("layer_norm_eps", 1e-5)} != {1e-5}:
+        raise ValueError(f"{directory}: lit-clip's layer norms use eps 1e-5, this config asks for another")
+
+    state = _from_hf_names(_read_hf_weights(directory))
+    # The shapes give the geometry; only the head counts must come from the config.
+    vision_heads, text_heads = vision.get("num_attention_heads", 12), text.get("num_attention_heads", 8)
+    config = _infer_config(state, directory, vision_heads, text_heads)
+    return _Checkpoint(state, "Hugging Face CLIPModel", config, quick_gelu=activations == {"quick_gelu"})
+
+
+def _read_hf_weights(directory: Path) -> dict[str, Tensor]:
+    if (directory / "model.safetensors").is_file():
+        return load_file(directory / "model.safetensors")
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return {key: value for shard in shards for key, value in load_file(directory / shard).items()}
+    if (directory / HF_BIN_FILE).is_file():
+        return torch.load(directory / HF_BIN_FILE, map_location="cpu", weights_only=True)
+    raise FileNotFoundError(f"{directory} has a config.json but no model.safetensors or {HF_BIN_FILE}")
+
+
+def _download_from_hub(repo_id: str) -> Path:
+    import huggingface_hub  # only hub ids need it
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        # Repositories often hold the same weights in several formats: fetch one of them.
+        download = huggingface_hub.snapshot_download
+        directory = Path(download(repo_id, allow_patterns=["config.json", *HF_SAFETENSORS_FILES]))
+        if not any(directory.glob("*.safetensors")):
+            directory = Path(download(repo_id, allow_patterns=["config.json", HF_BIN_FILE]))
+    except LocalEntryNotFoundError as error:  # no connection (or offline mode) and no cached copy
+        raise ConnectionError(
+            f"could not reach the Hugging Face Hub to download {repo_id!r}, and it is not in the local cache. "
+            f"Download it on a machine with a connection, `hf download {repo_id} --local-dir DIR` "
+            f"(`huggingface-cli download {repo_id} --local-dir DIR` with older huggingface_hub), "
+            f"copy DIR here and call load_clip(DIR)."
+        ) from error
+    return directory
+
+
+# Our names (= OpenAI's) against Hugging Face's: whole names, or prefixes where they end in ".".
+_HF_NAMES = [
+    ("visual.transformer.resblocks.", "vision_model.encoder.layers."),
+    ("transformer.resblocks.", "text_model.encoder.layers."),
+    ("visual.class_embedding", "vision_model.embeddings.class_embedding"),
+    ("visual.conv1.", "vision_model.embeddings.patch_embedding."),
+    ("visual.positional_embedding", "vision_model.embeddings.position_embedding.weight"),
+    ("visual.ln_pre.", "vision_model.pre_layrnorm."),  # sic
+    ("visual.ln_post.", "vision_model.post_layernorm."),
+    ("visual.proj", "visual_projection.weight"),
+    ("token_embedding.", "text_model.embeddings.token_embedding."),
+    ("positional_embedding", "text_model.embeddings.position_embedding.weight"),
+    ("ln_final.", "text_model.final_layer_norm."),
+    ("text_projection", "text_projection.weight"),
+]
+# Within one transformer block.
+_HF_BLOCK_NAMES = [
+    ("attn.out_proj.", "self_attn.out_proj."),
+    ("ln_1.", "layer_norm1."),
+    ("ln_2.", "layer_norm2."),
+    ("mlp.c_fc.", "mlp.fc1."),
+    ("mlp.c_proj.", "mlp.fc2."),
+]
+# Ours multiply as `x @ P`; HF's are nn.Linear weights, `x @ W.T`.
+_HF_TRANSPOSED = {"visual.proj", "text_projection"}
+_HF_BLOCK = re.compile(r"((?:vision|text)_model\.encoder\.layers\.\d+\.)(.*)")
+
+
+def _rename(name: str, pairs: list[tuple[str, str]]) -> str:
+    for old, new in pairs:
+        if name == old or (old.endswith(".") and name.startswith(old)):
+            return new + name[len(old) :]
+    return name
+
+
+def _from_hf_names(hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
+    to_ours, block_to_ours = [(b, a) for a, b in _HF_NAMES], [(b, a) for a, b in _HF_BLOCK_NAMES]
+    state = {}
+    for name, tensor in hf_state.items():
+        if name.endswith("position_ids"):  # an arange buffer that older files store
+            continue
+        block = _HF_BLOCK.fullmatch(name)
+        if block:
+            prefix, part = block.groups()
+            if part.startswith(("self_attn.k_proj.", "self_attn.v_proj.")):
+                continue  # packed with q below
+            if part.startswith("self_attn.q_proj."):
+                # nn.MultiheadAttention's packed projection: q, k, v stacked in that order.
+                kind = part.removeprefix("self_attn.q_proj.")
+                tensor = torch.cat([hf_state[f"{prefix}self_attn.{p}_proj.{kind}"] for p in "qkv"])
+                part = f"attn.in_proj_{kind}"
+            name = prefix + _rename(part, block_to_ours)
+        key = _rename(name, to_ours)
+        state[key] = tensor.T if key in _HF_TRANSPOSED else tensor
+    return state
+
+
+def _to_hf_names(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    hf_state = {}
+    for key, tensor in state.items():
+        name = _rename(key, _HF_NAMES)
+        block = _HF_BLOCK.fullmatch(name)
+        if block and block[2].startswith("attn.in_proj_"):
+            kind = block[2].removeprefix("attn.in_proj_")
+            for p, part in zip("qkv", tensor.chunk(3)):
+                hf_state[f"{block[1]}self_attn.{p}_proj.{kind}"] = part
+            continue
+        if block:
+            name = block[1] + _rename(block[2], _HF_BLOCK_NAMES)
+        hf_state[name] = tensor.T if key in _HF_TRANSPOSED else tensor
+    return hf_state
+
+
+# --- working out the architecture ------------------------------------------------------------------
+def _infer_config(
+    state: dict[str, Tensor],
+    source: str | os.PathLike,
+    vision_heads: int | None = None,
+    text_heads: int | None = None,
+) -> CLIPConfig:
+    """The geometry from the tensor shapes; heads, which shapes do not show, default to 64 wide."""
+
+    def blocks(prefix: str) -> int:
+        return len({key[len(prefix) :].split(".")[0] for key in state if key.startswith(prefix)})
+
+    def heads(width: int, tower: str) -> int:
+        if width % 64:
+            raise ValueError(
+                f"cannot tell the attention heads of {source}'s {tower} tower (width {width} is not a multiple "
+                "of 64): pass architecture=<one of lit_clip.architecture_names()>"
+            )
+        return width // 64
+
+    try:
+        if "visual.proj" in state:  # a ViT; ModifiedResNets pool with attention instead
+            conv = state["visual.conv1.weight"]
+            width, patch = conv.shape[0], conv.shape[-1]
+            grid = math.isqrt(state["visual.positional_embedding"].shape[0] - 1)
+            vision = VisionConfig(
+                image_size=patch * grid,
+                layers=blocks("visual.transformer.resblocks."),
+                width=width,
+                patch_size=patch,
+                head_width=width // (vision_heads or heads(width, "image")),
+                mlp_ratio=_mlp_ratio(state["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0], width),
+            )
+        else:
+            vision = VisionConfig(
+                image_size=32 * math.isqrt(state["visual.attnpool.positional_embedding"].shape[0] - 1),
+                layers=tuple(blocks(f"visual.layer{stage}.") for stage in (1, 2, 3, 4)),
+                width=state["visual.layer1.0.conv1.weight"].shape[0],
+            )
+        width = state["ln_final.weight"].shape[0]
+        text = TextConfig(
+            context_length=state["positional_embedding"].shape[0],
+            vocab_size=state["token_embedding.weight"].shape[0],
+            width=width,
+            heads=text_heads or heads(width, "text"),
+            layers=blocks("transformer.resblocks."),
+            mlp_ratio=_mlp_ratio(state["transformer.resblocks.0.mlp.c_fc.weight"].shape[0], width),
+        )
+        return CLIPConfig(embed_dim=state["text_projection"].shape[1], vision=vision, text=text)
+    except KeyError as missing:
+        raise ValueError(
+            f"{source} is not a CLIP checkpoint in OpenAI / open_clip layout: it has no {missing}, which the "
+            f"architecture is read from (its first keys: {list(state)[:5]}); with architecture=NAME, load_clip "
+            "lists all that does not fit NAME"
+        ) from None
+
+
+def _mlp_ratio(hidden: int, width: int) -> float:
+    """A ratio that the towers' ``int(width * mlp_ratio)`` turns back into ``hidden`` (15 / 11 * 11 < 15)."""
+    ratio = hidden / width
+    while int(width * ratio) < hidden:
+        ratio = math.nextafter(ratio, math.inf)
+    return ratio
+
+
+def _describe(config: CLIPConfig) -> str:
+    vision, text = config.vision, config.text
+    if vision.is_resnet:
+        image = f"ModifiedResNet {list(vision.layers)} width {vision.width}"
+    else:
+        image = f"ViT width {vision.width} x {vision.layers} layers, patch {vision.patch_size}"
+    return (f"CLIP({image}, {vision.image_size} px; text width {text.width} x {text.layers} layers, "
+            f"context {text.context_length}; embed {config.embed_dim})")  # fmt: skip
+
+
+# --- building and loading --------------------------------------------------------------------------
+def _load_strictly(model: CLIP, state: dict[str, Tensor], source: str, name: str, shown: int = 5) -> None:
+    """``load_state_dict(strict=True)`` into a model on the meta device, with one error that lists what
+    does not fit, with shapes."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    mismatched = [
+        f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
+        for key in expected
+        if key in state and state[key].shape != expected[key].shape
+    ]
+    problems = [
+        f"{label}: {', '.join(items[:shown])}" + (f" and {len(items) - shown} more" if len(items) > shown else "")
+        for label, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape mismatch (checkpoint vs model)", mismatched),
+        )
+        if items
+    ]
+    if problems:
+        raise ValueError(f"checkpoint {source} does not fit {name}: " + "; ".join(problems))
+    # fp32 (OpenAI's archives hold fp16), and contiguous (HF's projections arrive transposed).
+    state = {
+        key: tensor.to(torch.float32, memory_format=torch.contiguous_format) if tensor.is_floating_point() else tensor
+        for key, tensor in state.items()
+    }
+    model.load_state_dict(state, assign=True)
+
+
+# --- export ----------------------------------------------------------------------------------------
+def save_huggingface(model: CLIP, directory: str | os.PathLike) -> None:
+    """Write config.json + model.safetensors that ``transformers.CLIPModel.from_pretrained(directory)`` loads.
+
+    ViT models only: transformers has no ModifiedResNet. A ``logit_bias`` (SigLIP loss) is written
+    too; transformers' CLIPModel has no such parameter and ignores it, :func:`load_clip` reads it back.
+    """
+    if model.config.vision.is_resnet:
+        raise ValueError(
+            "Hugging Face's CLIPModel has only ViT image towers and this model has a ModifiedResNet; "
+            "save it with save_open_clip instead"
+        )
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    # safetensors wants each tensor contiguous in its own memory (q, k, v are views of one tensor).
+    tensors = {
+        name: tensor.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+        for name, tensor in _to_hf_names(model.state_dict()).items()
+    }
+    save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
+    (directory / "config.json").write_text(json.dumps(_hf_config(model.config), indent=2) + "\n")
+
+
+def _hf_config(config: CLIPConfig) -> dict:
+    vision, text = config.vision, config.text
+    activation = "quick_gelu" if config.quick_gelu else "gelu"
+    return {
+        "architectures": ["CLIPModel"],
+        "model_type": "clip",
+        "projection_dim": config.embed_dim,
+        "text_config": {
+            "hidden_size": text.width,
+            "intermediate_size": int(text.width * text.mlp_ratio),
+            "num_hidden_layers": text.layers,
+            "num_attention_heads": text.heads,
+            "max_position_embeddings": text.context_length,
+            "vocab_size": text.vocab_size,
+            "projection_dim": config.embed_dim,
+            "hidden_act": activation,
+            "layer_norm_eps": 1e-5,
+            # HF pools at the first EOS, ours at the highest id: the same when EOS is the last id,
+            # as in CLIP's vocabulary (SOT 49406, EOT 49407). lit_clip.tokenize pads with 0.
+            "bos_token_id": text.vocab_size - 2,
+            "eos_token_id": text.vocab_size - 1,
+            "pad_token_id": 0,
+        },
+        "vision_config": {
+            "hidden_size": vision.width,
+            "intermediate_size": int(vision.width * vision.mlp_ratio),
+            "num_hidden_layers": vision.layers,
+            "num_attention_heads": vision.width // vision.head_width,
+            "image_size": vision.image_size,
+            "patch_size": vision.patch_size,
+            "projection_dim": config.embed_dim,
+            "hidden_act": activation,
+            "layer_norm_eps": 1e-5,
+        },
+    }
+
+
+def save_open_clip(model: CLIP, path: str | os.PathLike) -> None:
+    """Write the weights as a plain state dict in open_clip's (= OpenAI's) layout.
+
+    open_clip loads it strictly into a model of the same geometry and activation, e.g.
+    ``open_clip.create_model("ViT-B-32", pretrained=path)`` for our ``ViT-B-32`` (``NAME-quickgelu`` for
+    a QuickGELU model). open_clip's text attention mask is a non-persistent buffer, not part of the file.
+    """
+    torch.save({key: tensor.detach().cpu() for key, tensor in model.state_dict().items()}, path)
+
+
+__all__ = ["load_clip", "save_huggingface", "save_open_clip"]
