@@ -1,10 +1,13 @@
 """Image preprocessing shared by the data modules."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+from torchvision import transforms as T
 
 # The normalisation every CLIP checkpoint was trained with.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -24,3 +27,26 @@ def denormalize(images: Tensor) -> Tensor:
     mean = torch.tensor(CLIP_MEAN, device=images.device).view(-1, 3, 1, 1)
     std = torch.tensor(CLIP_STD, device=images.device).view(-1, 3, 1, 1)
     return (images.float() * std + mean).clamp(0, 1)
+
+
+def clip_eval_transform(image_size: int) -> Callable[[Image.Image], Tensor]:
+    """CLIP's evaluation preprocessing of a PIL image into a normalised ``[3, image_size, image_size]`` tensor.
+
+    Resize the short side to ``image_size`` (bicubic, antialiased), centre crop, convert to
+    RGB, scale to [0, 1] and normalise with CLIP's mean and std: the same pixels as
+    open_clip's ``image_transform(image_size, is_train=False)``.
+    """
+    return T.Compose(
+        [
+            T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC, antialias=True),
+            T.CenterCrop(image_size),
+            # After the resize, as open_clip does: a palette image resizes differently from its RGB version.
+            _to_rgb,
+            T.ToTensor(),
+            T.Normalize(CLIP_MEAN, CLIP_STD),
+        ]
+    )
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    return image.convert("RGB")

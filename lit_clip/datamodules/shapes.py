@@ -124,3 +124,52 @@ class ShapesWorldCaptions(L.LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return self._evaluation_loaders("test")
+
+
+class ShapesWorldClassification(L.LightningDataModule):
+    """Single-object images labelled over a ShapesWorld vocabulary (``color_shape``: 64 classes).
+
+    The embedded stand-in for a classification data set: zero-shot evaluation reads
+    ``classnames`` and ``templates``; the linear probe also uses the training split.
+    """
+
+    def __init__(
+        self,
+        vocabulary: str = "color_shape",
+        image_size: int = 64,
+        seed: int = 0,
+        train_per_class: int = 16,
+        val_per_class: int = 4,
+        test_per_class: int = 16,
+        templates: Sequence[str] = SHAPES_TEMPLATES,
+        batch_size: int = 128,
+        num_workers: int = 0,
+    ):
+        """
+        Args:
+            vocabulary: ``color_shape`` (64 classes), ``shape`` (8) or ``color`` (8).
+            image_size: side of the square images in pixels.
+            seed: the world's seed.
+            train_per_class, val_per_class, test_per_class: images per class in each split.
+            templates: zero-shot prompt templates with one ``{}`` for the class name.
+            batch_size, num_workers: DataLoader settings.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.world = ShapesWorld(image_size=image_size, seed=seed)
+        self.classnames = class_names(vocabulary)
+        self.templates = list(templates)
+
+    def _loader(self, split: str, per_class: int) -> DataLoader:
+        h = self.hparams
+        dataset = ShapesClassificationDataset(self.world, split, per_class * len(self.classnames), h.vocabulary)
+        return DataLoader(dataset, batch_size=h.batch_size, num_workers=h.num_workers, persistent_workers=h.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.hparams.train_per_class)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.hparams.val_per_class)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.hparams.test_per_class)

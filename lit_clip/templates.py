@@ -1,0 +1,162 @@
+"""Prompt template sets for zero-shot classifiers: format strings with one ``{}`` for the class name.
+
+``resolve_templates`` turns a config value (a set's name or an explicit list) into
+the list of templates that :func:`lit_clip.zeroshot.build_zeroshot_classifier` formats.
+"""
+from __future__ import annotations
+
+from string import Formatter
+from typing import Sequence
+
+# OpenAI's 80 ImageNet templates (CLIP's "Prompt_Engineering_for_ImageNet" notebook), in
+# their order: the ensemble behind the published ImageNet zero-shot numbers.
+OPENAI_IMAGENET_TEMPLATES: tuple[str, ...] = (
+    "a bad photo of a {}.",
+    "a photo of many {}.",
+    "a sculpture of a {}.",
+    "a photo of the hard to see {}.",
+    "a low resolution photo of the {}.",
+    "a rendering of a {}.",
+    "graffiti of a {}.",
+    "a bad photo of the {}.",
+    "a cropped photo of the {}.",
+    "a tattoo of a {}.",
+    "the embroidered {}.",
+    "a photo of a hard to see {}.",
+    "a bright photo of a {}.",
+    "a photo of a clean {}.",
+    "a photo of a dirty {}.",
+    "a dark photo of the {}.",
+    "a drawing of a {}.",
+    "a photo of my {}.",
+    "the plastic {}.",
+    "a photo of the cool {}.",
+    "a close-up photo of a {}.",
+    "a black and white photo of the {}.",
+    "a painting of the {}.",
+    "a painting of a {}.",
+    "a pixelated photo of the {}.",
+    "a sculpture of the {}.",
+    "a bright photo of the {}.",
+    "a cropped photo of a {}.",
+    "a plastic {}.",
+    "a photo of the dirty {}.",
+    "a jpeg corrupted photo of a {}.",
+    "a blurry photo of the {}.",
+    "a photo of the {}.",
+    "a good photo of the {}.",
+    "a rendering of the {}.",
+    "a {} in a video game.",
+    "a photo of one {}.",
+    "a doodle of a {}.",
+    "a close-up photo of the {}.",
+    "a photo of a {}.",
+    "the origami {}.",
+    "the {} in a video game.",
+    "a sketch of a {}.",
+    "a doodle of the {}.",
+    "a origami {}.",
+    "a low resolution photo of a {}.",
+    "the toy {}.",
+    "a rendition of the {}.",
+    "a photo of the clean {}.",
+    "a photo of a large {}.",
+    "a rendition of a {}.",
+    "a photo of a nice {}.",
+    "a photo of a weird {}.",
+    "a blurry photo of a {}.",
+    "a cartoon {}.",
+    "art of a {}.",
+    "a sketch of the {}.",
+    "a embroidered {}.",
+    "a pixelated photo of a {}.",
+    "itap of the {}.",
+    "a jpeg corrupted photo of the {}.",
+    "a good photo of a {}.",
+    "a plushie {}.",
+    "a photo of the nice {}.",
+    "a photo of the small {}.",
+    "a photo of the weird {}.",
+    "the cartoon {}.",
+    "art of the {}.",
+    "a drawing of the {}.",
+    "a photo of the large {}.",
+    "a black and white photo of a {}.",
+    "the plushie {}.",
+    "a dark photo of a {}.",
+    "itap of a {}.",
+    "graffiti of the {}.",
+    "a toy {}.",
+    "itap of my {}.",
+    "a photo of a cool {}.",
+    "a photo of a small {}.",
+    "a tattoo of the {}.",
+)
+
+# The 7 of those that the same notebook found best as a small ensemble.
+SIMPLE_TEMPLATES: tuple[str, ...] = (
+    "itap of a {}.",
+    "a bad photo of the {}.",
+    "a origami {}.",
+    "a photo of the large {}.",
+    "a {} in a video game.",
+    "art of the {}.",
+    "a photo of the small {}.",
+)
+
+# CoOp's single hand-written prompt per few-shot data set (CUSTOM_TEMPLATES in its zero-shot CLIP
+# trainer): the zero-shot baseline of CoOp, CoCoOp, MaPLe, CLIP-Adapter and Tip-Adapter.
+COOP_TEMPLATES: dict[str, str] = {
+    "ImageNet": "a photo of a {}.",
+    "Caltech101": "a photo of a {}.",
+    "OxfordPets": "a photo of a {}, a type of pet.",
+    "StanfordCars": "a photo of a {}.",
+    "OxfordFlowers": "a photo of a {}, a type of flower.",
+    "Food101": "a photo of {}, a type of food.",
+    "FGVCAircraft": "a photo of a {}, a type of aircraft.",
+    "SUN397": "a photo of a {}.",
+    "DescribableTextures": "{} texture.",
+    "EuroSAT": "a centered satellite photo of {}.",
+    "UCF101": "a photo of a person doing {}.",
+}
+
+_NAMED_SETS: dict[str, tuple[str, ...]] = {
+    "openai_imagenet": OPENAI_IMAGENET_TEMPLATES,
+    "simple": SIMPLE_TEMPLATES,
+    **{f"coop:{dataset}": (template,) for dataset, template in COOP_TEMPLATES.items()},
+}
+
+
+def resolve_templates(spec: str | Sequence[str]) -> list[str]:
+    """The templates a config names: "openai_imagenet", "simple", "coop:<DataSet>", or an explicit list.
+
+    Every template of an explicit list must hold exactly one ``{}``.
+    """
+    if isinstance(spec, str):
+        if spec not in _NAMED_SETS:
+            raise ValueError(
+                f"unknown template set {spec!r}; expected one of {list(_NAMED_SETS)} "
+                'or a list of templates such as ["a photo of a {}."]'
+            )
+        return list(_NAMED_SETS[spec])
+    templates = list(spec)
+    if not templates:
+        raise ValueError(f"the template list is empty; give templates or one of the named sets {list(_NAMED_SETS)}")
+    for template in templates:
+        if not _has_one_slot(template):
+            raise ValueError(
+                f"template {template!r} must be a string with exactly one '{{}}' for the class name; "
+                f"or use one of the named sets {list(_NAMED_SETS)}"
+            )
+    return templates
+
+
+def _has_one_slot(template: object) -> bool:
+    """True for a string whose only replacement field is a bare ``{}`` (no name, conversion or format spec)."""
+    if not isinstance(template, str):
+        return False
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in Formatter().parse(template) if name is not None]
+    except ValueError:  # unbalanced braces
+        return False
+    return fields == [("", "", None)]
