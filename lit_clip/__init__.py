@@ -4,6 +4,7 @@ The plain-torch layer (towers, tokenizer, losses, zero-shot head) imports
 without Lightning; methods live in ``lit_clip.methods``, data in
 ``lit_clip.datamodules``, dashboard pictures in ``lit_clip.callbacks``.
 """
+from lit_clip.checkpoints import load_clip, save_huggingface, save_open_clip
 from lit_clip.losses import ClipLoss, SigLipLoss
 from lit_clip.model import ARCHITECTURES, CLIP, architecture_names, create_model
 from lit_clip.tokenizer import Tokenizer, tokenize
@@ -18,5 +19,8 @@ __all__ = [
     "architecture_names",
     "build_zeroshot_classifier",
     "create_model",
+    "load_clip",
+    "save_huggingface",
+    "save_open_clip",
     "tokenize",
 ]

@@ -10,21 +10,11 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
 
 from lit_clip.model import CLIP
 from lit_clip.tokenizer import tokenize
-
-# The 7 templates OpenAI's notebook found best as a small ensemble for ImageNet.
-SIMPLE_TEMPLATES: tuple[str, ...] = (
-    "itap of a {}.",
-    "a bad photo of the {}.",
-    "a origami {}.",
-    "a photo of the large {}.",
-    "a {} in a video game.",
-    "art of the {}.",
-    "a photo of the small {}.",
-)
 
 
 @torch.no_grad()
@@ -50,3 +40,34 @@ def build_zeroshot_classifier(
         embeddings.append(F.normalize(model.encode_text(tokens).float(), dim=-1))
     per_template = torch.cat(embeddings).view(len(classnames), len(templates), -1)
     return F.normalize(per_template.mean(dim=1), dim=-1).T
+
+
+class ZeroShotHead(nn.Module):
+    """A text classifier built from class names x templates, scoring images with micro top-1 / top-5.
+
+    ``build`` once per evaluation (the text tower may have changed), then per batch
+    ``logits = head(image_features)`` and ``head.update(logits, labels)``. Micro
+    accuracy is what the CLIP paper reports (torchmetrics defaults to macro).
+    """
+
+    def __init__(self, logit_scale: float = 100.0):
+        super().__init__()
+        self.logit_scale = logit_scale
+        self.classifier: Tensor | None = None
+        self.top1: MulticlassAccuracy | None = None
+        self.top5: MulticlassAccuracy | None = None
+
+    def build(self, model: CLIP, classnames: Sequence[str], templates: Sequence[str]) -> None:
+        self.classifier = build_zeroshot_classifier(model, classnames, templates)
+        num_classes = len(classnames)
+        if self.top1 is None or self.top1.num_classes != num_classes:
+            device = self.classifier.device
+            self.top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro").to(device)
+            self.top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro").to(device)
+
+    def forward(self, image_features: Tensor) -> Tensor:
+        return self.logit_scale * F.normalize(image_features.float(), dim=-1) @ self.classifier
+
+    def update(self, logits: Tensor, labels: Tensor) -> None:
+        self.top1(logits, labels)
+        self.top5(logits, labels)

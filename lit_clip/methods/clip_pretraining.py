@@ -18,14 +18,12 @@ from typing import Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
-from torchmetrics.classification import MulticlassAccuracy
 
 from lit_clip.losses import ClipLoss, SigLipLoss
 from lit_clip.metrics import retrieval_recall
 from lit_clip.model import create_model
 from lit_clip.optim import warmup_cosine_schedule, weight_decay_groups
-from lit_clip.zeroshot import build_zeroshot_classifier
+from lit_clip.zeroshot import ZeroShotHead
 
 MAX_LOGIT_SCALE = math.log(100)
 
@@ -65,10 +63,7 @@ class CLIPPretraining(L.LightningModule):
         else:
             raise ValueError(f"unknown loss {loss!r}; expected 'clip' or 'siglip'")
         self.model.set_grad_checkpointing(grad_checkpointing)
-        # micro-averaged top-k, as the CLIP paper reports (torchmetrics defaults to macro)
-        self.zeroshot_top1: MulticlassAccuracy | None = None
-        self.zeroshot_top5: MulticlassAccuracy | None = None
-        self.classifier: torch.Tensor | None = None
+        self.zeroshot = ZeroShotHead()
         self._retrieval_features: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     # --- training ---------------------------------------------------------------------------------
@@ -119,28 +114,17 @@ class CLIPPretraining(L.LightningModule):
         """Build the zero-shot text classifier once per evaluation, from the data module's classes."""
         self._retrieval_features = []
         datamodule = self.trainer.datamodule
-        classnames = getattr(datamodule, "classnames", None)
-        if not classnames:
-            self.classifier = None
-            return
-        self.classifier = build_zeroshot_classifier(self.model, classnames, datamodule.templates)
-        if self.zeroshot_top1 is None or self.zeroshot_top1.num_classes != len(classnames):
-            self.zeroshot_top1 = MulticlassAccuracy(len(classnames), top_k=1, average="micro").to(self.device)
-            self.zeroshot_top5 = MulticlassAccuracy(
-                len(classnames), top_k=min(5, len(classnames)), average="micro"
-            ).to(self.device)
+        if getattr(datamodule, "classnames", None):
+            self.zeroshot.build(self.model, datamodule.classnames, datamodule.templates)
 
     def _evaluation_step(self, batch: dict, stage: str) -> None:
         batch_size = batch["image"].shape[0]
         if "label" in batch:
-            if self.classifier is None:
+            if self.zeroshot.classifier is None:
                 raise RuntimeError("a classification batch arrived but the data module names no `classnames`")
-            image_features = F.normalize(self.model.encode_image(batch["image"]).float(), dim=-1)
-            logits = 100.0 * image_features @ self.classifier
-            self.zeroshot_top1(logits, batch["label"])
-            self.zeroshot_top5(logits, batch["label"])
-            self.log(f"{stage}/zeroshot_top1", self.zeroshot_top1, batch_size=batch_size, add_dataloader_idx=False)
-            self.log(f"{stage}/zeroshot_top5", self.zeroshot_top5, batch_size=batch_size, add_dataloader_idx=False)
+            self.zeroshot.update(self.zeroshot(self.model.encode_image(batch["image"])), batch["label"])
+            self.log(f"{stage}/zeroshot_top1", self.zeroshot.top1, batch_size=batch_size, add_dataloader_idx=False)
+            self.log(f"{stage}/zeroshot_top5", self.zeroshot.top5, batch_size=batch_size, add_dataloader_idx=False)
         else:
             image_features, text_features, logit_scale = self.model(batch["image"], batch["text"])
             loss = self.contrastive_loss(image_features, text_features, logit_scale)

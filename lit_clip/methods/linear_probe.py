@@ -1,0 +1,119 @@
+"""Linear probe (Radford et al., 2021, section 3.2): how linearly separable are the frozen image features?
+
+The CLIP paper's protocol: extract features of the training, validation and test
+images with the frozen image tower; fit an L2-regularised logistic regression on
+the training features for each regularisation strength of a log-spaced sweep;
+keep the strength with the best validation accuracy; refit on training +
+validation features with it; report test accuracy.
+
+The regression is solved with full-batch L-BFGS in torch (on the GPU when there is
+one) instead of scikit-learn, whose solver the paper used: the objective is the
+same, ``C * sum(cross_entropy) + ||W||^2 / 2`` (scikit-learn's ``C``), written as a
+mean over samples. Features are the image embeddings of ``encode_image``, as in
+the CLIP repository's linear-probe example.
+
+Run with ``lit-clip test``: the fitting happens at the start of the test epoch, the
+test loop then scores the held-out images.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from torchmetrics.classification import MulticlassAccuracy
+
+from lit_clip.checkpoints import load_clip
+
+# scikit-learn's C from 1e-6 to 1e6, every half decade (the paper swept the same range).
+DEFAULT_C_GRID = tuple(10.0 ** (k / 2) for k in range(-12, 13))
+
+
+def fit_logistic_regression(features: Tensor, labels: Tensor, num_classes: int, C: float, max_iter: int = 1000) -> nn.Linear:
+    """Multinomial logistic regression minimising ``mean CE + ||W||^2 / (2 C N)`` (bias not penalised)."""
+    linear = nn.Linear(features.shape[1], num_classes).to(features.device)
+    nn.init.zeros_(linear.weight)
+    nn.init.zeros_(linear.bias)
+    l2 = 1.0 / (C * features.shape[0])
+    optimizer = torch.optim.LBFGS(
+        linear.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=1e-7, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(linear(features), labels) + 0.5 * l2 * linear.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return linear.requires_grad_(False)
+
+
+class LinearProbe(L.LightningModule):
+    def __init__(
+        self,
+        pretrained: str,
+        architecture: str | None = None,
+        quick_gelu: bool | None = None,
+        C_grid: Sequence[float] = DEFAULT_C_GRID,
+        max_iter: int = 1000,
+    ):
+        """
+        Args:
+            pretrained: CLIP weights (see ``lit_clip.load_clip``).
+            architecture: the architecture name, when it cannot be inferred from the weights.
+            quick_gelu: force the activation; by default it is read from the checkpoint's format.
+            C_grid: inverse L2 strengths to sweep on the validation split (scikit-learn's ``C``).
+            max_iter: L-BFGS iterations per fit.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = load_clip(pretrained, architecture=architecture, quick_gelu=quick_gelu).requires_grad_(False)
+        self.classifier: nn.Linear | None = None
+        self.top1: MulticlassAccuracy | None = None
+        self.top5: MulticlassAccuracy | None = None
+
+    @torch.no_grad()
+    def extract_features(self, loader: DataLoader) -> tuple[Tensor, Tensor]:
+        features, labels = [], []
+        for batch in loader:
+            features.append(self.model.encode_image(batch["image"].to(self.device)).float())
+            labels.append(batch["label"].to(self.device))
+        return torch.cat(features), torch.cat(labels)
+
+    @torch.inference_mode(False)  # Lightning tests in inference mode, where nothing can be fitted
+    def on_test_epoch_start(self) -> None:
+        datamodule = self.trainer.datamodule
+        num_classes = len(datamodule.classnames)
+        train = self.extract_features(datamodule.train_dataloader())
+        val = self.extract_features(datamodule.val_dataloader())
+        accuracies = []
+        for C in self.hparams.C_grid:
+            classifier = fit_logistic_regression(*train, num_classes, C, self.hparams.max_iter)
+            accuracies.append((classifier(val[0]).argmax(dim=-1) == val[1]).float().mean().item())
+        best = max(range(len(accuracies)), key=accuracies.__getitem__)
+        best_C = self.hparams.C_grid[best]
+        rank_zero_info(
+            "linear probe sweep (C: val top-1): "
+            + ", ".join(f"{C:.0e}: {acc:.3f}" for C, acc in zip(self.hparams.C_grid, accuracies))
+            + f"; refitting on train + val with C={best_C:.0e}"
+        )
+        features, labels = torch.cat([train[0], val[0]]), torch.cat([train[1], val[1]])
+        self.classifier = fit_logistic_regression(features, labels, num_classes, best_C, self.hparams.max_iter)
+        self.log("test/best_C", best_C)
+        self.log("test/val_top1_at_best_C", accuracies[best])
+        if self.top1 is None:
+            self.top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro").to(self.device)
+            self.top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro").to(self.device)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self.classifier(self.model.encode_image(batch["image"]).float())
+        self.top1(logits, batch["label"])
+        self.top5(logits, batch["label"])
+        batch_size = batch["label"].shape[0]
+        self.log("test/top1", self.top1, batch_size=batch_size, prog_bar=True)
+        self.log("test/top5", self.top5, batch_size=batch_size)

@@ -1,0 +1,62 @@
+"""Zero-shot classification (Radford et al., 2021, section 3.1.2): classify images with no training.
+
+Every class name is written into each prompt template ("a photo of a {}."), the
+text tower embeds the prompts, and the class's classifier weight is the
+renormalised mean of its prompts' normalised embeddings. An image's logits are
+``100 * normalize(image_features) @ W``; accuracy is micro top-1 / top-5, as the
+paper reports.
+
+Use it with ``lit-clip test`` or ``lit-clip validate`` and any classification data
+module that names its ``classnames`` and ``templates``.
+"""
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from lit_clip.checkpoints import load_clip
+from lit_clip.zeroshot import ZeroShotHead
+
+
+class ZeroShotClassifier(L.LightningModule):
+    def __init__(self, pretrained: str, architecture: str | None = None, quick_gelu: bool | None = None):
+        """
+        Args:
+            pretrained: CLIP weights: an OpenAI or open_clip checkpoint file, a Hugging Face model directory
+                or hub id, or a lit-clip checkpoint (see ``lit_clip.load_clip``).
+            architecture: the architecture name, when it cannot be inferred from the weights.
+            quick_gelu: force the activation; by default it is read from the checkpoint's format.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = load_clip(pretrained, architecture=architecture, quick_gelu=quick_gelu).requires_grad_(False)
+        self.head = ZeroShotHead()
+
+    def _start(self) -> None:
+        datamodule = self.trainer.datamodule
+        self.head.build(self.model, datamodule.classnames, datamodule.templates)
+
+    def on_validation_epoch_start(self) -> None:
+        self._start()
+
+    def on_test_epoch_start(self) -> None:
+        self._start()
+
+    def _step(self, batch: dict, stage: str) -> None:
+        logits = self.head(self.model.encode_image(batch["image"]))
+        self.head.update(logits, batch["label"])
+        batch_size = batch["label"].shape[0]
+        self.log(f"{stage}/top1", self.head.top1, batch_size=batch_size, prog_bar=True)
+        self.log(f"{stage}/top5", self.head.top5, batch_size=batch_size)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """Class probabilities ``[batch, classes]``."""
+        if self.head.classifier is None:
+            self._start()
+        return self.head(self.model.encode_image(batch["image"])).softmax(dim=-1)
