@@ -82,3 +82,13 @@ def test_shapes_data_module_batches():
     assert len(zeroshot.dataset) == 8 * 64 and len(datamodule.classnames) == 64
     # the same sample twice is the same image: workers and ranks agree without sharing state
     torch.testing.assert_close(pairs.dataset[3]["image"], pairs.dataset[3]["image"])
+
+
+def test_pretraining_can_start_from_pretrained_weights(lit_clip_checkpoint):
+    from lit_clip.methods import CLIPPretraining
+
+    reference = lit_clip.load_clip(lit_clip_checkpoint)
+    module = CLIPPretraining(pretrained=str(lit_clip_checkpoint), loss="siglip")
+    assert module.model.training and module.model.logit_bias.item() == -10.0
+    for name, tensor in reference.state_dict().items():
+        torch.testing.assert_close(module.model.state_dict()[name], tensor)

@@ -18,7 +18,9 @@ from typing import Literal
 
 import lightning as L
 import torch
+from torch import nn
 
+from lit_clip.checkpoints import load_clip
 from lit_clip.losses import ClipLoss, SigLipLoss
 from lit_clip.metrics import retrieval_recall
 from lit_clip.model import create_model
@@ -32,6 +34,7 @@ class CLIPPretraining(L.LightningModule):
     def __init__(
         self,
         architecture: str = "ViT-Tiny-8",
+        pretrained: str | None = None,
         loss: Literal["clip", "siglip"] = "clip",
         local_loss: bool = True,
         lr: float = 5e-4,
@@ -45,6 +48,8 @@ class CLIPPretraining(L.LightningModule):
         """
         Args:
             architecture: a name from ``lit_clip.model.ARCHITECTURES`` (``-quickgelu`` for OpenAI's activation).
+            pretrained: start from these CLIP weights (see ``lit_clip.load_clip``) instead of a random
+                ``architecture``, whose geometry is then read from the weights.
             loss: ``clip`` (symmetric InfoNCE) or ``siglip`` (pairwise sigmoid, with a learned bias).
             local_loss: under DDP, score local rows against gathered columns (same gradients, less memory).
             lr, weight_decay, betas, eps: AdamW; no decay on gains, biases, norms, embeddings, logit scale.
@@ -54,14 +59,18 @@ class CLIPPretraining(L.LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        if loss == "siglip":
-            self.model = create_model(architecture, init_logit_scale=math.log(10), init_logit_bias=-10.0)
-            self.loss = SigLipLoss()
-        elif loss == "clip":
-            self.model = create_model(architecture)
-            self.loss = ClipLoss(local_loss=local_loss)
-        else:
+        if loss not in ("clip", "siglip"):
             raise ValueError(f"unknown loss {loss!r}; expected 'clip' or 'siglip'")
+        siglip = loss == "siglip"
+        if pretrained is not None:
+            self.model = load_clip(pretrained).train()
+            if siglip and self.model.logit_bias is None:
+                self.model.logit_bias = nn.Parameter(torch.tensor(-10.0))
+        elif siglip:
+            self.model = create_model(architecture, init_logit_scale=math.log(10), init_logit_bias=-10.0)
+        else:
+            self.model = create_model(architecture)
+        self.loss = SigLipLoss() if siglip else ClipLoss(local_loss=local_loss)
         self.model.set_grad_checkpointing(grad_checkpointing)
         self.zeroshot = ZeroShotHead()
         self._retrieval_features: list[tuple[torch.Tensor, torch.Tensor]] = []
