@@ -48,5 +48,24 @@ def clip_eval_transform(image_size: int) -> Callable[[Image.Image], Tensor]:
     )
 
 
+def clip_train_transform(image_size: int) -> Callable[[Image.Image], Tensor]:
+    """open_clip's default training preprocessing: a PIL image into a normalised ``[3, image_size, image_size]`` tensor.
+
+    A random crop of 90-100% of the image's area (aspect ratio 3/4 to 4/3) resized to
+    ``image_size`` (bicubic, antialiased), then RGB, [0, 1] and CLIP's mean and std: the same
+    pixels, for the same torch seed, as open_clip's ``image_transform(image_size, is_train=True)``.
+    """
+    return T.Compose(
+        [
+            T.RandomResizedCrop(
+                image_size, scale=(0.9, 1.0), interpolation=T.InterpolationMode.BICUBIC, antialias=True
+            ),
+            _to_rgb,
+            T.ToTensor(),
+            T.Normalize(CLIP_MEAN, CLIP_STD),
+        ]
+    )
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")

@@ -1,11 +1,14 @@
-"""Write ShapesWorld classification samples to disk in the layouts of real data sets.
+"""Write ShapesWorld samples to disk in the layouts of real data sets.
 
-The files exercise the real parsers of :mod:`lit_clip.datamodules.classification` (tests,
-demos) without downloading anything. Each exporter returns the written
-``(image path, label)`` pairs per split, labels indexing ``class_names(vocabulary)``.
+The files exercise the real parsers of :mod:`lit_clip.datamodules.classification` and
+:mod:`lit_clip.datamodules.pairs` (tests, demos) without downloading anything. The
+classification exporters return the written ``(image path, label)`` pairs per split, labels
+indexing ``class_names(vocabulary)``; the caption exporters return ``(image path, captions)``
+per split, in the order the data modules list them.
 """
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -16,6 +19,7 @@ from lit_clip.datamodules.classification import COOP_LAYOUTS
 from lit_clip.datamodules.shapesworld import ShapesWorld, class_names
 
 Exported = dict[str, list[tuple[Path, int]]]
+ExportedCaptions = dict[str, list[tuple[Path, list[str]]]]
 
 
 def export_imagefolder(
@@ -123,3 +127,184 @@ def _save(image: Image.Image, path: Path) -> None:
 
 def _write_lines(path: Path, lines: list[str]) -> None:
     path.write_text("".join(f"{line}\n" for line in lines))
+
+
+# -- image-caption pairs ------------------------------------------------------------------------
+
+# Further captions of a scene, each true of it: its objects listed in phrasings that ShapesWorld's
+# own captions never start with, so an image's captions are all different.
+_EXTRA_CAPTIONS = ("a drawing of {}.", "a scene with {}.", "shapes: {}.", "an illustration of {}.")
+
+
+def export_coco_captions(
+    root: str | Path,
+    per_split: Mapping[str, int],
+    image_size: int = 64,
+    captions_per_image: int = 2,
+    seed: int = 0,
+) -> ExportedCaptions:
+    """COCO 2017's captions layout: ``annotations/captions_<split>2017.json`` and ``<split>2017/<id>.jpg``.
+
+    Args:
+        root: output folder.
+        per_split: images for each split written, e.g. ``{"train": 8, "val": 4}``.
+        image_size, seed: image side and ShapesWorld world.
+        captions_per_image: true captions of every image, at most 5.
+    """
+    root = Path(root)
+    exported: ExportedCaptions = {split: [] for split in per_split}
+    content = {split: {"images": [], "annotations": []} for split in per_split}
+    caption_id = 0
+    for split, index, image, captions in _captioned_scenes(per_split, image_size, captions_per_image, seed):
+        image_id = index + 1  # COCO ids start at 1
+        path = root / f"{split}2017" / f"{image_id:012d}.jpg"
+        _save(image, path)
+        exported[split].append((path, captions))
+        content[split]["images"].append(
+            {"id": image_id, "file_name": path.name, "width": image_size, "height": image_size}
+        )
+        for caption in captions:
+            caption_id += 1
+            content[split]["annotations"].append({"id": caption_id, "image_id": image_id, "caption": caption})
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    for split, split_content in content.items():
+        with open(root / "annotations" / f"captions_{split}2017.json", "w") as file:
+            json.dump({"info": {"description": "ShapesWorld"}, "licenses": [], **split_content}, file)
+    return exported
+
+
+def export_flickr_karpathy(
+    root: str | Path,
+    per_split: Mapping[str, int],
+    image_size: int = 64,
+    captions_per_image: int = 5,
+    seed: int = 0,
+) -> ExportedCaptions:
+    """Flickr30k with Karpathy's splits: ``dataset_flickr30k.json`` and ``flickr30k-images/<n>.jpg``.
+
+    Args:
+        root: output folder.
+        per_split: images for each split written: "train", "restval", "val", "test".
+            restval images are training scenes, like train's.
+        image_size, seed: image side and ShapesWorld world.
+        captions_per_image: true captions of every image, at most 5.
+    """
+    root = Path(root)
+    exported: ExportedCaptions = {split: [] for split in per_split}
+    images, sentence_id = [], 0
+    for split, _, image, captions in _captioned_scenes(per_split, image_size, captions_per_image, seed):
+        image_id = len(images)
+        path = root / "flickr30k-images" / f"{1000000 + image_id}.jpg"
+        _save(image, path)
+        exported[split].append((path, captions))
+        sentences = []
+        for caption in captions:
+            tokens = "".join(c if c.isalnum() else " " for c in caption.lower()).split()
+            sentences.append({"raw": caption, "tokens": tokens, "imgid": image_id, "sentid": sentence_id})
+            sentence_id += 1
+        images.append(
+            {
+                "filename": path.name,
+                "imgid": image_id,
+                "split": split,
+                "sentids": [sentence["sentid"] for sentence in sentences],
+                "sentences": sentences,
+            }
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "dataset_flickr30k.json", "w") as file:
+        json.dump({"dataset": "flickr30k", "images": images}, file)
+    return exported
+
+
+def export_csv_pairs(
+    root: str | Path,
+    per_split: Mapping[str, int],
+    image_size: int = 64,
+    captions_per_image: int = 1,
+    image_key: str = "filepath",
+    caption_key: str = "title",
+    separator: str = "\t",
+    seed: int = 0,
+) -> ExportedCaptions:
+    """open_clip's CSV format: ``<split>.csv`` with one ``image_key, caption_key`` row per caption.
+
+    Images go to ``images/<split>/<index>.jpg``, named in the CSV relative to its folder;
+    an image with several captions is on several rows.
+
+    Args:
+        root: output folder.
+        per_split: images for each split written, e.g. ``{"train": 8, "val": 4}``.
+        image_size, seed: image side and ShapesWorld world.
+        captions_per_image: true captions of every image (rows per image), at most 5.
+        image_key, caption_key, separator: the CSV's column names and field separator.
+    """
+    root = Path(root)
+    exported: ExportedCaptions = {split: [] for split in per_split}
+    rows: dict[str, list[tuple[str, str]]] = {split: [] for split in per_split}
+    for split, index, image, captions in _captioned_scenes(per_split, image_size, captions_per_image, seed):
+        path = root / "images" / split / f"{index:05d}.jpg"
+        _save(image, path)
+        exported[split].append((path, captions))
+        rows[split].extend((path.relative_to(root).as_posix(), caption) for caption in captions)
+    for split, split_rows in rows.items():
+        with open(root / f"{split}.csv", "w", newline="") as file:
+            writer = csv.writer(file, delimiter=separator)
+            writer.writerow([image_key, caption_key])
+            writer.writerows(split_rows)
+    return exported
+
+
+def _captioned_scenes(
+    per_split: Mapping[str, int], image_size: int, captions_per_image: int, seed: int
+) -> Iterator[tuple[str, int, Image.Image, list[str]]]:
+    """``(split, index, image, captions)``: ``per_split[split]`` scenes, each with distinct true captions.
+
+    The first caption is the scene's own; the others list its objects in other phrasings.
+    Karpathy's "restval" split draws training scenes after those of "train".
+    """
+    if not 1 <= captions_per_image <= 1 + len(_EXTRA_CAPTIONS):
+        raise ValueError(f"captions_per_image must be in 1..{1 + len(_EXTRA_CAPTIONS)}, got {captions_per_image}")
+    world = ShapesWorld(image_size=image_size, seed=seed)
+    for split, count in per_split.items():
+        world_split, offset = ("train", per_split.get("train", 0)) if split == "restval" else (split, 0)
+        for index in range(count):
+            scene = world.scene(world_split, offset + index)
+            objects = [f"{'an' if phrase[0] in 'aeiou' else 'a'} {phrase}" for phrase in scene.noun_phrases]
+            listed = objects[0] if len(objects) == 1 else ", ".join(objects[:-1]) + " and " + objects[-1]
+            extra = [template.format(listed) for template in _EXTRA_CAPTIONS]
+            yield split, index, scene.image, [scene.caption, *extra][:captions_per_image]
+
+
+# -- WebDataset shards --------------------------------------------------------------------------
+
+
+def export_webdataset(
+    root: str | Path, samples: int, shard_size: int, image_size: int = 64, seed: int = 0, split: str = "train"
+) -> list[Path]:
+    """ShapesWorld scenes as WebDataset shards ``root/shard-000000.tar``, ... of ``shard_size`` samples.
+
+    Sample ``<key>`` is the members ``<key>.jpg`` and ``<key>.txt`` (its caption), keys
+    ``000000``, ``000001``, ... counting on across shards, so every sample has its own key.
+    Returns the shard paths in order.
+
+    Args:
+        root: output folder.
+        samples: scenes written; the last shard holds the remainder.
+        shard_size: samples per shard.
+        image_size, seed: image side and ShapesWorld world.
+        split: the ShapesWorld split the scenes come from: "train", "val" or "test".
+    """
+    import webdataset as wds  # imported here, as only this exporter needs it
+
+    if samples < 1 or shard_size < 1:
+        raise ValueError(f"samples and shard_size must be positive, got {samples} and {shard_size}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    world = ShapesWorld(image_size=image_size, seed=seed)
+    shards: list[str] = []  # ShardWriter calls `post` with each shard's name once it is complete
+    with wds.ShardWriter(str(root / "shard-%06d.tar"), maxcount=shard_size, verbose=0, post=shards.append) as writer:
+        for index in range(samples):
+            scene = world.scene(split, index)
+            writer.write({"__key__": f"{index:06d}", "jpg": scene.image, "txt": scene.caption})
+    return [Path(shard) for shard in shards]
