@@ -11,6 +11,7 @@ from typing import Sequence
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lit_clip.datamodules.shapesworld import ShapesWorld, class_names
 from lit_clip.tokenizer import tokenize
@@ -27,7 +28,7 @@ SHAPES_TEMPLATES: tuple[str, ...] = (
 
 
 class ShapesCaptionDataset(Dataset):
-    """``{"image", "text", "caption"}``: a scene, its caption's token ids and the caption itself."""
+    """``{"image", "text", "caption", "index"}``: a scene, its caption's token ids, the caption, its index."""
 
     def __init__(self, world: ShapesWorld, split: str, length: int, context_length: int):
         self.world, self.split, self.length, self.context_length = world, split, length, context_length
@@ -41,11 +42,12 @@ class ShapesCaptionDataset(Dataset):
             "image": to_normalized_tensor(scene.image),
             "text": tokenize(scene.caption, context_length=self.context_length)[0],
             "caption": scene.caption,
+            "index": index,
         }
 
 
 class ShapesClassificationDataset(Dataset):
-    """``{"image", "label"}``: one object per image, labels balanced over the vocabulary's classes."""
+    """``{"image", "label", "index"}``: one object per image, labels balanced over the vocabulary's classes."""
 
     def __init__(self, world: ShapesWorld, split: str, length: int, vocabulary: str = "color_shape"):
         self.world, self.split, self.length, self.vocabulary = world, split, length, vocabulary
@@ -55,7 +57,7 @@ class ShapesClassificationDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         image, label = self.world.classification_sample(self.split, index, self.vocabulary)
-        return {"image": to_normalized_tensor(image), "label": torch.tensor(label)}
+        return {"image": to_normalized_tensor(image), "label": torch.tensor(label), "index": index}
 
 
 class ShapesWorldCaptions(L.LightningDataModule):
@@ -100,7 +102,9 @@ class ShapesWorldCaptions(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool = False) -> DataLoader:
         h = self.hparams
-        return DataLoader(
+        # Stateful: Lightning stores its position in checkpoints, so a run killed mid-epoch resumes
+        # with exactly the batches it had not yet seen.
+        return StatefulDataLoader(
             dataset,
             batch_size=h.batch_size,
             shuffle=shuffle,
