@@ -7,13 +7,17 @@
   (``${data.init_args.image_size}``) is resolved on the merged result, so a config may
   refer to values set by another (jsonargparse's ``omegaconf+`` mode);
 - the resolved config, with the seed actually used, is saved as ``config.yaml`` in
-  the run directory next to the TensorBoard events and checkpoints.
+  the run directory next to the TensorBoard events and checkpoints;
+- checkpoints are written atomically (``AtomicCheckpointIO``) unless the config names
+  its own plugins, so a kill during a save never corrupts ``last.ckpt``.
 """
 from __future__ import annotations
 
 import jsonargparse
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
+
+from lit_clip.checkpoint_io import AtomicCheckpointIO
 
 # Interpolations are written from the config's root (`${model.init_args.lr}`); under a
 # subcommand the merged config's root is `fit.`, so jsonargparse rewrites them as relative paths.
@@ -33,6 +37,11 @@ class LitClipCLI(LightningCLI):
             args=args,
             run=run,
         )
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> L.Trainer:
+        if not config.get("plugins"):
+            config["plugins"] = [AtomicCheckpointIO()]
+        return super()._instantiate_trainer(config, callbacks)
 
 
 def main(args=None) -> None:
