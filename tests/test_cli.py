@@ -28,9 +28,17 @@ def assert_ok(result):
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
 
 
-def init_parameters(section: dict) -> set[str]:
+def init_parameters(section: dict) -> dict[str, inspect.Parameter]:
     module, name = section["class_path"].rsplit(".", 1)
-    return set(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
+    return dict(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
+
+
+def needs(section: dict, name: str) -> bool:
+    """Whether the config must be given ``name``: the class requires it or the config sets a path for it."""
+    parameter = init_parameters(section).get(name)
+    return parameter is not None and (
+        parameter.default is inspect.Parameter.empty or name in section.get("init_args", {})
+    )
 
 
 def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[str]:
@@ -38,9 +46,9 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
     root (ShapesWorld exported in the real on-disk layout), at a small image size."""
     parsed = yaml.safe_load(config.read_text())
     arguments = []
-    if "pretrained" in init_parameters(parsed["model"]):
+    if needs(parsed["model"], "pretrained"):
         arguments.append(f"--model.init_args.pretrained={checkpoint}")
-    if "root" in init_parameters(parsed["data"]):
+    if needs(parsed["data"], "root"):
         data_args = parsed["data"]["init_args"]
         if "dataset" in data_args:
             splits = ("train", "val") if data_args["dataset"] == "ImageNet" else ("train", "val", "test")

@@ -78,7 +78,7 @@ def test_shapes_data_module_batches():
     assert (batch["text"][:, 0] == 49406).all() and len(batch["caption"]) == 4
     pairs, zeroshot = datamodule.val_dataloader()
     classification = next(iter(zeroshot))
-    assert set(classification) == {"image", "label"} and classification["label"].max() < 64
+    assert set(classification) == {"image", "label", "index"} and classification["label"].max() < 64
     assert len(zeroshot.dataset) == 8 * 64 and len(datamodule.classnames) == 64
     # the same sample twice is the same image: workers and ranks agree without sharing state
     torch.testing.assert_close(pairs.dataset[3]["image"], pairs.dataset[3]["image"])

@@ -29,8 +29,16 @@ class ImageTextSamples(L.Callback):
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if batch_idx == 0 and dataloader_idx == 0 and "caption" in batch:
-            n = self.num_samples
-            self._batch = {"image": batch["image"][:n], "text": batch["text"][:n], "caption": list(batch["caption"][:n])}
+            n = min(self.num_samples, batch["image"].shape[0])
+            if "text_image_index" in batch:  # several captions per image: show each image's first caption
+                first = [int((batch["text_image_index"] == i).nonzero()[0]) for i in batch["index"][:n]]
+            else:
+                first = list(range(n))
+            self._batch = {
+                "image": batch["image"][:n],
+                "text": batch["text"][first],
+                "caption": [batch["caption"][j] for j in first],
+            }
 
     @torch.no_grad()
     def on_validation_epoch_end(self, trainer, pl_module) -> None:

@@ -43,7 +43,7 @@ COOP_LAYOUTS: dict[str, tuple[str, str]] = {
 
 
 class ImageFileDataset(Dataset):
-    """``{"image", "label"}`` for a list of ``(image path, label)`` samples, images opened as RGB."""
+    """``{"image", "label", "index"}`` for a list of ``(image path, label)`` samples, images opened as RGB."""
 
     def __init__(self, samples: Sequence[Sample], transform: Callable[[Image.Image], Tensor]):
         self.samples, self.transform = samples, transform
@@ -58,7 +58,7 @@ class ImageFileDataset(Dataset):
                 image = file.convert("RGB")
         except OSError as error:  # missing, truncated or not an image
             raise OSError(f"cannot read image {path}: {error}") from error
-        return {"image": self.transform(image), "label": torch.tensor(label)}
+        return {"image": self.transform(image), "label": torch.tensor(label), "index": index}
 
 
 class _ImageFilesDataModule(L.LightningDataModule):

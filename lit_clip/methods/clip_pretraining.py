@@ -9,7 +9,9 @@ class names x prompt templates.
 
 Batches are dicts: ``{"image", "text", "caption"}`` for image-text pairs and
 ``{"image", "label"}`` for classification; the data module names its classes
-(``classnames``) and prompts (``templates``).
+(``classnames``) and prompts (``templates``). Evaluation batches also carry each
+sample's dataset ``index`` (and, with several captions per image, ``text_index``
+and ``text_image_index``), so that under DDP every sample counts once.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import torch
 from torch import nn
 
 from lit_clip.checkpoints import load_clip
+from lit_clip.distributed import gather_unique
 from lit_clip.losses import ClipLoss, SigLipLoss
 from lit_clip.metrics import retrieval_recall
 from lit_clip.model import create_model
@@ -114,10 +117,10 @@ class CLIPPretraining(L.LightningModule):
         self._evaluation_step(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_retrieval("val")
+        self._log_evaluation("val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_retrieval("test")
+        self._log_evaluation("test")
 
     def _start_evaluation(self) -> None:
         """Build the zero-shot text classifier once per evaluation, from the data module's classes."""
@@ -131,24 +134,32 @@ class CLIPPretraining(L.LightningModule):
         if "label" in batch:
             if self.zeroshot.classifier is None:
                 raise RuntimeError("a classification batch arrived but the data module names no `classnames`")
-            self.zeroshot.update(self.zeroshot(self.model.encode_image(batch["image"])), batch["label"])
-            self.log(f"{stage}/zeroshot_top1", self.zeroshot.top1, batch_size=batch_size, add_dataloader_idx=False)
-            self.log(f"{stage}/zeroshot_top5", self.zeroshot.top5, batch_size=batch_size, add_dataloader_idx=False)
+            self.zeroshot.update(self.zeroshot(self.model.encode_image(batch["image"])), batch["label"], batch["index"])
         else:
             image_features, text_features, logit_scale = self.model(batch["image"], batch["text"])
-            loss = self.contrastive_loss(image_features, text_features, logit_scale)
-            self.log(f"{stage}/loss", loss, batch_size=batch_size, add_dataloader_idx=False, sync_dist=True)
-            self._retrieval_features.append((image_features.float(), text_features.float()))
+            if "text_index" not in batch:  # one caption per image: the loss sees the pairs as they are
+                loss = self.contrastive_loss(image_features, text_features, logit_scale)
+                self.log(f"{stage}/loss", loss, batch_size=batch_size, add_dataloader_idx=False, sync_dist=True)
+            self._retrieval_features.append(
+                (
+                    batch["index"], image_features.float(),
+                    batch.get("text_index", batch["index"]), batch.get("text_image_index", batch["index"]),
+                    text_features.float(),
+                )
+            )  # fmt: skip
 
-    def _log_retrieval(self, stage: str) -> None:
-        if not self._retrieval_features:
-            return
-        image_features = torch.cat([f[0] for f in self._retrieval_features])
-        text_features = torch.cat([f[1] for f in self._retrieval_features])
-        self._retrieval_features = []
-        if self.trainer.world_size > 1:
-            image_features = self.all_gather(image_features).flatten(0, 1)
-            text_features = self.all_gather(text_features).flatten(0, 1)
-        pairs = torch.arange(image_features.shape[0], device=image_features.device)
-        for name, value in retrieval_recall(image_features, text_features, pairs).items():
-            self.log(f"{stage}/{name}", value)
+    def _log_evaluation(self, stage: str) -> None:
+        if self.zeroshot.has_updates:
+            accuracy = self.zeroshot.compute()
+            self.log(f"{stage}/zeroshot_top1", accuracy["top1"])
+            self.log(f"{stage}/zeroshot_top5", accuracy["top5"])
+        if self._retrieval_features:
+            image_index, image_features, text_index, text_image_index, text_features = (
+                torch.cat(parts) for parts in zip(*self._retrieval_features)
+            )
+            self._retrieval_features = []
+            image_index, image_features = gather_unique(image_index, image_features)
+            _, text_image_index, text_features = gather_unique(text_index, text_image_index, text_features)
+            text_to_image = torch.searchsorted(image_index, text_image_index)
+            for name, value in retrieval_recall(image_features, text_features, text_to_image).items():
+                self.log(f"{stage}/{name}", value)

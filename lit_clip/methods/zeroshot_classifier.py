@@ -42,18 +42,25 @@ class ZeroShotClassifier(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._start()
 
-    def _step(self, batch: dict, stage: str) -> None:
-        logits = self.head(self.model.encode_image(batch["image"]))
-        self.head.update(logits, batch["label"])
-        batch_size = batch["label"].shape[0]
-        self.log(f"{stage}/top1", self.head.top1, batch_size=batch_size, prog_bar=True)
-        self.log(f"{stage}/top5", self.head.top5, batch_size=batch_size)
+    def _step(self, batch: dict) -> None:
+        self.head.update(self.head(self.model.encode_image(batch["image"])), batch["label"], batch["index"])
+
+    def _log(self, stage: str) -> None:
+        accuracy = self.head.compute()
+        self.log(f"{stage}/top1", accuracy["top1"])
+        self.log(f"{stage}/top5", accuracy["top5"])
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch, "val")
+        self._step(batch)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch, "test")
+        self._step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """Class probabilities ``[batch, classes]``."""
