@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lit_clip.datamodules.export import export_coop, export_imagefolder
+from lit_clip.datamodules.export import (
+    export_coco_captions,
+    export_coop,
+    export_csv_pairs,
+    export_imagefolder,
+    export_webdataset,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -42,21 +48,35 @@ def needs(section: dict, name: str) -> bool:
 
 
 def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[str]:
-    """Stand-ins for what a config leaves to the user: weights (a tiny lit-clip checkpoint) and a data
-    root (ShapesWorld exported in the real on-disk layout), at a small image size."""
+    """Stand-ins for what a config leaves to the user: weights (a tiny lit-clip checkpoint) and data
+    (ShapesWorld exported in the module's real on-disk layout), at a small image and text size."""
     parsed = yaml.safe_load(config.read_text())
+    data, data_class = tmp_path / "data", parsed["data"]["class_path"].rsplit(".", 1)[1]
     arguments = []
     if needs(parsed["model"], "pretrained"):
         arguments.append(f"--model.init_args.pretrained={checkpoint}")
-    if needs(parsed["data"], "root"):
-        data_args = parsed["data"]["init_args"]
-        if "dataset" in data_args:
-            splits = ("train", "val") if data_args["dataset"] == "ImageNet" else ("train", "val", "test")
-            export_coop(tmp_path / "data", {s: 1 for s in splits}, dataset=data_args["dataset"], vocabulary="shape")
-        else:
-            export_imagefolder(tmp_path / "data", {s: 1 for s in ("train", "val", "test")}, vocabulary="shape")
-        arguments += [f"--data.init_args.root={tmp_path / 'data'}", "--data.init_args.num_workers=0"]
-        arguments += ["--data.init_args.image_size=32", "--data.init_args.batch_size=8"]
+    if data_class == "CoOpClassification":
+        dataset = parsed["data"]["init_args"]["dataset"]
+        splits = ("train", "val") if dataset == "ImageNet" else ("train", "val", "test")
+        export_coop(data, {s: 1 for s in splits}, dataset=dataset, vocabulary="shape")
+        arguments.append(f"--data.init_args.root={data}")
+    elif data_class == "ImageFolderClassification":
+        export_imagefolder(data, {s: 1 for s in ("train", "val", "test")}, vocabulary="shape")
+        arguments.append(f"--data.init_args.root={data}")
+    elif data_class == "CocoCaptions":
+        export_coco_captions(data, {"train": 16, "val": 4})
+        arguments.append(f"--data.init_args.root={data}")
+    elif data_class == "CsvPairs":
+        export_csv_pairs(data, {"train": 16, "val": 4})
+        arguments += [f"--data.init_args.train_file={data / 'train.csv'}", f"--data.init_args.val_file={data / 'val.csv'}"]
+    elif data_class == "WebDatasetPairs":
+        export_webdataset(data, 16, shard_size=8)
+        arguments += [f"--data.init_args.train_shards={data}/shard-{{000000..000001}}.tar"]
+        arguments.append("--data.init_args.train_samples_per_epoch=16")
+    if not data_class.startswith("ShapesWorld"):
+        arguments += ["--data.init_args.num_workers=0", "--data.init_args.image_size=32", "--data.init_args.batch_size=8"]
+    if data_class in ("CocoCaptions", "CsvPairs", "WebDatasetPairs"):
+        arguments.append("--data.init_args.context_length=16")  # the tiny checkpoint's context
     return arguments
 
 

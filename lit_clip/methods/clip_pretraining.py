@@ -90,6 +90,9 @@ class CLIPPretraining(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("train/logit_scale", self.model.logit_scale.exp(), batch_size=batch_size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, batch_size=batch_size)
+        if "skipped" in batch:  # unreadable samples the data module passed over (bad_samples: skip)
+            skipped = batch["skipped"].sum().float()
+            self.log("train/skipped_samples", skipped, on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=True)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
