@@ -308,3 +308,41 @@ def export_webdataset(
             scene = world.scene(split, index)
             writer.write({"__key__": f"{index:06d}", "jpg": scene.image, "txt": scene.caption})
     return [Path(shard) for shard in shards]
+
+
+def main(args: list[str] | None = None) -> None:
+    """``python -m lit_clip.datamodules.export LAYOUT ROOT``: ShapesWorld on disk, to try a real-data config."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("layout", choices=["coco", "flickr30k", "csv", "webdataset", "imagefolder", "coop"])
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--train", type=int, default=1000, help="training samples (per class for classification)")
+    parser.add_argument("--val", type=int, default=100, help="validation samples (per class for classification)")
+    parser.add_argument("--test", type=int, default=100, help="test samples (per class for classification)")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--dataset", default="OxfordPets", help="the CoOp data set whose layout to write")
+    parser.add_argument("--shard-size", type=int, default=1000, help="samples per WebDataset shard")
+    options = parser.parse_args(args)
+    splits = {"train": options.train, "val": options.val, "test": options.test}
+    size = {"image_size": options.image_size}
+    if options.layout == "coco":
+        export_coco_captions(options.root, splits, **size)
+    elif options.layout == "flickr30k":
+        export_flickr_karpathy(options.root, splits, **size)
+    elif options.layout == "csv":
+        export_csv_pairs(options.root, splits, **size)
+    elif options.layout == "webdataset":
+        export_webdataset(options.root, options.train, options.shard_size, **size)
+        export_webdataset(options.root / "val", options.val, options.shard_size, split="val", **size)
+    elif options.layout == "imagefolder":
+        export_imagefolder(options.root, splits, **size)
+    else:
+        if options.dataset == "ImageNet":  # CoOp evaluates ImageNet on its val split
+            del splits["test"]
+        export_coop(options.root, splits, dataset=options.dataset, **size)
+    print(f"wrote ShapesWorld in the {options.layout} layout under {options.root}")
+
+
+if __name__ == "__main__":
+    main()

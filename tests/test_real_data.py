@@ -1,4 +1,4 @@
-"""A broken image in real data is skipped and the count reaches the dashboard as train/skipped_samples."""
+"""Real-data paths end to end: the export command, and broken images counted or raised during training."""
 import csv
 
 import lightning as L
@@ -32,3 +32,20 @@ def test_raise_policy_names_the_broken_file(tmp_path):
     data.setup("fit")
     with pytest.raises(Exception, match=broken.name):
         next(iter(data.train_dataloader()))
+
+
+def test_export_command_writes_files_the_data_modules_read(tmp_path):
+    from lit_clip.datamodules import CocoCaptions, WebDatasetPairs
+    from lit_clip.datamodules.export import main
+
+    main(["coco", str(tmp_path / "coco"), "--train", "8", "--val", "4", "--image-size", "32"])
+    main(["webdataset", str(tmp_path / "wds"), "--train", "8", "--val", "4", "--shard-size", "4"])
+    coco = CocoCaptions(str(tmp_path / "coco"), image_size=32, context_length=16, batch_size=4, num_workers=0)
+    coco.setup("fit")
+    assert next(iter(coco.train_dataloader()))["image"].shape == (4, 3, 32, 32)
+    shards = WebDatasetPairs(
+        str(tmp_path / "wds" / "shard-{000000..000001}.tar"), train_samples_per_epoch=8, image_size=32,
+        context_length=16, batch_size=4, num_workers=0,
+    )  # fmt: skip
+    shards.setup("fit")
+    assert sum(batch["image"].shape[0] for batch in shards.train_dataloader()) == 8
