@@ -24,6 +24,6 @@ def test_short_shapes_run_beats_chance_by_far(tmp_path):
     )
     assert checkpoint["global_step"] == steps
     top1 = next(v for k, v in checkpoint["callbacks"].items() if k.startswith("ModelCheckpoint"))["best_model_score"]
-    # Chance is 1/64 over the colour-shape classes. 300 steps learn the colours (1/8 with shape
-    # still guessed); shapes come later in the full run (0.8+ after 2000 steps, see the README).
-    assert top1 > 0.1, f"zero-shot top-1 after {steps} steps: {top1:.3f}"
+    # Chance is 1/64 over the colour-shape classes and colour alone gives 1/8: above 0.25 the
+    # model has begun to tell shapes apart (the full 2000-step run reaches 1.0, see the README).
+    assert top1 > 0.25, f"zero-shot top-1 after {steps} steps: {top1:.3f}"
