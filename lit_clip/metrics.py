@@ -1,4 +1,6 @@
-"""Image-text retrieval recall, the protocol of the CLIP paper.
+"""Evaluation metrics: image-text retrieval recall and top-k accuracy, counted once per sample under DDP.
+
+Retrieval follows the protocol of the CLIP paper.
 
 Image->text is a hit at K when any of the image's captions is among its top K
 texts; text->image has one right image. With one caption per image this is
@@ -10,6 +12,8 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
+
+from lit_clip.distributed import gather_unique
 
 
 @torch.no_grad()
@@ -31,3 +35,31 @@ def retrieval_recall(
         metrics[f"i2t_R@{k}"] = (i2t_rank < k).float().mean()
         metrics[f"t2i_R@{k}"] = (t2i_rank < k).float().mean()
     return metrics
+
+
+class TopKAccuracy:
+    """Micro top-1 / top-5 accuracy (over images, as the CLIP paper reports), computed once per sample.
+
+    ``update(logits, labels, index)`` per batch keeps the top-5 predictions; ``compute()``
+    gathers them from all ranks with each dataset ``index`` once, so the padding repeats of
+    a DistributedSampler are not counted (which per-rank torchmetrics states would do).
+    """
+
+    def __init__(self):
+        self._predictions: list[tuple[Tensor, Tensor, Tensor]] = []
+
+    def update(self, logits: Tensor, labels: Tensor, index: Tensor) -> None:
+        top5 = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
+        self._predictions.append((index, top5, labels))
+
+    @property
+    def has_updates(self) -> bool:
+        return bool(self._predictions)
+
+    def compute(self) -> dict[str, Tensor]:
+        """``{"top1", "top5"}`` over every sample seen by any rank since the last ``compute``."""
+        index, top5, labels = (torch.cat(parts) for parts in zip(*self._predictions))
+        _, top5, labels = gather_unique(index, top5, labels)
+        self._predictions = []
+        hits = top5 == labels[:, None]
+        return {"top1": hits[:, 0].float().mean(), "top5": hits.any(dim=1).float().mean()}

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_clip.distributed import gather_unique
+from lit_clip.metrics import TopKAccuracy
 from lit_clip.model import CLIP
 from lit_clip.tokenizer import tokenize
 
@@ -43,41 +43,22 @@ def build_zeroshot_classifier(
 
 
 class ZeroShotHead(nn.Module):
-    """A text classifier built from class names x templates, scoring images with top-1 / top-5 accuracy.
+    """A text classifier built from class names x templates, with its accuracy over an evaluation.
 
     ``build`` once per evaluation (the text tower may have changed), then per batch
-    ``logits = head(image_features)`` and ``head.update(logits, labels, index)``, and
-    ``compute()`` at the end. Accuracy is micro (over images), as the CLIP paper
-    reports; it is computed from the top-5 predictions of every image gathered from
-    all ranks with each dataset ``index`` once, so DDP's padding repeats are not
-    counted (which per-rank torchmetrics states would do).
+    ``logits = head(image_features)`` and ``head.accuracy.update(logits, labels, index)``,
+    and ``head.accuracy.compute()`` at the end.
     """
 
     def __init__(self, logit_scale: float = 100.0):
         super().__init__()
         self.logit_scale = logit_scale
         self.classifier: Tensor | None = None
-        self._predictions: list[tuple[Tensor, Tensor, Tensor]] = []
+        self.accuracy = TopKAccuracy()
 
     def build(self, model: CLIP, classnames: Sequence[str], templates: Sequence[str]) -> None:
         self.classifier = build_zeroshot_classifier(model, classnames, templates)
-        self._predictions = []
+        self.accuracy = TopKAccuracy()
 
     def forward(self, image_features: Tensor) -> Tensor:
         return self.logit_scale * F.normalize(image_features.float(), dim=-1) @ self.classifier
-
-    def update(self, logits: Tensor, labels: Tensor, index: Tensor) -> None:
-        top5 = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
-        self._predictions.append((index, top5, labels))
-
-    @property
-    def has_updates(self) -> bool:
-        return bool(self._predictions)
-
-    def compute(self) -> dict[str, Tensor]:
-        """``{"top1", "top5"}`` over every image seen by any rank since ``build``."""
-        index, top5, labels = (torch.cat(parts) for parts in zip(*self._predictions))
-        _, top5, labels = gather_unique(index, top5, labels)
-        self._predictions = []
-        hits = top5 == labels[:, None]
-        return {"top1": hits[:, 0].float().mean(), "top5": hits.any(dim=1).float().mean()}

@@ -137,7 +137,8 @@ class CLIPPretraining(L.LightningModule):
         if "label" in batch:
             if self.zeroshot.classifier is None:
                 raise RuntimeError("a classification batch arrived but the data module names no `classnames`")
-            self.zeroshot.update(self.zeroshot(self.model.encode_image(batch["image"])), batch["label"], batch["index"])
+            logits = self.zeroshot(self.model.encode_image(batch["image"]))
+            self.zeroshot.accuracy.update(logits, batch["label"], batch["index"])
         else:
             image_features, text_features, logit_scale = self.model(batch["image"], batch["text"])
             if "text_index" not in batch:  # one caption per image: the loss sees the pairs as they are
@@ -152,8 +153,8 @@ class CLIPPretraining(L.LightningModule):
             )  # fmt: skip
 
     def _log_evaluation(self, stage: str) -> None:
-        if self.zeroshot.has_updates:
-            accuracy = self.zeroshot.compute()
+        if self.zeroshot.accuracy.has_updates:
+            accuracy = self.zeroshot.accuracy.compute()
             self.log(f"{stage}/zeroshot_top1", accuracy["top1"])
             self.log(f"{stage}/zeroshot_top5", accuracy["top5"])
         if self._retrieval_features:

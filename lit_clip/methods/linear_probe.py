@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from torchmetrics.classification import MulticlassAccuracy
 
 from lit_clip.checkpoints import load_clip
+from lit_clip.metrics import TopKAccuracy
 
 # scikit-learn's C from 1e-6 to 1e6, every half decade (the paper swept the same range).
 DEFAULT_C_GRID = tuple(10.0 ** (k / 2) for k in range(-12, 13))
@@ -74,8 +74,7 @@ class LinearProbe(L.LightningModule):
         self.save_hyperparameters()
         self.model = load_clip(pretrained, architecture=architecture, quick_gelu=quick_gelu).requires_grad_(False)
         self.classifier: nn.Linear | None = None
-        self.top1: MulticlassAccuracy | None = None
-        self.top5: MulticlassAccuracy | None = None
+        self.accuracy = TopKAccuracy()
 
     @torch.no_grad()
     def extract_features(self, loader: DataLoader) -> tuple[Tensor, Tensor]:
@@ -106,14 +105,12 @@ class LinearProbe(L.LightningModule):
         self.classifier = fit_logistic_regression(features, labels, num_classes, best_C, self.hparams.max_iter)
         self.log("test/best_C", best_C)
         self.log("test/val_top1_at_best_C", accuracies[best])
-        if self.top1 is None:
-            self.top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro").to(self.device)
-            self.top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro").to(self.device)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         logits = self.classifier(self.model.encode_image(batch["image"]).float())
-        self.top1(logits, batch["label"])
-        self.top5(logits, batch["label"])
-        batch_size = batch["label"].shape[0]
-        self.log("test/top1", self.top1, batch_size=batch_size, prog_bar=True)
-        self.log("test/top5", self.top5, batch_size=batch_size)
+        self.accuracy.update(logits, batch["label"], batch["index"])
+
+    def on_test_epoch_end(self) -> None:
+        accuracy = self.accuracy.compute()
+        self.log("test/top1", accuracy["top1"])
+        self.log("test/top5", accuracy["top5"])

@@ -43,10 +43,10 @@ class ZeroShotClassifier(L.LightningModule):
         self._start()
 
     def _step(self, batch: dict) -> None:
-        self.head.update(self.head(self.model.encode_image(batch["image"])), batch["label"], batch["index"])
+        self.head.accuracy.update(self.head(self.model.encode_image(batch["image"])), batch["label"], batch["index"])
 
     def _log(self, stage: str) -> None:
-        accuracy = self.head.compute()
+        accuracy = self.head.accuracy.compute()
         self.log(f"{stage}/top1", accuracy["top1"])
         self.log(f"{stage}/top5", accuracy["top5"])
 
