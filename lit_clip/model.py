@@ -182,6 +182,14 @@ class CLIP(nn.Module):
         text_features = F.normalize(self.encode_text(token_ids), dim=-1)
         return image_features, text_features, self.logit_scale.exp()
 
+    def set_patch_dropout(self, fraction: float) -> None:
+        """Drop this fraction of the patch tokens of each image in training (FLIP); ViT towers only."""
+        if not 0 <= fraction < 1:
+            raise ValueError(f"patch dropout must be in [0, 1), got {fraction}")
+        if not isinstance(self.visual, VisionTransformer):
+            raise ValueError("patch dropout needs a ViT image tower; this model has a ModifiedResNet")
+        self.visual.patch_dropout = fraction
+
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         """Recompute transformer activations in the backward pass: less memory, ~30% more compute."""
         self.transformer.grad_checkpointing = enabled

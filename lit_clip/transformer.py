@@ -3,7 +3,7 @@
 Parameter names follow OpenAI's CLIP (and open_clip, which kept them), so their
 state dicts load without renaming: ``attn.in_proj_weight``, ``mlp.c_fc``,
 ``ln_1`` ... Attention runs through ``F.scaled_dot_product_attention``, which
-picks a fused kernel where the hardware has one.
+picks a fused kernel on GPUs; on CPUs plain matmuls are faster (see :func:`attention`).
 
 Prompt injection (MaPLe-style deep prompts) is an argument of
 :meth:`Transformer.forward`: before block ``i > 0`` the tokens at
@@ -51,8 +51,26 @@ class Attention(nn.Module):
         batch, tokens, width = x.shape
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         q, k, v = qkv.view(batch, tokens, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        x = attention(q, k, v, causal)
         return self.out_proj(x.transpose(1, 2).reshape(batch, tokens, width))
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
+    """``softmax(q k^T / sqrt(d)) v`` over ``[batch, heads, tokens, head_width]``, causal or not.
+
+    GPUs get ``F.scaled_dot_product_attention``'s fused kernels. On CPUs, for CLIP's short
+    sequences (50-77 tokens), its kernels were 1.3x (fp32) to 4x (bf16) slower than forming
+    the scores with plain matmuls, in the backward pass above all (measured with torch 2.14
+    on 2 cores), so there the scores are explicit and the softmax runs in fp32.
+    """
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    if causal:
+        tokens = q.shape[-2]
+        future = torch.ones(tokens, tokens, dtype=torch.bool, device=q.device).triu_(1)
+        scores = scores.masked_fill(future, float("-inf"))
+    return scores.float().softmax(dim=-1).to(v.dtype) @ v
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -97,7 +115,7 @@ class Transformer(nn.Module):
         for i, block in enumerate(self.resblocks):
             if deep_prompts is not None and 0 < i < len(deep_prompts) and deep_prompts[i] is not None:
                 x = replace_tokens(x, deep_prompts[i], prompt_offset)
-            if self.grad_checkpointing and self.training:
+            if self.grad_checkpointing and torch.is_grad_enabled():  # (a frozen tower in eval mode too)
                 x = checkpoint(block, x, self.causal, use_reentrant=False)
             else:
                 x = block(x, causal=self.causal)
@@ -137,6 +155,8 @@ class VisionTransformer(nn.Module):
         self.transformer = Transformer(width, layers, heads, mlp_ratio, quick_gelu)
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
+        # FLIP (Li et al., 2023): the fraction of patch tokens the pooled embedding drops while training.
+        self.patch_dropout = 0.0
 
     def embed(self, images: Tensor) -> Tensor:
         """``[batch, 1 + grid**2, width]``: class token and patch tokens with their positions."""
@@ -161,22 +181,37 @@ class VisionTransformer(nn.Module):
         ``prompts[0]`` (``[n, width]`` or ``[batch, n, width]``) is appended after the
         patch tokens before ``ln_pre``; ``prompts[i]`` replaces them before block ``i``.
         """
+        return self.transform(self.embed(images), prompts)
+
+    def forward(self, images: Tensor, prompts: Sequence[Tensor | None] | None = None) -> Tensor:
+        """The pooled image embedding: the class token, projected, ``[batch, output_dim]``."""
         x = self.embed(images)
+        if self.training and self.patch_dropout > 0:
+            x = drop_patches(x, self.patch_dropout)
+        return self.transform(x, prompts)[:, 0] @ self.proj
+
+    def transform(self, x: Tensor, prompts: Sequence[Tensor | None] | None = None) -> Tensor:
+        """Embedded tokens through ``ln_pre``, the blocks (with prompts, if any) and ``ln_post``."""
         image_tokens = x.shape[1]
         if prompts is not None and prompts[0] is not None:
             x = torch.cat([x, prompts[0].to(x.dtype).expand(x.shape[0], -1, -1)], dim=1)
         x = self.transformer(self.ln_pre(x), prompts, prompt_offset=image_tokens)
         return self.ln_post(x[:, :image_tokens])
 
-    def forward(self, images: Tensor, prompts: Sequence[Tensor | None] | None = None) -> Tensor:
-        """The pooled image embedding: the class token, projected, ``[batch, output_dim]``."""
-        return self.forward_tokens(images, prompts)[:, 0] @ self.proj
-
     def forward_dense(self, images: Tensor) -> Tensor:
         """Projected patch tokens as a feature map ``[batch, output_dim, grid_h, grid_w]`` (for dense methods)."""
         grid_h, grid_w = images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
         patches = self.forward_tokens(images)[:, 1:] @ self.proj
         return patches.transpose(1, 2).reshape(images.shape[0], -1, grid_h, grid_w)
+
+
+def drop_patches(tokens: Tensor, fraction: float) -> Tensor:
+    """The class token and a random ``1 - fraction`` of each image's patch tokens, positions already added."""
+    patches = tokens[:, 1:]
+    keep = max(1, round(patches.shape[1] * (1 - fraction)))
+    kept = torch.rand(patches.shape[:2], device=tokens.device).topk(keep, dim=1).indices
+    patches = patches.gather(1, kept[..., None].expand(-1, -1, patches.shape[2]))
+    return torch.cat([tokens[:, :1], patches], dim=1)
 
 
 def init_transformer_(transformer: Transformer) -> None:
@@ -194,6 +229,8 @@ def init_transformer_(transformer: Transformer) -> None:
 __all__ = [
     "Attention",
     "QuickGELU",
+    "attention",
+    "drop_patches",
     "ResidualAttentionBlock",
     "Transformer",
     "VisionTransformer",

@@ -47,6 +47,8 @@ class CLIPPretraining(L.LightningModule):
         warmup_steps: int = 500,
         min_lr_ratio: float = 0.0,
         grad_checkpointing: bool = False,
+        patch_dropout: float = 0.0,
+        compile: bool = False,
     ):
         """
         Args:
@@ -59,6 +61,9 @@ class CLIPPretraining(L.LightningModule):
             warmup_steps: linear warm-up steps before the cosine decay over the rest of training.
             min_lr_ratio: the cosine ends at ``min_lr_ratio * lr``.
             grad_checkpointing: recompute transformer activations in backward to save memory.
+            patch_dropout: FLIP: the fraction of image patches each training image drops (ViT towers; 0.5-0.75
+                in the paper), for about that much less image-tower compute. Evaluation sees every patch.
+            compile: ``torch.compile`` both towers (the first steps pay for compilation).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -75,6 +80,12 @@ class CLIPPretraining(L.LightningModule):
             self.model = create_model(architecture)
         self.loss = SigLipLoss() if siglip else ClipLoss(local_loss=local_loss)
         self.model.set_grad_checkpointing(grad_checkpointing)
+        if patch_dropout:
+            self.model.set_patch_dropout(patch_dropout)
+        if compile:
+            # In place, so parameter names (and checkpoints) stay those of the plain model.
+            self.model.visual.compile()
+            self.model.transformer.compile()
         self.zeroshot = ZeroShotHead()
         self._retrieval_features: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -100,9 +111,17 @@ class CLIPPretraining(L.LightningModule):
         with torch.no_grad():
             self.model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
 
+    def build_optimizer(self, fused: bool = True) -> torch.optim.AdamW:
+        """AdamW over decay groups; fused into one kernel per step where the parameters' device has one."""
+        h = self.hparams
+        groups = weight_decay_groups(self.model, h.weight_decay)
+        fused = fused and all(p.device.type in ("cpu", "cuda") for group in groups for p in group["params"])
+        return torch.optim.AdamW(groups, lr=h.lr, betas=h.betas, eps=h.eps, fused=fused, foreach=not fused)
+
     def configure_optimizers(self):
         h = self.hparams
-        optimizer = torch.optim.AdamW(weight_decay_groups(self.model, h.weight_decay), lr=h.lr, betas=h.betas, eps=h.eps)
+        # Lightning clips gradients itself, which it refuses to do for a fused optimizer under mixed precision.
+        optimizer = self.build_optimizer(fused=not self.trainer.gradient_clip_val)
         schedule = warmup_cosine_schedule(optimizer, h.warmup_steps, self.trainer.estimated_stepping_batches, h.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
