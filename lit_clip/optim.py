@@ -36,3 +36,24 @@ def warmup_cosine_schedule(optimizer: Optimizer, warmup_steps: int, total_steps:
         return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     return LambdaLR(optimizer, factor)
+
+
+def warmup_cosine_per_epoch(optimizer: Optimizer, max_epochs: int, warmup_epochs: int = 1, warmup_lr: float = 1e-5) -> LambdaLR:
+    """CoOp's schedule (Dassl's constant warm-up + cosine), stepped once per epoch.
+
+    The first ``warmup_epochs`` run at the constant ``warmup_lr``; epoch ``e`` after them runs at
+    ``lr * (1 + cos(pi * (e - warmup_epochs) / max_epochs)) / 2``: the cosine spans ``max_epochs`` and
+    starts at the full lr right after the warm-up, so it never quite reaches zero.
+    """
+    if max_epochs <= 0:
+        raise ValueError(f"an epoch schedule needs a positive number of epochs, got {max_epochs}")
+
+    def factor_for(base_lr: float):
+        def factor(epoch: int) -> float:
+            if epoch < warmup_epochs:
+                return warmup_lr / base_lr
+            return 0.5 * (1 + math.cos(math.pi * (epoch - warmup_epochs) / max_epochs))
+
+        return factor
+
+    return LambdaLR(optimizer, [factor_for(group["lr"]) for group in optimizer.param_groups])

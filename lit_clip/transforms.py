@@ -48,18 +48,21 @@ def clip_eval_transform(image_size: int) -> Callable[[Image.Image], Tensor]:
     )
 
 
-def clip_train_transform(image_size: int) -> Callable[[Image.Image], Tensor]:
-    """open_clip's default training preprocessing: a PIL image into a normalised ``[3, image_size, image_size]`` tensor.
+def clip_train_transform(
+    image_size: int, scale: tuple[float, float] = (0.9, 1.0), flip: bool = False
+) -> Callable[[Image.Image], Tensor]:
+    """CLIP's training preprocessing: a PIL image into a normalised ``[3, image_size, image_size]`` tensor.
 
-    A random crop of 90-100% of the image's area (aspect ratio 3/4 to 4/3) resized to
-    ``image_size`` (bicubic, antialiased), then RGB, [0, 1] and CLIP's mean and std: the same
-    pixels, for the same torch seed, as open_clip's ``image_transform(image_size, is_train=True)``.
+    A random crop of ``scale`` of the image's area (aspect ratio 3/4 to 4/3) resized to
+    ``image_size`` (bicubic, antialiased), optionally flipped left-right, then RGB, [0, 1] and
+    CLIP's mean and std. The defaults are open_clip's pretraining augmentation (the same pixels,
+    for the same torch seed, as ``image_transform(image_size, is_train=True)``); the few-shot
+    methods use scale 0.08-1 (CoOp) or 0.5-1 (Tip-Adapter) with flips.
     """
     return T.Compose(
         [
-            T.RandomResizedCrop(
-                image_size, scale=(0.9, 1.0), interpolation=T.InterpolationMode.BICUBIC, antialias=True
-            ),
+            T.RandomResizedCrop(image_size, scale=scale, interpolation=T.InterpolationMode.BICUBIC, antialias=True),
+            *([T.RandomHorizontalFlip()] if flip else []),
             _to_rgb,
             T.ToTensor(),
             T.Normalize(CLIP_MEAN, CLIP_STD),

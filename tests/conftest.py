@@ -19,3 +19,15 @@ def lit_clip_checkpoint(tmp_path_factory):
     )  # fmt: skip
     trainer.fit(CLIPPretraining(architecture="ViT-Micro-8", warmup_steps=1), data)
     return root / "last.ckpt"
+
+
+def quiet_trainer(**kwargs) -> L.Trainer:
+    """A Trainer without logger or progress bar that writes checkpoints only where a test asks for them."""
+    checkpoints = any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in kwargs.get("callbacks", []))
+    return L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=checkpoints, **kwargs)
+
+
+@pytest.fixture
+def trainer():
+    """``trainer(**kwargs)``: a quiet Trainer (see :func:`quiet_trainer`)."""
+    return quiet_trainer

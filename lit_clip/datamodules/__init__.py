@@ -1,5 +1,6 @@
 """One LightningDataModule per data set family."""
 from lit_clip.datamodules.classification import CoOpClassification, ImageFolderClassification
+from lit_clip.datamodules.fewshot import CoOpFewShot, ShapesWorldFewShot
 from lit_clip.datamodules.pairs import CocoCaptions, CsvPairs, Flickr30k
 from lit_clip.datamodules.shapes import ShapesWorldCaptions, ShapesWorldClassification
 from lit_clip.datamodules.webdataset import WebDatasetPairs
@@ -9,6 +10,8 @@ __all__ = [
     "ShapesWorldClassification",
     "ImageFolderClassification",
     "CoOpClassification",
+    "ShapesWorldFewShot",
+    "CoOpFewShot",
     "CocoCaptions",
     "Flickr30k",
     "CsvPairs",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import torch
@@ -42,23 +42,35 @@ COOP_LAYOUTS: dict[str, tuple[str, str]] = {
 }
 
 
-class ImageFileDataset(Dataset):
-    """``{"image", "label", "index"}`` for a list of ``(image path, label)`` samples, images opened as RGB."""
+def open_rgb(path: Path) -> Image.Image:
+    """The image file at ``path`` as RGB; a missing, truncated or non-image file raises naming the path."""
+    try:
+        with Image.open(path) as file:
+            return file.convert("RGB")
+    except OSError as error:
+        raise OSError(f"cannot read image {path}: {error}") from error
 
-    def __init__(self, samples: Sequence[Sample], transform: Callable[[Image.Image], Tensor]):
-        self.samples, self.transform = samples, transform
+
+class ImageFileDataset(Dataset):
+    """``{"image", "label", "index"}`` for a list of ``(image key, label)`` samples.
+
+    A key is an image path opened as RGB, or whatever ``open_image`` turns into a PIL image.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[tuple[Any, int]],
+        transform: Callable[[Image.Image], Tensor],
+        open_image: Callable[[Any], Image.Image] = open_rgb,
+    ):
+        self.samples, self.transform, self.open_image = samples, transform, open_image
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict:
-        path, label = self.samples[index]
-        try:
-            with Image.open(path) as file:
-                image = file.convert("RGB")
-        except OSError as error:  # missing, truncated or not an image
-            raise OSError(f"cannot read image {path}: {error}") from error
-        return {"image": self.transform(image), "label": torch.tensor(label), "index": index}
+        key, label = self.samples[index]
+        return {"image": self.transform(self.open_image(key)), "label": torch.tensor(label), "index": index}
 
 
 class _ImageFilesDataModule(L.LightningDataModule):
@@ -202,22 +214,26 @@ class CoOpClassification(_ImageFilesDataModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        if dataset not in COOP_LAYOUTS:
-            raise ValueError(f"unknown CoOp data set {dataset!r}; expected one of {list(COOP_LAYOUTS)}")
-        folder, image_folder = COOP_LAYOUTS[dataset]
-        dataset_dir, image_dir = Path(root) / folder, Path(root) / folder / image_folder
-        if dataset == "ImageNet":
-            self._reader = _ImageNetFolders(dataset_dir, image_dir)
-        elif dataset == "FGVCAircraft":
-            self._reader = _AircraftVariantLists(dataset_dir, image_dir)
-        else:
-            self._reader = _SplitFile(dataset, dataset_dir, image_dir)
+        self._reader = coop_reader(root, dataset)
         self.classnames = self._reader.classnames
         self.templates = resolve_templates([COOP_TEMPLATES[dataset]] if templates is None else templates)
 
     def samples(self, split: str) -> list[Sample]:
         _check_split(split)
         return self._reader.samples(split)
+
+
+def coop_reader(root: str | Path, dataset: str) -> "_SplitFile | _ImageNetFolders | _AircraftVariantLists":
+    """The reader of a CoOp data set under ``root``: its ``classnames`` and ``samples(split)``."""
+    if dataset not in COOP_LAYOUTS:
+        raise ValueError(f"unknown CoOp data set {dataset!r}; expected one of {list(COOP_LAYOUTS)}")
+    folder, image_folder = COOP_LAYOUTS[dataset]
+    dataset_dir, image_dir = Path(root) / folder, Path(root) / folder / image_folder
+    if dataset == "ImageNet":
+        return _ImageNetFolders(dataset_dir, image_dir)
+    if dataset == "FGVCAircraft":
+        return _AircraftVariantLists(dataset_dir, image_dir)
+    return _SplitFile(dataset, dataset_dir, image_dir)
 
 
 class _SplitFile:

@@ -7,18 +7,22 @@ renormalised mean of its prompts' normalised embeddings. An image's logits are
 paper reports.
 
 Use it with ``lit-clip test`` or ``lit-clip validate`` and any classification data
-module that names its ``classnames`` and ``templates``.
+module that names its ``classnames`` and ``templates`` (base-to-new data modules
+get ``test/base_top1``, ``test/new_top1`` and ``test/hm``: the "CLIP" row of CoCoOp's tables).
 """
 from __future__ import annotations
 
-import lightning as L
-import torch
+from typing import Sequence
 
-from lit_clip.checkpoints import load_clip
+from torch import Tensor
+
+from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
 from lit_clip.zeroshot import ZeroShotHead
 
 
-class ZeroShotClassifier(L.LightningModule):
+class ZeroShotClassifier(FrozenCLIPClassifier):
+    trains = False
+
     def __init__(self, pretrained: str, architecture: str | None = None, quick_gelu: bool | None = None):
         """
         Args:
@@ -27,43 +31,12 @@ class ZeroShotClassifier(L.LightningModule):
             architecture: the architecture name, when it cannot be inferred from the weights.
             quick_gelu: force the activation; by default it is read from the checkpoint's format.
         """
-        super().__init__()
+        super().__init__(pretrained, architecture, quick_gelu)
         self.save_hyperparameters()
-        self.model = load_clip(pretrained, architecture=architecture, quick_gelu=quick_gelu).requires_grad_(False)
         self.head = ZeroShotHead()
 
-    def _start(self) -> None:
-        datamodule = self.trainer.datamodule
-        self.head.build(self.model, datamodule.classnames, datamodule.templates)
+    def set_classes(self, classnames: Sequence[str]) -> None:
+        self.head.build(self.clip, classnames, self.trainer.datamodule.templates)
 
-    def on_validation_epoch_start(self) -> None:
-        self._start()
-
-    def on_test_epoch_start(self) -> None:
-        self._start()
-
-    def _step(self, batch: dict) -> None:
-        self.head.accuracy.update(self.head(self.model.encode_image(batch["image"])), batch["label"], batch["index"])
-
-    def _log(self, stage: str) -> None:
-        accuracy = self.head.accuracy.compute()
-        self.log(f"{stage}/top1", accuracy["top1"])
-        self.log(f"{stage}/top5", accuracy["top5"])
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log("test")
-
-    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """Class probabilities ``[batch, classes]``."""
-        if self.head.classifier is None:
-            self._start()
-        return self.head(self.model.encode_image(batch["image"])).softmax(dim=-1)
+    def forward(self, images: Tensor) -> Tensor:
+        return self.head(self.clip.encode_image(images))

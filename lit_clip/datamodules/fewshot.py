@@ -1,0 +1,274 @@
+"""Few-shot classification as the CoOp benchmark runs it: the data of CoOp, CoCoOp, MaPLe, CLIP-Adapter, Tip-Adapter.
+
+- **K shots**: K training images per class, drawn with a seed as Dassl's
+  ``generate_fewshot_dataset`` draws them (``random.sample`` per class, classes in order of
+  first appearance; with replacement when a class has fewer than K images). The validation
+  split is cut the same way to ``min(K, 4)`` images per class, from the same random stream.
+- **Base-to-new** (CoCoOp): the labels sorted, base = the first ``ceil(n / 2)``, new = the rest,
+  each half relabelled from 0. Training and validation see the base classes; testing reports
+  the base and the new test images, each classified among its own half's classes
+  (``test/base_top1``, ``test/new_top1``, and their harmonic mean ``test/hm``).
+- **Transforms**: training RandomResizedCrop (scale 0.08-1, bicubic) + horizontal flip;
+  evaluation resize of the short side + centre crop; CLIP's mean and std.
+
+``CoOpFewShot`` reads CoOp's 11 data sets (the layouts of ``CoOpClassification``);
+``ShapesWorldFewShot`` generates the 64 colour-shape classes of ShapesWorld, the embedded default.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import random
+from collections import defaultdict
+from typing import Any, Callable, Sequence
+
+import lightning as L
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from lit_clip.datamodules.classification import ImageFileDataset, coop_reader, open_rgb
+from lit_clip.datamodules.shapesworld import ShapesWorld, class_names
+from lit_clip.methods.frozen_clip import EvaluationSet
+from lit_clip.templates import COOP_TEMPLATES, resolve_templates
+from lit_clip.transforms import clip_eval_transform, clip_train_transform
+
+Samples = list[tuple[Any, int]]  # (image key, label): a path, or whatever the data module's open_image takes
+
+
+def sample_shots(samples: Samples, shots: int, rng: random.Random) -> Samples:
+    """``shots`` samples per label, as Dassl draws them (with replacement only for classes that are too small)."""
+    by_label: dict[int, Samples] = defaultdict(list)
+    for sample in samples:
+        by_label[sample[1]].append(sample)
+    drawn: Samples = []
+    for items in by_label.values():
+        drawn += rng.sample(items, shots) if len(items) >= shots else rng.choices(items, k=shots)
+    return drawn
+
+
+def base_and_new_labels(num_classes: int) -> tuple[list[int], list[int]]:
+    """CoOp's split of the sorted labels: the first ``ceil(n / 2)`` are base, the rest new."""
+    middle = math.ceil(num_classes / 2)
+    return list(range(middle)), list(range(middle, num_classes))
+
+
+def keep_labels(samples: Samples, labels: Sequence[int]) -> Samples:
+    """The samples of ``labels``, relabelled ``0 .. len(labels) - 1`` in that order."""
+    relabel = {label: new for new, label in enumerate(labels)}
+    return [(key, relabel[label]) for key, label in samples if label in relabel]
+
+
+class _FewShotDataModule(L.LightningDataModule):
+    """The protocol over any labelled image source: subclasses list splits and open images."""
+
+    def __init__(
+        self,
+        shots: int,
+        seed: int,
+        base_to_new: bool,
+        image_size: int,
+        train_crop_scale: Sequence[float],
+        batch_size: int,
+        eval_batch_size: int,
+        num_workers: int,
+    ):
+        super().__init__()
+        if shots < 1:
+            raise ValueError(f"shots must be at least 1, got {shots}")
+        self.all_classnames: list[str] = []
+        self.templates: list[str] = []
+        self._splits: dict[str, Samples] = {}
+
+    # --- what a source provides: full_split(split) and open_image(key), a picklable function ---------
+    open_image: Callable[[Any], Image.Image]
+
+    def full_split(self, split: str) -> Samples:
+        raise NotImplementedError
+
+    # --- the protocol ------------------------------------------------------------------------------
+    def _draw(self) -> None:
+        """The few-shot training and validation sets and the test set, over all classes, then the base / new cut."""
+        h = self.hparams
+        rng = random.Random(h.seed)
+        train = sample_shots(self.full_split("train"), h.shots, rng)
+        val = sample_shots(self.validation_pool(train), min(h.shots, 4), rng)
+        test = self.full_split("test")
+        if h.base_to_new:
+            base, new = base_and_new_labels(len(self.all_classnames))
+            self._splits = {"train": keep_labels(train, base), "val": keep_labels(val, base),
+                            "base": keep_labels(test, base), "new": keep_labels(test, new)}  # fmt: skip
+            self._classes = {"train": [self.all_classnames[i] for i in base], "new": [self.all_classnames[i] for i in new]}
+        else:
+            self._splits = {"train": train, "val": val, "test": test}
+            self._classes = {"train": list(self.all_classnames)}
+
+    def validation_pool(self, shots: Samples) -> Samples:
+        """The images the validation shots are drawn from: the validation split."""
+        return self.full_split("val")
+
+    @property
+    def classnames(self) -> list[str]:
+        """The classes of training and validation (the base classes in base-to-new)."""
+        if not self._splits:
+            self._draw()
+        return self._classes["train"]
+
+    def evaluation_sets(self, stage: str) -> list[EvaluationSet]:
+        """The class sets of the ``stage`` loaders, in order; see ``lit_clip.methods.frozen_clip``."""
+        if stage == "test" and self.hparams.base_to_new:
+            return [EvaluationSet("base", tuple(self.classnames)), EvaluationSet("new", tuple(self._classes["new"]))]
+        return [EvaluationSet("", tuple(self.classnames))]
+
+    def samples(self, split: str) -> Samples:
+        """The drawn samples of ``train``, ``val``, ``test`` (or ``base`` and ``new`` in base-to-new)."""
+        if not self._splits:
+            self._draw()
+        return self._splits[split]
+
+    # --- loaders -----------------------------------------------------------------------------------
+    def _loader(self, split: str, train_transform: bool, shuffle: bool) -> DataLoader:
+        h = self.hparams
+        transform = (
+            clip_train_transform(h.image_size, scale=tuple(h.train_crop_scale), flip=True)
+            if train_transform
+            else clip_eval_transform(h.image_size)
+        )
+        samples = self.samples(split)
+        return DataLoader(
+            ImageFileDataset(samples, transform, self.open_image),
+            batch_size=h.batch_size if shuffle else h.eval_batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(samples) >= h.batch_size,  # as Dassl: a full batch when there is one
+            num_workers=h.num_workers,
+            persistent_workers=h.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train_transform=True, shuffle=True)
+
+    def augmented_train_dataloader(self) -> DataLoader:
+        """The training images in a fixed order, freshly augmented on every pass (Tip-Adapter's cache)."""
+        return self._loader("train", train_transform=True, shuffle=False)
+
+    def plain_train_dataloader(self) -> DataLoader:
+        """The training images in a fixed order with the evaluation transform."""
+        return self._loader("train", train_transform=False, shuffle=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train_transform=False, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        if self.hparams.base_to_new:
+            return [self._loader(split, train_transform=False, shuffle=False) for split in ("base", "new")]
+        return self._loader("test", train_transform=False, shuffle=False)
+
+
+class CoOpFewShot(_FewShotDataModule):
+    """One of CoOp's 11 data sets under the few-shot protocol (files as ``CoOpClassification`` reads them).
+
+    ImageNet has no validation split apart from its test images (CoOp uses its val set as both),
+    so here its validation shots are drawn from the training images that are not among the shots:
+    nothing is ever tuned on test images.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        dataset: str,
+        shots: int = 16,
+        seed: int = 1,
+        base_to_new: bool = False,
+        image_size: int = 224,
+        train_crop_scale: Sequence[float] = (0.08, 1.0),
+        templates: str | Sequence[str] | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int = 100,
+        num_workers: int = 8,
+    ):
+        """
+        Args:
+            root: the data root holding CoOp's data set folders (see ``CoOpClassification``).
+            dataset: ImageNet, Caltech101, OxfordPets, StanfordCars, OxfordFlowers, Food101, FGVCAircraft,
+                SUN397, DescribableTextures, EuroSAT or UCF101.
+            shots: training images per class (CoOp: 1, 2, 4, 8, 16).
+            seed: the seed of the draw (CoOp: 1, 2, 3).
+            base_to_new: train on the base half of the classes, test on base and new.
+            image_size: side of the square model input.
+            train_crop_scale: RandomResizedCrop's area range (CoOp 0.08-1; Tip-Adapter 0.5-1).
+            templates: the hand-written prompt(s) of the zero-shot head; by default CoOp's one for the data set.
+            batch_size: training batch per process; eval_batch_size: validation and test.
+            num_workers: DataLoader worker processes.
+        """
+        super().__init__(shots, seed, base_to_new, image_size, train_crop_scale, batch_size, eval_batch_size, num_workers)
+        self.save_hyperparameters()
+        self._reader = coop_reader(root, dataset)
+        self.open_image = open_rgb
+        self.all_classnames = self._reader.classnames
+        self.templates = resolve_templates([COOP_TEMPLATES[dataset]] if templates is None else templates)
+
+    def full_split(self, split: str) -> Samples:
+        return self._reader.samples(split)
+
+    def validation_pool(self, shots: Samples) -> Samples:
+        if self.hparams.dataset != "ImageNet":
+            return super().validation_pool(shots)
+        chosen = {path for path, _ in shots}
+        return [sample for sample in self.full_split("train") if sample[0] not in chosen]
+
+
+
+class ShapesWorldFewShot(_FewShotDataModule):
+    """ShapesWorld's 64 colour-shape classes under the few-shot protocol: the embedded default.
+
+    The "data set" is a pool of ``pool_per_class`` generated images per class for training and for
+    validation, and ``test_per_class`` for testing; shots are drawn from the pools exactly as from
+    files. Base classes are the first 32 in label order (colours red to green), new the last 32.
+    """
+
+    def __init__(
+        self,
+        shots: int = 16,
+        seed: int = 1,
+        base_to_new: bool = False,
+        image_size: int = 64,
+        train_crop_scale: Sequence[float] = (0.5, 1.0),
+        templates: Sequence[str] = ("a photo of a {}.",),
+        pool_per_class: int = 32,
+        test_per_class: int = 16,
+        world_seed: int = 0,
+        batch_size: int = 32,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+    ):
+        """
+        Args:
+            shots, seed, base_to_new: the protocol, as for ``CoOpFewShot``.
+            image_size: side of the square images in pixels (that of the CLIP they are for).
+            train_crop_scale: RandomResizedCrop's area range. 0.5-1, not CoOp's 0.08-1: an 8 % crop of a
+                scene often cuts its one object away, which would train on wrong labels.
+            templates: the zero-shot prompt(s), CoOp's default "a photo of a {}.".
+            pool_per_class: generated training (and validation) images per class to draw the shots from.
+            test_per_class: test images per class.
+            world_seed: the seed of the generated world (not of the few-shot draw).
+            batch_size, eval_batch_size, num_workers: DataLoader settings.
+        """
+        super().__init__(shots, seed, base_to_new, image_size, train_crop_scale, batch_size, eval_batch_size, num_workers)
+        self.save_hyperparameters()
+        self.world = ShapesWorld(image_size=image_size, seed=world_seed)
+        self.open_image = functools.partial(_shapes_image, self.world)
+        self.all_classnames = class_names("color_shape")
+        self.templates = resolve_templates(list(templates))
+
+    def full_split(self, split: str) -> Samples:
+        per_class = self.hparams.test_per_class if split == "test" else self.hparams.pool_per_class
+        classes = len(self.all_classnames)
+        # Sample i of a ShapesWorld classification split has class i mod the number of classes.
+        return [((split, index), index % classes) for index in range(per_class * classes)]
+
+
+def _shapes_image(world: ShapesWorld, key: tuple[str, int]) -> Image.Image:
+    split, index = key
+    return world.classification_sample(split, index)[0]
+
+
+__all__ = ["CoOpFewShot", "ShapesWorldFewShot", "base_and_new_labels", "keep_labels", "sample_shots"]
