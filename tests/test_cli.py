@@ -60,6 +60,11 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
         splits = ("train", "val") if dataset == "ImageNet" else ("train", "val", "test")
         export_coop(data, {s: 1 for s in splits}, dataset=dataset, vocabulary="shape")
         arguments.append(f"--data.init_args.root={data}")
+    elif data_class == "CoOpFewShot":
+        dataset = parsed["data"]["init_args"]["dataset"]
+        per_class = {"train": 4, "val": 2} if dataset == "ImageNet" else {"train": 4, "val": 2, "test": 1}
+        export_coop(data, per_class, dataset=dataset, vocabulary="shape")
+        arguments += [f"--data.init_args.root={data}", "--data.init_args.shots=2"]
     elif data_class == "ImageFolderClassification":
         export_imagefolder(data, {s: 1 for s in ("train", "val", "test")}, vocabulary="shape")
         arguments.append(f"--data.init_args.root={data}")
@@ -77,6 +82,14 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
         arguments += ["--data.init_args.num_workers=0", "--data.init_args.image_size=32", "--data.init_args.batch_size=8"]
     if data_class in ("CocoCaptions", "CsvPairs", "WebDatasetPairs"):
         arguments.append("--data.init_args.context_length=16")  # the tiny checkpoint's context
+    # The stand-in CLIP has 2 layers and a 16-token context: fewer prompt layers and context vectors.
+    model = init_parameters(parsed["model"])
+    if "prompt_depth" in model:
+        arguments.append("--model.init_args.prompt_depth=2")
+    if "n_ctx" in model and not parsed["model"]["init_args"].get("ctx_init"):
+        arguments.append("--model.init_args.n_ctx=4")
+    if "augment_epochs" in model:
+        arguments.append("--model.init_args.augment_epochs=1")
     return arguments
 
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import lit_clip
-from lit_clip.methods import CLIPPretraining
+from lit_clip.methods import CLIPPretraining, CoCoOp
 from lit_clip.transformer import attention
 
 
@@ -52,3 +52,15 @@ def test_adamw_is_fused_unless_lightning_must_clip_gradients():
     assert module.build_optimizer().defaults["fused"]
     assert not module.build_optimizer(fused=False).defaults["fused"]
 
+
+def test_gradient_checkpointing_of_a_frozen_text_tower_gives_the_same_gradients(lit_clip_checkpoint):
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 32, 32)
+    gradients = []
+    for checkpointing in (False, True):
+        torch.manual_seed(1)  # the same Meta-Net
+        cocoop = CoCoOp(str(lit_clip_checkpoint), grad_checkpointing=checkpointing).eval()
+        cocoop.set_classes(["red circle", "blue star"])
+        F.cross_entropy(cocoop(images), torch.tensor([0, 1])).backward()
+        gradients.append(cocoop.ctx.grad.clone())
+    torch.testing.assert_close(gradients[0], gradients[1])
