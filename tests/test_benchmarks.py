@@ -1,0 +1,67 @@
+"""The benchmark scripts in their quick modes, so they cannot rot. No speed is asserted here: the scripts
+print ratios measured in one run, and the README quotes their full runs."""
+import csv
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_module(*args, cwd=ROOT, timeout=900):
+    result = subprocess.run([sys.executable, "-m", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def table_rows(output: str) -> list[list[str]]:
+    lines = [line for line in output.splitlines() if line.startswith("| ") and not line.startswith("|---")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[1:]]
+
+
+@pytest.mark.slow
+def test_clip_benchmark_quick_mode_compares_every_contender():
+    rows = table_rows(run_module("benchmarks.bench_clip", "--quick"))
+    seen = {(row[1], row[2]) for row in rows}
+    contenders = ("lit-clip", "lit-clip compiled", "open_clip", "transformers")
+    assert seen == {(precision, c) for precision in ("fp32", "bf16") for c in contenders}
+    for row in rows:
+        numbers = [float(re.sub(r"[^0-9.]", "", cell)) for cell in (row[3], row[6], row[7], row[9], row[10])]
+        assert all(n > 0 for n in numbers), row
+        if row[2].startswith("lit-clip"):
+            assert float(row[4]) > 0 and float(row[5]) > 0, "ratios against open_clip and transformers"
+
+
+@pytest.mark.slow
+def test_prompt_benchmark_quick_run():
+    rows = table_rows(run_module("benchmarks.bench_prompts", "--architecture", "ViT-Micro-8", "--batch-sizes", "1", "4", "--rounds", "1"))
+    assert [(row[0], row[1], row[2]) for row in rows] == [
+        ("CoOp", "1", "64"), ("CoCoOp", "1", "64"), ("CoOp", "4", "64"), ("CoCoOp", "4", "256"),
+    ]  # fmt: skip
+    assert all(float(row[3]) > 0 and float(row[4].split()[0].replace(",", "")) > 0 for row in rows)
+
+
+@pytest.mark.slow
+def test_fewshot_table_runs_every_method_from_its_config(tmp_path, lit_clip_checkpoint):
+    out = tmp_path / "table"
+    run_module(
+        "benchmarks.fewshot_table", "--pretrained", lit_clip_checkpoint, "--shots", "1", "--seeds", "1", "2",
+        "--base-to-new-shots", "1", "--out", out,
+        "--set", "trainer.max_epochs=1", "data.init_args.pool_per_class=2", "data.init_args.test_per_class=1",
+        "coop:model.init_args.n_ctx=4", "maple:model.init_args.prompt_depth=2",
+        "tip_adapter:model.init_args.augment_epochs=1", "tip_adapter_f:model.init_args.augment_epochs=1",
+    )  # fmt: skip
+    with open(out / "runs.csv") as file:
+        runs = list(csv.DictReader(file))
+    methods = ["zeroshot", "coop", "cocoop", "maple", "clip_adapter", "tip_adapter", "tip_adapter_f"]
+    assert len(runs) == len(methods) * (2 + 2)  # 1 shot x 2 seeds, and base-to-new x 2 seeds
+    assert {r["method"] for r in runs} == set(methods)
+    assert all(0 <= float(r["test/top1"]) <= 1 for r in runs if r["protocol"] == "few-shot")
+    assert all(0 <= float(r["test/hm"]) <= 1 for r in runs if r["protocol"] == "base-to-new")
+    table = (out / "table.md").read_text()
+    for label in ("Zero-shot CLIP", "CoOp", "CoCoOp", "MaPLe", "CLIP-Adapter", "Tip-Adapter", "Tip-Adapter-F"):
+        assert f"| {label} |" in table
+    assert "CoCoOp above CoOp on new classes" in table and " ± " in table
