@@ -27,7 +27,7 @@ from lit_clip.methods.coop import (
     assemble_prompts,
     coop_optimization,
     embed_class_prompts,
-    embed_context_words,
+    initial_context,
 )
 from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
 
@@ -58,14 +58,9 @@ class CoCoOp(FrozenCLIPClassifier):
         """
         super().__init__(pretrained, architecture, quick_gelu)
         self.save_hyperparameters()
-        width = self.clip.token_embedding.embedding_dim
-        if ctx_init:
-            self.template_words = ctx_init
-            self.ctx = nn.Parameter(embed_context_words(self.clip, ctx_init))
-        else:
-            self.template_words = " ".join(["X"] * n_ctx)
-            self.ctx = nn.Parameter(torch.empty(n_ctx, width).normal_(std=0.02))
-        feature_dim = self.clip.text_projection.shape[1]
+        self.template_words, initial = initial_context(self.clip, n_ctx, ctx_init)
+        self.ctx = nn.Parameter(initial)
+        width, feature_dim = initial.shape[1], self.clip.text_projection.shape[1]
         self.meta_net = nn.Sequential(
             OrderedDict(
                 linear1=nn.Linear(feature_dim, feature_dim // 16),

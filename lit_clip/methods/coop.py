@@ -82,6 +82,17 @@ def embed_context_words(clip: CLIP, words: str) -> Tensor:
     return clip.token_embedding(tokens[1 : 1 + count].to(clip.token_embedding.weight.device)).clone()
 
 
+def initial_context(clip: CLIP, n_ctx: int, ctx_init: str | None) -> tuple[str, Tensor]:
+    """The words the class prompts are written with, and the context's starting vectors ``[M, width]``.
+
+    With ``ctx_init``: those words and their token embeddings (M = their token count). Without:
+    ``n_ctx`` placeholder words "X" and vectors drawn from N(0, 0.02), as CoOp initialises them.
+    """
+    if ctx_init:
+        return ctx_init, embed_context_words(clip, ctx_init)
+    return " ".join(["X"] * n_ctx), torch.empty(n_ctx, clip.token_embedding.embedding_dim).normal_(std=0.02)
+
+
 def assemble_prompts(prompts: ClassPrompts, context: Tensor, position: ClassTokenPosition = "end") -> Tensor:
     """Token embeddings ``[..., classes, tokens, width]`` of every class's prompt.
 
@@ -166,13 +177,7 @@ class CoOp(FrozenCLIPClassifier):
         """
         super().__init__(pretrained, architecture, quick_gelu)
         self.save_hyperparameters()
-        width = self.clip.token_embedding.embedding_dim
-        if ctx_init:
-            self.template_words = ctx_init
-            initial = embed_context_words(self.clip, ctx_init)
-        else:
-            self.template_words = " ".join(["X"] * n_ctx)
-            initial = torch.empty(n_ctx, width).normal_(std=0.02)
+        self.template_words, initial = initial_context(self.clip, n_ctx, ctx_init)
         self.n_ctx = initial.shape[0]
         # With CSC the class count is the data module's: the context is shaped in setup().
         self.ctx = nn.Parameter(initial)

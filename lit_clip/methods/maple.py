@@ -31,7 +31,7 @@ from lit_clip.methods.coop import (
     coop_optimization,
     cosine_logits,
     embed_class_prompts,
-    embed_context_words,
+    initial_context,
 )
 from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
 from lit_clip.transformer import VisionTransformer
@@ -71,13 +71,11 @@ class MaPLe(FrozenCLIPClassifier):
             raise ValueError(f"prompt_depth must be between 1 and the towers' depth {depth_limit}, got {prompt_depth}")
         text_width = self.clip.token_embedding.embedding_dim
         vision_width = self.clip.visual.transformer.width
-        if ctx_init:
-            words = embed_context_words(self.clip, ctx_init)
-            if n_ctx > words.shape[0]:
-                raise ValueError(f"n_ctx={n_ctx} is more than the {words.shape[0]} tokens of ctx_init {ctx_init!r}")
-            self.template_words, initial = ctx_init, words[:n_ctx]
-        else:
-            self.template_words, initial = " ".join(["X"] * n_ctx), torch.empty(n_ctx, text_width).normal_(std=0.02)
+        # Only the first n_ctx tokens of the template are learnable; the rest ("of a") stays text.
+        self.template_words, initial = initial_context(self.clip, n_ctx, ctx_init)
+        if n_ctx > initial.shape[0]:
+            raise ValueError(f"n_ctx={n_ctx} is more than the {initial.shape[0]} tokens of ctx_init {ctx_init!r}")
+        initial = initial[:n_ctx]
         self.n_ctx = n_ctx
         # Layer 0: the text prompts sit in the input sequence; the vision prompts are their projection.
         self.ctx = nn.Parameter(initial)
