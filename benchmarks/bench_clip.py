@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import time
 from dataclasses import dataclass
 from typing import Callable
 
