@@ -168,3 +168,12 @@ def default_tokenizer() -> Tokenizer:
 def tokenize(texts: str | Sequence[str], context_length: int = 77) -> torch.LongTensor:
     """Tokenize with the shared default Tokenizer; same ids as `open_clip.tokenize`."""
     return default_tokenizer()(texts, context_length)
+
+
+def trim_padding(token_ids: torch.Tensor) -> torch.Tensor:
+    """Token ids ``[..., length]`` cut after the last end-of-text token (the highest id) of any sequence.
+
+    The text tower attends causally and pools at EOT, so the padding after the longest
+    sequence's EOT never changes an output: dropping it is exact.
+    """
+    return token_ids[..., : int(token_ids.argmax(dim=-1).max()) + 1]

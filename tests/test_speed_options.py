@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 import lit_clip
 from lit_clip.methods import CLIPPretraining, CoCoOp
+from lit_clip.tokenizer import trim_padding
 from lit_clip.transformer import attention
 
 
@@ -64,3 +65,20 @@ def test_gradient_checkpointing_of_a_frozen_text_tower_gives_the_same_gradients(
         F.cross_entropy(cocoop(images), torch.tensor([0, 1])).backward()
         gradients.append(cocoop.ctx.grad.clone())
     torch.testing.assert_close(gradients[0], gradients[1])
+
+
+def test_trimmed_padding_changes_no_text_feature():
+    torch.manual_seed(0)
+    model = lit_clip.create_model("ViT-Micro-8").eval()
+    tokens = lit_clip.tokenize(["a red circle.", "a photo of a large blue star."], context_length=16)
+    trimmed = trim_padding(tokens)
+    assert trimmed.shape == (2, int(tokens.argmax(-1).max()) + 1) and trimmed.shape[1] < 16
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_text(trimmed), model.encode_text(tokens), atol=1e-6, rtol=1e-5)
+
+
+def test_pretraining_batches_are_trimmed_on_the_host():
+    module = CLIPPretraining(architecture="ViT-Micro-8")
+    tokens = lit_clip.tokenize(["a red circle.", "two stars."], context_length=16)
+    batch = module.on_before_batch_transfer({"image": torch.zeros(2, 3, 32, 32), "text": tokens}, 0)
+    assert batch["text"].shape[1] == int(tokens.argmax(-1).max()) + 1

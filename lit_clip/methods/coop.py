@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
 from lit_clip.model import CLIP
 from lit_clip.optim import warmup_cosine_per_epoch
-from lit_clip.tokenizer import default_tokenizer, tokenize
+from lit_clip.tokenizer import default_tokenizer, tokenize, trim_padding
 
 ClassTokenPosition = Literal["end", "middle", "front"]
 
@@ -65,9 +65,8 @@ def embed_class_prompts(clip: CLIP, classnames: Sequence[str], template_words: s
                 f"the prompt of class {name!r} needs {length} tokens but the CLIP's context holds "
                 f"{clip.context_length}: use fewer context vectors (n_ctx) or a shorter class name"
             )
-    tokens = tokenize(texts, context_length=clip.context_length)
+    tokens = trim_padding(tokenize(texts, context_length=clip.context_length))
     eot_positions = tokens.argmax(dim=-1)
-    tokens = tokens[:, : int(eot_positions.max()) + 1]  # causal attention never reads past the last EOT
     device = clip.token_embedding.weight.device
     embedded = clip.token_embedding(tokens.to(device))
     name_lengths = [len(default_tokenizer().encode(name)) for name in classnames]
