@@ -42,6 +42,18 @@ def build_zeroshot_classifier(
     return F.normalize(per_template.mean(dim=1), dim=-1).T
 
 
+def scaled_cosine_logits(scale: float | Tensor, image_features: Tensor, classifier: Tensor) -> Tensor:
+    """``scale * image_features @ classifier`` in fp32, also under autocast.
+
+    Normalised image features ``[batch, dim]`` against a classifier ``[dim, classes]`` (or per-image
+    ``[batch, 1, dim]`` against ``[batch, dim, classes]``). bf16 autocast would round the logits to an
+    8-bit mantissa, which ties close classes and moves the argmax: a ShapesWorld zero-shot top-1
+    changed by half a point with bf16 logits.
+    """
+    with torch.autocast(image_features.device.type, enabled=False):
+        return scale * image_features.float() @ classifier.float()
+
+
 class ZeroShotHead(nn.Module):
     """A text classifier built from class names x templates, with its accuracy over an evaluation.
 
@@ -61,4 +73,4 @@ class ZeroShotHead(nn.Module):
         self.accuracy = TopKAccuracy()
 
     def forward(self, image_features: Tensor) -> Tensor:
-        return self.logit_scale * F.normalize(image_features.float(), dim=-1) @ self.classifier
+        return scaled_cosine_logits(self.logit_scale, F.normalize(image_features.float(), dim=-1), self.classifier)

@@ -152,3 +152,21 @@ def test_every_method_runs_in_bf16(method, clip_file, trainer):
         run.fit(module, data)
     results = run.test(module, data)[0]
     assert 0 <= results["test/hm"] <= 1
+
+
+@pytest.mark.parametrize("method", [CoOp, CoCoOp, MaPLe, CLIPAdapter, TipAdapter, ZeroShotClassifier])
+def test_logits_stay_fp32_under_bf16_autocast(method, clip_file, trainer):
+    """bf16 logits round close classes to ties and move the argmax: the last matmul runs in fp32."""
+    kwargs = {CoOp: {"n_ctx": 4}, MaPLe: {"prompt_depth": 2}, TipAdapter: {"augment_epochs": 1}}
+    module = method(clip_file, **kwargs.get(method, {}))
+    data = tiny_data()
+    module.trainer = trainer()
+    module.trainer.datamodule = data
+    data.setup("fit")
+    if isinstance(module, TipAdapter):
+        module.build_cache()
+    module.use_classes(data.classnames)
+    images = next(iter(data.test_dataloader()))["image"]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = module(images)
+    assert logits.dtype == torch.float32

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from lit_clip.methods.coop import coop_optimization
 from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
-from lit_clip.zeroshot import build_zeroshot_classifier
+from lit_clip.zeroshot import build_zeroshot_classifier, scaled_cosine_logits
 
 
 class Adapter(nn.Sequential):
@@ -69,7 +69,7 @@ class CLIPAdapter(FrozenCLIPClassifier):
         features = self.clip.encode_image(images).float()
         ratio = self.hparams.residual_ratio
         features = ratio * self.adapter(features).float() + (1 - ratio) * features
-        return self.clip.logit_scale.exp() * F.normalize(features, dim=-1) @ self.text_classifier
+        return scaled_cosine_logits(self.clip.logit_scale.exp(), F.normalize(features, dim=-1), self.text_classifier)
 
     def configure_optimizers(self):
         return coop_optimization(self, self.adapter.parameters())

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from lit_clip.methods.coop import (
@@ -30,6 +29,7 @@ from lit_clip.methods.coop import (
     initial_context,
 )
 from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
+from lit_clip.zeroshot import scaled_cosine_logits
 
 
 class CoCoOp(FrozenCLIPClassifier):
@@ -84,7 +84,8 @@ class CoCoOp(FrozenCLIPClassifier):
             embeddings.flatten(0, 1), self.prompts.eot_positions.repeat(batch)
         ).view(batch, classes, -1)
         text_features = nn.functional.normalize(text_features.float(), dim=-1)
-        return self.clip.logit_scale.exp() * torch.einsum("bd,bcd->bc", image_features, text_features)
+        logits = scaled_cosine_logits(self.clip.logit_scale.exp(), image_features[:, None, :], text_features.transpose(1, 2))
+        return logits.squeeze(1)  # [batch, classes]
 
     def configure_optimizers(self):
         return coop_optimization(self, [self.ctx, *self.meta_net.parameters()])

@@ -40,6 +40,7 @@ from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
 from lit_clip.model import CLIP
 from lit_clip.optim import warmup_cosine_per_epoch
 from lit_clip.tokenizer import default_tokenizer, tokenize, trim_padding
+from lit_clip.zeroshot import scaled_cosine_logits
 
 ClassTokenPosition = Literal["end", "middle", "front"]
 
@@ -144,7 +145,7 @@ def check_class_token_position(position: str) -> None:
 
 def cosine_logits(logit_scale: Tensor, image_features: Tensor, text_features: Tensor) -> Tensor:
     """``exp(logit_scale) * cos``: CLIP's scaled similarities of normalised images to every class."""
-    return logit_scale.exp() * image_features @ F.normalize(text_features.float(), dim=-1).T
+    return scaled_cosine_logits(logit_scale.exp(), image_features, F.normalize(text_features.float(), dim=-1).T)
 
 
 class CoOp(FrozenCLIPClassifier):

@@ -134,8 +134,11 @@ class TipAdapter(FrozenCLIPClassifier):
 
     # --- classification --------------------------------------------------------------------------
     def logits(self, features: Tensor, alpha: float | Tensor, beta: float | Tensor) -> Tensor:
-        clip_logits = 100.0 * features @ self.text_classifier
-        return clip_logits + alpha * cache_logits(features, self.cache_keys, self.cache_values, beta)
+        # In fp32 even under bf16 autocast: exp(-beta (1 - affinity)) needs the affinities' digits near 1,
+        # and alpha and beta are searched in fp32.
+        with torch.autocast(features.device.type, enabled=False):
+            clip_logits = 100.0 * features @ self.text_classifier
+            return clip_logits + alpha * cache_logits(features, self.cache_keys.float(), self.cache_values, beta)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.logits(self.image_features(images), self.alpha, self.beta)
