@@ -257,3 +257,11 @@ def test_too_long_prompts_are_an_error_not_a_truncation(deep_clip):
 def test_bad_class_token_position_is_named(deep_clip):
     with pytest.raises(ValueError, match="'back'"):
         CoOp(deep_clip, class_token_position="back")
+
+
+def test_a_module_tested_before_training_still_trains(deep_clip, trainer):
+    """Class prompts built during a test (inference mode) must not break a later fit of the same module."""
+    coop = CoOp(deep_clip, ctx_init="a photo of a")
+    data = tiny_data()
+    trainer().test(coop, data)
+    trainer(max_epochs=1, max_steps=1, limit_val_batches=0).fit(coop, data)

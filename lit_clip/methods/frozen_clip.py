@@ -92,7 +92,9 @@ class FrozenCLIPClassifier(L.LightningModule):
         """:meth:`set_classes` when the class names (or the model's device) differ from the current ones."""
         classnames = tuple(classnames)
         if (classnames, self.device) != (self.classnames, self._classes_built_on):
-            self.set_classes(classnames)
+            # Not as inference tensors, even when built for a test: a later fit of this module reuses them.
+            with torch.inference_mode(False):
+                self.set_classes(classnames)
             self.classnames, self._classes_built_on = classnames, self.device
 
     def image_features(self, images: Tensor, prompts: Sequence[Tensor | None] | None = None) -> Tensor:
