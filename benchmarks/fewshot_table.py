@@ -36,7 +36,7 @@ def config_path(method: str, name: str) -> Path:
     return ROOT / "configs" / method / (f"{name}_fewshot.yaml" if method == "zeroshot" else f"{name}.yaml")
 
 
-def run(method: str, config: Path, pretrained: str, shots: int, seed: int, base_to_new: bool, overrides: list[str]) -> dict:
+def run(method: str, config: Path, pretrained: str, shots: int, seed: int, base_to_new: bool, overrides: list[str], work_dir: Path) -> dict:
     """One fit (if the method trains) and test; the test metrics and the wall time."""
     args = [
         "--config", str(config), f"--model.init_args.pretrained={pretrained}", f"--seed_everything={seed}",
@@ -44,6 +44,7 @@ def run(method: str, config: Path, pretrained: str, shots: int, seed: int, base_
         "--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]",
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
         "--trainer.limit_val_batches=0",  # the protocol evaluates the last epoch; Tip-Adapter searches on val itself
+        f"--trainer.default_root_dir={work_dir}",  # where the CLI writes the run's config.yaml
         *(f"--{override}" for override in overrides),
     ]  # fmt: skip
     start = time.perf_counter()
@@ -133,17 +134,31 @@ def main() -> None:
     plan = [(m, "few-shot", k, s) for m in args.methods for k in args.shots for s in args.seeds]
     if args.base_to_new_shots:
         plan += [(m, "base-to-new", args.base_to_new_shots, s) for m in args.methods for s in args.seeds]
-    rows: list[dict] = []
+    # runs.csv is written after every run; an interrupted table continues where it stopped (delete a
+    # method's rows from runs.csv to run them again).
+    rows = read_csv(out / "runs.csv") if (out / "runs.csv").exists() else []
+    done = {(r["method"], r["protocol"], r["shots"], r["seed"]) for r in rows}
     for index, (method, protocol, shots, seed) in enumerate(plan, 1):
+        if (method, protocol, shots, seed) in done:
+            continue
         overrides = [o.split(":", 1)[-1] for o in args.set if ":" not in o.split("=", 1)[0] or o.startswith(method + ":")]
-        result = run(method, config_path(method, args.config_name), args.pretrained, shots, seed, protocol == "base-to-new", overrides)
+        result = run(method, config_path(method, args.config_name), args.pretrained, shots, seed, protocol == "base-to-new", overrides, out / "last_run")
         rows.append({"method": method, "protocol": protocol, "shots": shots, "seed": seed, **result})
         score = " ".join(f"{k.removeprefix('test/')}={v:.3f}" for k, v in result.items() if k.endswith(("top1", "hm")))
         print(f"[{index}/{len(plan)}] {method} {protocol} {shots} shots seed {seed}: {score} ({result['seconds']:.0f} s)", flush=True)
         write_csv(out / "runs.csv", rows)
+    wanted = {(m, p, k, s) for m, p, k, s in plan}
+    rows = [r for r in rows if (r["method"], r["protocol"], r["shots"], r["seed"]) in wanted]
     table = markdown(rows, args.methods, args.shots, args.base_to_new_shots)
     (out / "table.md").write_text(table)
     print("\n" + table)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    numbers = {"shots": int, "seed": int}
+    return [{k: numbers.get(k, float)(v) if k not in ("method", "protocol") else v for k, v in row.items() if v != ""} for row in rows]
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
