@@ -61,17 +61,9 @@ def keep_labels(samples: Samples, labels: Sequence[int]) -> Samples:
 class _FewShotDataModule(L.LightningDataModule):
     """The protocol over any labelled image source: subclasses list splits and open images."""
 
-    def __init__(
-        self,
-        shots: int,
-        seed: int,
-        base_to_new: bool,
-        image_size: int,
-        train_crop_scale: Sequence[float],
-        batch_size: int,
-        eval_batch_size: int,
-        num_workers: int,
-    ):
+    def __init__(self, shots: int):
+        """Subclasses save their arguments as hyper-parameters: shots, seed, base_to_new, image_size,
+        train_crop_scale, batch_size, eval_batch_size, num_workers."""
         super().__init__()
         if shots < 1:
             raise ValueError(f"shots must be at least 1, got {shots}")
@@ -199,7 +191,7 @@ class CoOpFewShot(_FewShotDataModule):
             batch_size: training batch per process; eval_batch_size: validation and test.
             num_workers: DataLoader worker processes.
         """
-        super().__init__(shots, seed, base_to_new, image_size, train_crop_scale, batch_size, eval_batch_size, num_workers)
+        super().__init__(shots)
         self.save_hyperparameters()
         self._reader = coop_reader(root, dataset)
         self.open_image = open_rgb
@@ -231,7 +223,7 @@ class ShapesWorldFewShot(_FewShotDataModule):
         seed: int = 1,
         base_to_new: bool = False,
         image_size: int = 64,
-        train_crop_scale: Sequence[float] = (0.5, 1.0),
+        train_crop_scale: Sequence[float] = (1.0, 1.0),
         templates: Sequence[str] = ("a photo of a {}.",),
         pool_per_class: int = 32,
         test_per_class: int = 16,
@@ -244,15 +236,18 @@ class ShapesWorldFewShot(_FewShotDataModule):
         Args:
             shots, seed, base_to_new: the protocol, as for ``CoOpFewShot``.
             image_size: side of the square images in pixels (that of the CLIP they are for).
-            train_crop_scale: RandomResizedCrop's area range. 0.5-1, not CoOp's 0.08-1: an 8 % crop of a
-                scene often cuts its one object away, which would train on wrong labels.
+            train_crop_scale: RandomResizedCrop's area range; by default the whole image, so training sees
+                flips only. Crops stretch (aspect 3/4-4/3) and enlarge what they keep, which on ShapesWorld
+                turns circles into ellipses and small objects into large ones, the very attributes its classes
+                and its CLIP's captions are made of: CoOp (16 shots, 20 epochs) went from zero-shot's 0.581
+                to 0.486 top-1 with crops of 0.5-1 of the area, and to 0.617 with flips only.
             templates: the zero-shot prompt(s), CoOp's default "a photo of a {}.".
             pool_per_class: generated training (and validation) images per class to draw the shots from.
             test_per_class: test images per class.
             world_seed: the seed of the generated world (not of the few-shot draw).
             batch_size, eval_batch_size, num_workers: DataLoader settings.
         """
-        super().__init__(shots, seed, base_to_new, image_size, train_crop_scale, batch_size, eval_batch_size, num_workers)
+        super().__init__(shots)
         self.save_hyperparameters()
         self.world = ShapesWorld(image_size=image_size, seed=world_seed)
         self.open_image = functools.partial(_shapes_image, self.world)
