@@ -29,11 +29,13 @@ def test_shots_are_k_per_class_in_order_of_first_appearance_and_follow_the_seed(
     assert drawn == expected
 
 
-def test_a_class_with_too_few_images_is_drawn_with_replacement():
-    drawn = sample_shots(pool({0: 2, 1: 8}), 4, random.Random(0))
-    counts = Counter(label for _, label in drawn)
-    assert counts == {0: 4, 1: 4}
-    assert len({key for key, label in drawn if label == 0}) <= 2
+def test_a_class_with_too_few_images_keeps_them_all_without_repeats():
+    samples = pool({0: 2, 1: 8})
+    drawn = sample_shots(samples, 4, random.Random(0))
+    assert Counter(label for _, label in drawn) == {0: 2, 1: 4}
+    assert [s for s in drawn if s[1] == 0] == samples[:2]
+    # Dassl's repeat=False draws nothing for the small class, so the next class sees the same stream.
+    assert [s for s in drawn if s[1] == 1] == random.Random(0).sample(samples[2:], 4)
 
 
 @pytest.mark.parametrize("classes, base", [(64, 32), (101, 51), (1000, 500), (3, 2)])
@@ -84,8 +86,8 @@ def test_coop_few_shot_reads_the_coop_layout(tmp_path):
     data = CoOpFewShot(str(tmp_path), "OxfordPets", shots=4, seed=2, image_size=32, num_workers=0)
     assert data.templates == ["a photo of a {}, a type of pet."]
     assert Counter(label for _, label in data.samples("train")) == {label: 4 for label in range(8)}
-    # min(4, 4) per class from 2 images each: drawn with replacement, as Dassl does
-    assert Counter(label for _, label in data.samples("val")) == {label: 4 for label in range(8)}
+    # min(4, 4) per class wanted, 2 images each: both kept, none repeated, as Dassl does
+    assert Counter(label for _, label in data.samples("val")) == {label: 2 for label in range(8)}
     assert {path for path, _ in data.samples("val")} <= {path for path, _ in data.full_split("val")}
     assert all(path.exists() for path, _ in data.samples("train"))
     batch = next(iter(data.val_dataloader()))

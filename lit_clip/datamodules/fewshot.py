@@ -2,7 +2,7 @@
 
 - **K shots**: K training images per class, drawn with a seed as Dassl's
   ``generate_fewshot_dataset`` draws them (``random.sample`` per class, classes in order of
-  first appearance; with replacement when a class has fewer than K images). The validation
+  first appearance; a class with fewer than K images keeps all of them). The validation
   split is cut the same way to ``min(K, 4)`` images per class, from the same random stream.
 - **Base-to-new** (CoCoOp): the labels sorted, base = the first ``ceil(n / 2)``, new = the rest,
   each half relabelled from 0. Training and validation see the base classes; testing reports
@@ -36,13 +36,13 @@ Samples = list[tuple[Any, int]]  # (image key, label): a path, or whatever the d
 
 
 def sample_shots(samples: Samples, shots: int, rng: random.Random) -> Samples:
-    """``shots`` samples per label, as Dassl draws them (with replacement only for classes that are too small)."""
+    """``shots`` samples per label, as CoOp's Dassl draws them: a class with fewer images keeps them all."""
     by_label: dict[int, Samples] = defaultdict(list)
     for sample in samples:
         by_label[sample[1]].append(sample)
     drawn: Samples = []
     for items in by_label.values():
-        drawn += rng.sample(items, shots) if len(items) >= shots else rng.choices(items, k=shots)
+        drawn += rng.sample(items, shots) if len(items) >= shots else items
     return drawn
 
 
@@ -141,10 +141,6 @@ class _FewShotDataModule(L.LightningDataModule):
     def augmented_train_dataloader(self) -> DataLoader:
         """The training images in a fixed order, freshly augmented on every pass (Tip-Adapter's cache)."""
         return self._loader("train", train_transform=True, shuffle=False)
-
-    def plain_train_dataloader(self) -> DataLoader:
-        """The training images in a fixed order with the evaluation transform."""
-        return self._loader("train", train_transform=False, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", train_transform=False, shuffle=False)
