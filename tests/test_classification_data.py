@@ -343,3 +343,18 @@ def test_coop_missing_image_raises_an_error_naming_it(tmp_path):
     with pytest.raises(OSError) as error:
         next(iter(small_coop(tmp_path, "OxfordPets").test_dataloader()))
     assert str(missing_path) in str(error.value)
+
+
+def test_split_file_class_names_are_prompted_without_underscores(tmp_path):
+    """CoOp's files name classes as "american_bulldog"; every CoOp-family method prompts "american bulldog"."""
+    from lit_clip.datamodules.classification import coop_reader
+
+    images = tmp_path / "oxford_pets" / "images"
+    images.mkdir(parents=True)
+    entries = []
+    for label, name in enumerate(["american_bulldog", "Abyssinian"]):
+        Image.new("RGB", (8, 8)).save(images / f"{name}_1.jpg")
+        entries.append([f"{name}_1.jpg", label, name])
+    split = {"train": entries, "val": entries, "test": entries}
+    (tmp_path / "oxford_pets" / "split_zhou_OxfordPets.json").write_text(json.dumps(split))
+    assert coop_reader(tmp_path, "OxfordPets").classnames == ["american bulldog", "Abyssinian"]

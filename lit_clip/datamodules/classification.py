@@ -281,7 +281,8 @@ class _SplitFile:
                 f"{path}: labels must run from 0 to the number of classes - 1, but label {gap} never occurs, "
                 f"so it has no class name (labels found: {labels[0]}..{labels[-1]})"
             )
-        self.classnames = [name_of_label[label] for label in range(len(name_of_label))]
+        # As every CoOp-family method prompts them: "american_bulldog" -> "american bulldog".
+        self.classnames = [name_of_label[label].replace("_", " ") for label in range(len(name_of_label))]
 
     def samples(self, split: str) -> list[Sample]:
         return self._samples[split]
