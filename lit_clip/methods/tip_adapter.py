@@ -4,7 +4,8 @@
 no training at all:
 
 - keys ``F`` (NK x d): each training image's feature, averaged over ``augment_epochs`` (10)
-  passes of RandomResizedCrop(0.5-1) + flip, then L2-normalised;
+  passes of the data module's training augmentation, then L2-normalised (the official code:
+  RandomResizedCrop(0.5-1) + flip; set ``train_crop_scale`` to match);
 - values ``L`` (NK x N): the one-hot labels of those images;
 - for a test image's normalised feature ``f``, with the zero-shot classifier ``W``:
 
@@ -108,12 +109,14 @@ class TipAdapter(FrozenCLIPClassifier):
             rank_zero_info(f"Tip-Adapter cache: augmented pass {epoch + 1}/{self.hparams.augment_epochs} over the training images")
             features, labels = [], []
             for batch in loader:
-                features.append(self.clip.encode_image(batch["image"].to(self.device)).float())
+                # In the trainer's precision, as the test images will be encoded.
+                with self.trainer.precision_plugin.forward_context():
+                    features.append(self.clip.encode_image(batch["image"].to(self.device)).float())
                 labels.append(batch["label"].to(self.device))
             passes.append(torch.cat(features))
         keys = F.normalize(torch.stack(passes).mean(dim=0), dim=-1)
         # Ranks augment with their own random streams: all keep rank 0's cache, as DDP keeps its weights.
-        keys = self.trainer.strategy.broadcast(keys, src=0)
+        keys = self.trainer.strategy.broadcast(keys, src=0).to(self.device)
         self.cache_keys = self.make_keys(keys)
         self.cache_labels = torch.cat(labels)
         self.cache_classnames = list(datamodule.classnames)
@@ -151,7 +154,8 @@ class TipAdapter(FrozenCLIPClassifier):
         self.use_classes(datamodule.classnames)
         features, labels = [], []
         for batch in datamodule.val_dataloader():
-            features.append(self.image_features(batch["image"].to(self.device)))
+            with self.trainer.precision_plugin.forward_context():
+                features.append(self.image_features(batch["image"].to(self.device)))
             labels.append(batch["label"].to(self.device))
         features, labels = torch.cat(features), torch.cat(labels)
         clip_logits = 100.0 * features @ self.text_classifier
@@ -165,6 +169,7 @@ class TipAdapter(FrozenCLIPClassifier):
             index = int(accuracy.argmax())
             if accuracy[index] > best[0]:
                 best = (float(accuracy[index]), float(alphas[index]), beta)
+        best = self.trainer.strategy.broadcast(best, src=0)  # every rank tests with rank 0's choice
         self.alpha.fill_(best[1])
         self.beta.fill_(best[2])
         self.searched.fill_(True)
@@ -184,6 +189,9 @@ class TipAdapter(FrozenCLIPClassifier):
     def on_test_epoch_start(self) -> None:
         self.prepare()
         super().on_test_epoch_start()
+
+    def on_predict_epoch_start(self) -> None:
+        self.prepare()
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
