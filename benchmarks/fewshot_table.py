@@ -2,14 +2,18 @@
 
 Every run is ``lit-clip fit`` (methods that train) then ``lit-clip test`` of ``configs/<method>/<name>.yaml``,
 with the shots, the seed and the pretrained CLIP set from here; the last epoch is evaluated, as the
-papers do. Writes ``runs.csv`` (one row per run) and ``table.md`` (mean and standard deviation over
-seeds, in %, and whether the papers' orderings reappear). Run from the repository root:
+papers do, and each method's config gives one ``max_epochs`` for every shot count (CoOp's paper
+scales them: 50, 100, 200 epochs for 1, 2-4, 8-16 shots). Writes ``runs.csv`` (one row per run)
+and ``table.md`` (mean and standard deviation over seeds, in %, and whether the papers' orderings
+reappear). Run from the repository root:
 
     lit-clip fit --config configs/clip/shapes_vit.yaml          # the frozen CLIP (ShapesWorld, ViT-Tiny-8)
     python -m benchmarks.fewshot_table --pretrained runs/clip-shapes-vit/version_0/checkpoints/last.ckpt
 
-    # real data: the methods' CoOp-layout configs, e.g. configs/coop/imagenet.yaml
-    python -m benchmarks.fewshot_table --config-name imagenet --pretrained ViT-B-16.pt --set data.init_args.root=data
+    # real data, from the methods' CoOp-layout configs (configs/coop/imagenet.yaml, ...); CoCoOp's and
+    # MaPLe's are base-to-new configs (imagenet_base2new.yaml), run them with --config-name imagenet_base2new
+    python -m benchmarks.fewshot_table --config-name imagenet --methods coop clip_adapter tip_adapter tip_adapter_f \
+        --base-to-new-shots 0 --pretrained ViT-B-16.pt --set data.init_args.root=data
 """
 from __future__ import annotations
 
@@ -55,6 +59,18 @@ def run(method: str, config: Path, pretrained: str, shots: int, seed: int, base_
     return {"seconds": time.perf_counter() - start, **metrics}
 
 
+def overrides_for(method: str, settings: list[str]) -> list[str]:
+    """The ``--set`` values for ``method``'s runs: the unprefixed ones, and its own without the ``method:`` prefix."""
+    chosen = []
+    for setting in settings:
+        key = setting.split("=", 1)[0]
+        if ":" not in key:  # a value may hold colons (hf-hub:org/name), a key never does
+            chosen.append(setting)
+        elif key.split(":", 1)[0] == method:
+            chosen.append(setting.split(":", 1)[1])
+    return chosen
+
+
 def mean_std(values: list[float]) -> str:
     values = [100 * v for v in values]
     if len(values) == 1:
@@ -67,7 +83,7 @@ def mean(rows: list[dict], method: str, protocol: str, metric: str, shots: int |
     return statistics.mean(values) if values else None
 
 
-def orderings(rows: list[dict], shots: list[int], base_to_new_shots: int) -> list[str]:
+def orderings(rows: list[dict], shots: list[int]) -> list[str]:
     """The papers' claims, checked against the means of this table."""
     checks = []
 
@@ -109,7 +125,7 @@ def markdown(rows: list[dict], methods: list[str], shots: list[int], base_to_new
             if mine:
                 cells = [mean_std([r[m] for r in mine]) for m in ("test/base_top1", "test/new_top1", "test/hm")]
                 lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
-    checks = orderings(rows, shots, base_to_new_shots)
+    checks = orderings(rows, shots)
     if checks:
         lines += ["", "The papers' orderings, on these means:", "", *checks]
     return "\n".join(lines) + "\n"
@@ -134,6 +150,9 @@ def main() -> None:
     plan = [(m, "few-shot", k, s) for m in args.methods for k in args.shots for s in args.seeds]
     if args.base_to_new_shots:
         plan += [(m, "base-to-new", args.base_to_new_shots, s) for m in args.methods for s in args.seeds]
+    missing = [str(config_path(m, args.config_name)) for m in args.methods if not config_path(m, args.config_name).is_file()]
+    if missing:
+        parser.error(f"no config {', '.join(missing)}: give --methods that have configs/<method>/{args.config_name}.yaml")
     # runs.csv is written after every run; an interrupted table continues where it stopped (delete a
     # method's rows from runs.csv to run them again).
     rows = read_csv(out / "runs.csv") if (out / "runs.csv").exists() else []
@@ -141,8 +160,7 @@ def main() -> None:
     for index, (method, protocol, shots, seed) in enumerate(plan, 1):
         if (method, protocol, shots, seed) in done:
             continue
-        overrides = [o.split(":", 1)[-1] for o in args.set if ":" not in o.split("=", 1)[0] or o.startswith(method + ":")]
-        result = run(method, config_path(method, args.config_name), args.pretrained, shots, seed, protocol == "base-to-new", overrides, out / "last_run")
+        result = run(method, config_path(method, args.config_name), args.pretrained, shots, seed, protocol == "base-to-new", overrides_for(method, args.set), out / "last_run")
         rows.append({"method": method, "protocol": protocol, "shots": shots, "seed": seed, **result})
         score = " ".join(f"{k.removeprefix('test/')}={v:.3f}" for k, v in result.items() if k.endswith(("top1", "hm")))
         print(f"[{index}/{len(plan)}] {method} {protocol} {shots} shots seed {seed}: {score} ({result['seconds']:.0f} s)", flush=True)

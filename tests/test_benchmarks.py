@@ -65,3 +65,11 @@ def test_fewshot_table_runs_every_method_from_its_config(tmp_path, lit_clip_chec
     for label in ("Zero-shot CLIP", "CoOp", "CoCoOp", "MaPLe", "CLIP-Adapter", "Tip-Adapter", "Tip-Adapter-F"):
         assert f"| {label} |" in table
     assert "CoCoOp above CoOp on new classes" in table and " ± " in table
+
+
+def test_fewshot_table_overrides_go_to_their_method_and_keep_colons_in_values():
+    from benchmarks.fewshot_table import overrides_for
+
+    settings = ["model.init_args.pretrained=hf-hub:org/clip", "maple:model.init_args.prompt_depth=2", "coop:trainer.max_epochs=3"]
+    assert overrides_for("maple", settings) == ["model.init_args.pretrained=hf-hub:org/clip", "model.init_args.prompt_depth=2"]
+    assert overrides_for("cocoop", settings) == ["model.init_args.pretrained=hf-hub:org/clip"]
