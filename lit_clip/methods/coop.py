@@ -18,7 +18,7 @@ context is trained with the cross-entropy of a few labelled images per class.
 - The class-name tokens are buffers rebuilt from the data module's class names and never
   saved, so a checkpoint (the context alone) can be evaluated on other classes.
 - Prompts are cut after the last EOT of the class set: with causal attention nothing after it is
-  ever read, and CoOp's prompts use ~10 of the 77 positions.
+  ever read, and a prompt of 16 context vectors uses ~20-25 of the 77 positions.
 
 The pieces a prompt is assembled from (:func:`embed_class_prompts`, :func:`assemble_prompts`)
 are reused by CoCoOp and MaPLe, which build on CoOp.

@@ -109,5 +109,5 @@ class MaPLe(FrozenCLIPClassifier):
         return cosine_logits(self.clip.logit_scale, *self.encode(images))
 
     def configure_optimizers(self):
-        learnable = [p for name, p in self.named_parameters() if not name.startswith("clip.")]
+        learnable = [p for p in self.parameters() if p.requires_grad]  # the frozen CLIP has none
         return coop_optimization(self, learnable)
