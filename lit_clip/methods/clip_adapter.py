@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from lit_clip.methods.coop import coop_optimization
 from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
-from lit_clip.zeroshot import build_zeroshot_classifier, scaled_cosine_logits
+from lit_clip.zeroshot import scaled_cosine_logits
 
 
 class Adapter(nn.Sequential):
@@ -62,8 +62,7 @@ class CLIPAdapter(FrozenCLIPClassifier):
         self.adapter = Adapter(self.clip.text_projection.shape[1], reduction)
 
     def set_classes(self, classnames: Sequence[str]) -> None:
-        classifier = build_zeroshot_classifier(self.clip, classnames, self.trainer.datamodule.templates)
-        self.register_buffer("text_classifier", classifier, persistent=False)  # [dim, classes]
+        self.build_text_classifier(classnames)
 
     def forward(self, images: Tensor) -> Tensor:
         features = self.clip.encode_image(images).float()

@@ -28,6 +28,7 @@ from torch import Tensor
 from lit_clip.checkpoints import load_clip
 from lit_clip.metrics import TopKAccuracy
 from lit_clip.model import CLIP
+from lit_clip.zeroshot import build_zeroshot_classifier
 
 CLIP_PREFIX = "clip."
 
@@ -96,6 +97,11 @@ class FrozenCLIPClassifier(L.LightningModule):
             with torch.inference_mode(False):
                 self.set_classes(classnames)
             self.classnames, self._classes_built_on = classnames, self.device
+
+    def build_text_classifier(self, classnames: Sequence[str]) -> None:
+        """``self.text_classifier`` ``[dim, classes]``: zero-shot CLIP's classifier from the data module's templates."""
+        classifier = build_zeroshot_classifier(self.clip, classnames, self.trainer.datamodule.templates)
+        self.register_buffer("text_classifier", classifier, persistent=False)
 
     def image_features(self, images: Tensor, prompts: Sequence[Tensor | None] | None = None) -> Tensor:
         """L2-normalised image embeddings of the frozen image tower, in fp32."""

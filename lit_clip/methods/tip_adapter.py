@@ -38,7 +38,6 @@ from torch import Tensor, nn
 
 from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
 from lit_clip.optim import warmup_cosine_schedule
-from lit_clip.zeroshot import build_zeroshot_classifier
 
 
 def cache_logits(features: Tensor, keys: Tensor, values: Tensor, beta: float | Tensor) -> Tensor:
@@ -124,8 +123,7 @@ class TipAdapter(FrozenCLIPClassifier):
         self.classnames = ()  # the values depend on the cache: rebuild them on next use
 
     def set_classes(self, classnames: Sequence[str]) -> None:
-        classifier = build_zeroshot_classifier(self.clip, classnames, self.trainer.datamodule.templates)
-        self.register_buffer("text_classifier", classifier, persistent=False)  # [dim, classes]
+        self.build_text_classifier(classnames)
         # One-hot values over these classes; cached images of classes not among them have none.
         column = {name: j for j, name in enumerate(classnames)}
         label_columns = torch.tensor([column.get(name, -1) for name in self.cache_classnames], dtype=torch.long)

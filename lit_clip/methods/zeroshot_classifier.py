@@ -17,7 +17,7 @@ from typing import Sequence
 from torch import Tensor
 
 from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
-from lit_clip.zeroshot import ZeroShotHead
+from lit_clip.zeroshot import scaled_cosine_logits
 
 
 class ZeroShotClassifier(FrozenCLIPClassifier):
@@ -33,10 +33,9 @@ class ZeroShotClassifier(FrozenCLIPClassifier):
         """
         super().__init__(pretrained, architecture, quick_gelu)
         self.save_hyperparameters()
-        self.head = ZeroShotHead()
 
     def set_classes(self, classnames: Sequence[str]) -> None:
-        self.head.build(self.clip, classnames, self.trainer.datamodule.templates)
+        self.build_text_classifier(classnames)
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.head(self.clip.encode_image(images))
+        return scaled_cosine_logits(100.0, self.image_features(images), self.text_classifier)
