@@ -150,26 +150,32 @@ def main() -> None:
     plan = [(m, "few-shot", k, s) for m in args.methods for k in args.shots for s in args.seeds]
     if args.base_to_new_shots:
         plan += [(m, "base-to-new", args.base_to_new_shots, s) for m in args.methods for s in args.seeds]
-    missing = [str(config_path(m, args.config_name)) for m in args.methods if not config_path(m, args.config_name).is_file()]
+    configs = {method: config_path(method, args.config_name) for method in args.methods}
+    missing = [str(path) for path in configs.values() if not path.is_file()]
     if missing:
         parser.error(f"no config {', '.join(missing)}: give --methods that have configs/<method>/{args.config_name}.yaml")
     # runs.csv is written after every run; an interrupted table continues where it stopped (delete a
     # method's rows from runs.csv to run them again).
     rows = read_csv(out / "runs.csv") if (out / "runs.csv").exists() else []
-    done = {(r["method"], r["protocol"], r["shots"], r["seed"]) for r in rows}
+    done = {run_key(row) for row in rows}
     for index, (method, protocol, shots, seed) in enumerate(plan, 1):
         if (method, protocol, shots, seed) in done:
             continue
-        result = run(method, config_path(method, args.config_name), args.pretrained, shots, seed, protocol == "base-to-new", overrides_for(method, args.set), out / "last_run")
+        result = run(method, configs[method], args.pretrained, shots, seed, protocol == "base-to-new", overrides_for(method, args.set), out / "last_run")
         rows.append({"method": method, "protocol": protocol, "shots": shots, "seed": seed, **result})
         score = " ".join(f"{k.removeprefix('test/')}={v:.3f}" for k, v in result.items() if k.endswith(("top1", "hm")))
         print(f"[{index}/{len(plan)}] {method} {protocol} {shots} shots seed {seed}: {score} ({result['seconds']:.0f} s)", flush=True)
         write_csv(out / "runs.csv", rows)
-    wanted = {(m, p, k, s) for m, p, k, s in plan}
-    rows = [r for r in rows if (r["method"], r["protocol"], r["shots"], r["seed"]) in wanted]
+    planned = set(plan)
+    rows = [row for row in rows if run_key(row) in planned]
     table = markdown(rows, args.methods, args.shots, args.base_to_new_shots)
     (out / "table.md").write_text(table)
     print("\n" + table)
+
+
+def run_key(row: dict) -> tuple:
+    """The plan entry a runs.csv row answers: (method, protocol, shots, seed)."""
+    return row["method"], row["protocol"], row["shots"], row["seed"]
 
 
 def read_csv(path: Path) -> list[dict]:

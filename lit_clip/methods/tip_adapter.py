@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
 from lit_clip.optim import warmup_cosine_schedule
+from lit_clip.zeroshot import scaled_cosine_logits
 
 
 def cache_logits(features: Tensor, keys: Tensor, values: Tensor, beta: float | Tensor) -> Tensor:
@@ -138,7 +139,7 @@ class TipAdapter(FrozenCLIPClassifier):
         # In fp32 even under bf16 autocast: exp(-beta (1 - affinity)) needs the affinities' digits near 1,
         # and alpha and beta are searched in fp32.
         with torch.autocast(features.device.type, enabled=False):
-            clip_logits = 100.0 * features @ self.text_classifier
+            clip_logits = scaled_cosine_logits(100.0, features, self.text_classifier)
             return clip_logits + alpha * cache_logits(features, self.cache_keys.float(), self.cache_values, beta)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -156,7 +157,7 @@ class TipAdapter(FrozenCLIPClassifier):
                 features.append(self.image_features(batch["image"].to(self.device)))
             labels.append(batch["label"].to(self.device))
         features, labels = torch.cat(features), torch.cat(labels)
-        clip_logits = 100.0 * features @ self.text_classifier
+        clip_logits = scaled_cosine_logits(100.0, features, self.text_classifier)
         (beta_scale, alpha_scale), (beta_steps, alpha_steps) = self.hparams.search_scale, self.hparams.search_steps
         alphas = torch.tensor(search_grid(alpha_scale, alpha_steps), device=self.device)
         best = (-1.0, float(self.alpha), float(self.beta))
