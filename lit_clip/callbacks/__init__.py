@@ -1,4 +1,5 @@
-"""Evaluation and visualisation callbacks any method can attach."""
+"""Evaluation, visualisation and checkpoint callbacks any method can attach."""
 from lit_clip.callbacks.image_text import ImageTextSamples
+from lit_clip.callbacks.last_checkpoint import LastCheckpoint
 
-__all__ = ["ImageTextSamples"]
+__all__ = ["ImageTextSamples", "LastCheckpoint"]
