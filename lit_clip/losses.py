@@ -11,6 +11,8 @@ equal those of one process holding the whole batch.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
@@ -29,6 +31,38 @@ def gather_with_grad(features: Tensor) -> Tensor:
     return torch.cat(dist_fn.all_gather(features), dim=0)
 
 
+class _Gathered(NamedTuple):
+    """Every rank's rows, each rank's block padded to the same number of rows."""
+
+    features: list[Tensor]  # one [world_size * rows, dim] tensor per input, in rank order
+    real: Tensor  # [world_size * rows] bool: which rows are real, not padding
+    total: Tensor  # 0-d: the number of real rows over all ranks
+    offset: int  # where this rank's block starts
+
+
+def gather_padded(*features: Tensor, rows: int | None) -> _Gathered:
+    """All-gather ``features`` with gradient, where ranks may hold fewer than ``rows`` rows.
+
+    A data module that leaves bad samples out of a batch gives ranks batches of different sizes,
+    which an all-gather cannot take. Each rank pads its block to ``rows`` (the batch size every rank
+    was meant to have); the real rows are known from the gathered counts, computed on the device,
+    so this adds one small all-gather and no host synchronisation. ``rows=None``: every rank holds
+    the same number of rows, nothing to pad.
+    """
+    rank, world_size = distributed_rank_and_size()
+    local = features[0].shape[0]
+    if rows is None:
+        gathered = [gather_with_grad(f) if world_size > 1 else f for f in features]
+        real = torch.ones(world_size * local, dtype=torch.bool, device=features[0].device)
+        return _Gathered(gathered, real, torch.tensor(world_size * local, device=real.device), rank * local)
+    padded = [F.pad(f, (0, 0, 0, rows - local)) for f in features]
+    count = torch.tensor([local], device=features[0].device)
+    counts = torch.cat(dist_fn.all_gather(count)) if world_size > 1 else count
+    real = (torch.arange(rows, device=counts.device) < counts[:, None]).flatten()
+    gathered = [gather_with_grad(f) if world_size > 1 else f for f in padded]
+    return _Gathered(gathered, real, counts.sum(), rank * rows)
+
+
 class ClipLoss(nn.Module):
     """Symmetric InfoNCE: cross-entropy of image->text and text->image logits, averaged."""
 
@@ -36,24 +70,37 @@ class ClipLoss(nn.Module):
         super().__init__()
         self.local_loss = local_loss
 
-    def forward(self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor) -> Tensor:
+    def forward(
+        self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor, batch_rows: int | None = None
+    ) -> Tensor:
+        """``batch_rows``: the batch size each rank was meant to have, when some ranks may hold fewer
+        rows (bad samples left out); the loss is then the mean over all real pairs of all ranks."""
         rank, world_size = distributed_rank_and_size()
-        batch = image_features.shape[0]
-        labels = torch.arange(batch, device=image_features.device)
         if world_size == 1:
             logits_per_image = logit_scale * image_features @ text_features.T
-            logits_per_text = logits_per_image.T
+            labels = torch.arange(image_features.shape[0], device=image_features.device)
+            return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_image.T, labels)) / 2
+        (all_images, all_texts), real, total, offset = gather_padded(image_features, text_features, rows=batch_rows)
+        if self.local_loss:
+            logits_per_image = logit_scale * image_features @ all_texts.T
+            logits_per_text = logit_scale * text_features @ all_images.T
+            labels = offset + torch.arange(image_features.shape[0], device=image_features.device)
         else:
-            all_images, all_texts = gather_with_grad(image_features), gather_with_grad(text_features)
-            if self.local_loss:
-                logits_per_image = logit_scale * image_features @ all_texts.T
-                logits_per_text = logit_scale * text_features @ all_images.T
-                labels = labels + rank * batch
-            else:
-                logits_per_image = logit_scale * all_images @ all_texts.T
-                logits_per_text = logits_per_image.T
-                labels = torch.arange(all_images.shape[0], device=image_features.device)
-        return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
+            logits_per_image = logit_scale * all_images @ all_texts.T
+            logits_per_text = logits_per_image.T
+            labels = torch.arange(all_images.shape[0], device=image_features.device)
+        if batch_rows is None:  # equal batches: the plain mean, as before
+            return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
+        # Padding columns take no probability; each rank's sum is scaled so that DDP's average over
+        # ranks is the mean over every real pair.
+        logits_per_image = logits_per_image.masked_fill(~real, float("-inf"))
+        logits_per_text = logits_per_text.masked_fill(~real, float("-inf"))
+        losses = F.cross_entropy(logits_per_image, labels, reduction="none") + F.cross_entropy(
+            logits_per_text, labels, reduction="none"
+        )
+        if self.local_loss:  # DDP's average of the ranks' parts is the mean over all real pairs
+            return losses.sum() / 2 * world_size / total
+        return losses.masked_fill(~real, 0).sum() / 2 / total  # every rank computes the whole mean
 
 
 class SigLipLoss(nn.Module):
@@ -61,15 +108,30 @@ class SigLipLoss(nn.Module):
 
     Pair with ``init_logit_scale=ln 10`` and ``init_logit_bias=-10`` (the paper's
     initialisation). Each rank scores its images against the texts of all ranks;
-    the sum is divided by the local batch, as in the paper.
+    the sum is divided by the local batch, as in the paper (by the mean local batch over
+    ranks when ``batch_rows`` says that ranks may hold fewer rows, see :class:`ClipLoss`).
     """
 
-    def forward(self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor, logit_bias: Tensor) -> Tensor:
+    def forward(
+        self,
+        image_features: Tensor,
+        text_features: Tensor,
+        logit_scale: Tensor,
+        logit_bias: Tensor,
+        batch_rows: int | None = None,
+    ) -> Tensor:
         rank, world_size = distributed_rank_and_size()
         batch = image_features.shape[0]
-        texts = text_features if world_size == 1 else gather_with_grad(text_features)
+        if world_size == 1:
+            texts, real, total, offset = text_features, None, batch, 0
+        else:
+            (texts,), real, total, offset = gather_padded(text_features, rows=batch_rows)
+            total = total / world_size
         logits = logit_scale * image_features @ texts.T + logit_bias
         # +1 for the matching pair (this rank's block of the diagonal), -1 for every other pair.
         signs = -torch.ones_like(logits)
-        signs[:, rank * batch : (rank + 1) * batch].fill_diagonal_(1.0)
-        return -F.logsigmoid(signs * logits).sum() / batch
+        signs[:, offset : offset + batch].fill_diagonal_(1.0)
+        losses = -F.logsigmoid(signs * logits)
+        if real is not None and batch_rows is not None:
+            losses = losses.masked_fill(~real, 0)
+        return losses.sum() / total

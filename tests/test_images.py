@@ -1,4 +1,4 @@
-"""load_rgb on odd and broken files; RobustSamples' skip / raise policies."""
+"""load_rgb on odd and broken files; RobustSamples' skip / raise policies and their collation."""
 from __future__ import annotations
 
 import io
@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lit_clip.datamodules.images import BadSampleError, RobustSamples, check_caption, load_rgb
+from lit_clip.datamodules.images import BadSampleError, RobustSamples, check_caption, load_rgb, without_bad_samples
 
 
 def _jpeg_bytes(size=(32, 24)) -> bytes:
@@ -149,31 +149,34 @@ class _Files(torch.utils.data.Dataset):
         return {"index": index}
 
 
-def test_robust_samples_skip_counts():
-    samples = RobustSamples(_Files(6, bad={1, 2, 5}))
+def test_bad_samples_are_left_out_once_each_and_no_good_one_repeats():
+    """Adjacent bad files: each counted once, where it is, and the good ones each read once."""
+    samples = RobustSamples(_Files(6, bad={1, 2, 3}))
     assert len(samples) == 6
-    assert samples[0] == {"index": 0, "skipped": 0}
-    assert samples[1] == {"index": 3, "skipped": 2}
-    assert samples[5] == {"index": 0, "skipped": 1}  # wraps around
-    batch = next(iter(torch.utils.data.DataLoader(samples, batch_size=6)))
-    assert batch["index"].tolist() == [0, 3, 3, 3, 4, 0]
-    assert batch["skipped"].dtype == torch.long and batch["skipped"].tolist() == [0, 2, 1, 0, 0, 1]
+    assert samples[0] == {"index": 0} and samples[2] == {"skipped_index": 2}
+    loader = torch.utils.data.DataLoader(samples, batch_size=3, collate_fn=without_bad_samples())
+    first, second = list(loader)
+    assert first["index"].tolist() == [0] and first["skipped_index"].tolist() == [1, 2]
+    assert second["index"].tolist() == [4, 5] and second["skipped_index"].tolist() == [3]
+
+
+def test_a_batch_of_bad_samples_only():
+    samples = RobustSamples(_Files(4, bad={0, 1}))
+    # Evaluation: the batch is its count alone (a last batch may be one bad file).
+    evaluation = torch.utils.data.DataLoader(samples, batch_size=2, collate_fn=without_bad_samples(training=False))
+    assert [batch["skipped_index"].tolist() for batch in evaluation] == [[0, 1], []]
+    assert "index" not in next(iter(evaluation))
+    # Training: a whole batch of bad files is a broken data set.
+    training = torch.utils.data.DataLoader(samples, batch_size=2, collate_fn=without_bad_samples(training=True))
+    with pytest.raises(BadSampleError, match=r"every sample of a batch of 2 is bad \(indices 0, 1;"):
+        next(iter(training))
 
 
 def test_robust_samples_raise_names_file():
     samples = RobustSamples(_Files(4, bad={2}), policy="raise")
-    assert samples[1] == {"index": 1, "skipped": 0}
+    assert samples[1] == {"index": 1}
     with pytest.raises(BadSampleError, match=r"img2\.jpg"):
         samples[2]
-
-
-def test_robust_samples_gives_up_after_max_consecutive():
-    samples = RobustSamples(_Files(20, bad=set(range(3, 10))), max_consecutive=5)
-    assert samples[8] == {"index": 10, "skipped": 2}
-    with pytest.raises(BadSampleError, match=r"5 bad samples in a row from index 3.*img7\.jpg"):
-        samples[3]
-    with pytest.raises(BadSampleError, match="3 bad samples in a row"):
-        RobustSamples(_Files(3, bad={0, 1, 2}))[0]
 
 
 def test_robust_samples_rejects_unknown_policy():

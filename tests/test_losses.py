@@ -28,24 +28,28 @@ def features_and_model(seed=0):
     return images, texts, towers, scale, bias
 
 
-def loss_and_grads(loss_name, images, texts, towers, scale, bias, local_loss=True):
+def loss_and_grads(loss_name, images, texts, towers, scale, bias, local_loss=True, batch_rows=None):
     image_features = F.normalize(towers["image"](images), dim=-1)
     text_features = F.normalize(towers["text"](texts), dim=-1)
     if loss_name == "clip":
-        loss = ClipLoss(local_loss=local_loss)(image_features, text_features, scale.exp())
+        loss = ClipLoss(local_loss=local_loss)(image_features, text_features, scale.exp(), batch_rows)
     else:
-        loss = SigLipLoss()(image_features, text_features, scale.exp(), bias)
+        loss = SigLipLoss()(image_features, text_features, scale.exp(), bias, batch_rows)
     params = [*towers.parameters(), scale, bias]
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     return loss.detach(), [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
 
 
-def ddp_worker(rank, init_file, loss_name, local_loss, results):
+def ddp_worker(rank, init_file, loss_name, local_loss, results, kept=(LOCAL_BATCH, LOCAL_BATCH)):
+    """``kept[r]``: the rows rank r keeps of its batch of LOCAL_BATCH (the others were bad samples)."""
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE)
     try:
         images, texts, towers, scale, bias = features_and_model()
-        rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
-        loss, grads = loss_and_grads(loss_name, images[rows], texts[rows], towers, scale, bias, local_loss)
+        rows = slice(rank * LOCAL_BATCH, rank * LOCAL_BATCH + kept[rank])
+        batch_rows = LOCAL_BATCH if kept != (LOCAL_BATCH, LOCAL_BATCH) else None
+        loss, grads = loss_and_grads(
+            loss_name, images[rows], texts[rows], towers, scale, bias, local_loss, batch_rows
+        )
         # What DDP does to gradients: average them over ranks. The reported loss is averaged likewise.
         for g in grads:
             dist.all_reduce(g)
@@ -69,6 +73,24 @@ def test_two_processes_equal_one_process_with_the_doubled_batch(tmp_path, loss_n
         for g, expected in zip(grads, single_grads):
             torch.testing.assert_close(g, expected, rtol=1e-4, atol=1e-6)
     assert any(g.abs().sum() > 0 for g in single_grads)
+
+
+@pytest.mark.parametrize("loss_name,local_loss", [("clip", True), ("clip", False), ("siglip", True)])
+def test_two_processes_with_unequal_batches_equal_one_process_with_their_rows(tmp_path, loss_name, local_loss):
+    """Bad samples left out: rank 0 keeps 4 rows, rank 1 only 1; the loss is still that of the 5 real pairs."""
+    kept = (LOCAL_BATCH, 1)
+    images, texts, towers, scale, bias = features_and_model()
+    real = [*range(kept[0]), *range(LOCAL_BATCH, LOCAL_BATCH + kept[1])]
+    single_loss, single_grads = loss_and_grads(loss_name, images[real], texts[real], towers, scale, bias, local_loss)
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(ddp_worker, args=(str(tmp_path / "init"), loss_name, local_loss, results, kept), nprocs=WORLD_SIZE)
+        results = dict(results)
+    for rank in range(WORLD_SIZE):
+        loss, grads = results[rank]
+        torch.testing.assert_close(loss, single_loss, rtol=1e-5, atol=1e-6)
+        for g, expected in zip(grads, single_grads):
+            torch.testing.assert_close(g, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_clip_loss_matches_open_clip():

@@ -25,8 +25,8 @@ def check_train_batch(batch, pairs):
     n = len(batch["caption"])
     assert batch["image"].dtype == torch.float32 and batch["image"].shape == (n, 3, SIZE, SIZE)
     assert batch["text"].dtype == torch.long and batch["text"].shape == (n, CONTEXT)
-    assert batch["index"].dtype == torch.long and batch["skipped"].dtype == torch.long
-    assert batch["skipped"].tolist() == [0] * n
+    assert batch["index"].dtype == torch.long and batch["skipped_index"].dtype == torch.long
+    assert batch["skipped_index"].tolist() == []
     for index, caption, text in zip(batch["index"].tolist(), batch["caption"], batch["text"]):
         assert caption in pairs[index][1]
         assert torch.equal(text, tokenize(caption, CONTEXT)[0])
@@ -43,7 +43,7 @@ def check_retrieval_batch(batch, pairs, first_image, captions_per_image):
     assert batch["text_index"].tolist() == list(range(first_caption, first_caption + captions_per_image * n))
     assert batch["caption"] == [c for i in batch["index"].tolist() for c in pairs[i][1]]
     assert torch.equal(batch["text"], tokenize(batch["caption"], CONTEXT))
-    assert batch["skipped"].item() == 0
+    assert batch["skipped_index"].tolist() == []
 
 
 # -- training preprocessing ---------------------------------------------------------------------
@@ -190,17 +190,18 @@ def test_csv_errors_name_the_missing_file_or_column(tmp_path):
 # -- unreadable images and retrieval ------------------------------------------------------------
 
 
-def test_unreadable_images_are_skipped_and_counted_or_raised(tmp_path):
+def test_unreadable_images_are_left_out_and_counted_or_raised(tmp_path):
     exported = export_coco_captions(tmp_path, {"train": 4, "val": 4}, image_size=SIZE, captions_per_image=2)
     for split in ("train", "val"):
         exported[split][1][0].write_bytes(b"not a jpeg")
     data = CocoCaptions(str(tmp_path), **SMALL)
     train = next(iter(data.train_dataloader()))
-    assert train["image"].shape[0] == 4 and train["skipped"].sum() == 1  # batches keep their size
-    # Retrieval leaves the image and its captions out rather than ranking a stand-in twice.
+    # Left out, not replaced by a good sample read twice: the batch is one smaller.
+    assert sorted(train["index"].tolist()) == [0, 2, 3] and train["skipped_index"].tolist() == [1]
+    # Retrieval leaves the image and its captions out.
     val = next(iter(data.val_dataloader()))
     assert val["index"].tolist() == [0, 2, 3] and val["text_image_index"].tolist() == [0, 0, 2, 2, 3, 3]
-    assert val["text_index"].tolist() == [0, 1, 4, 5, 6, 7] and val["skipped"].item() == 1
+    assert val["text_index"].tolist() == [0, 1, 4, 5, 6, 7] and val["skipped_index"].tolist() == [1]
     assert val["caption"] == [c for i in (0, 2, 3) for c in exported["val"][i][1]]
     with pytest.raises(BadSampleError, match=exported["val"][1][0].name):
         list(CocoCaptions(str(tmp_path), bad_samples="raise", **SMALL).val_dataloader())

@@ -6,6 +6,7 @@ import pytest
 
 from lit_clip.datamodules import CsvPairs
 from lit_clip.datamodules.export import export_csv_pairs
+from lit_clip.datamodules.images import BadSampleError
 from lit_clip.methods import CLIPPretraining
 
 
@@ -29,9 +30,8 @@ def test_raise_policy_names_the_broken_file(tmp_path):
     broken.write_bytes(b"")
     data = CsvPairs(str(tmp_path / "data" / "train.csv"), image_size=32, context_length=16, batch_size=8,
                     num_workers=0, bad_samples="raise")  # fmt: skip
-    data.setup("fit")
-    with pytest.raises(Exception, match=broken.name):
-        next(iter(data.train_dataloader()))
+    with pytest.raises(BadSampleError, match=broken.name):  # found by setup's probe, before any training
+        data.setup("fit")
 
 
 def test_export_command_writes_files_the_data_modules_read(tmp_path):

@@ -70,8 +70,8 @@ def test_batch_format(shards):
         assert batch["text"].dtype == torch.long and batch["text"].shape == (5, 16)
         assert len(batch["caption"]) == 5 and all(isinstance(c, str) and c for c in batch["caption"])
         assert batch["index"].dtype == torch.long and batch["index"].shape == (5,)
-        assert batch["skipped"].dtype == torch.long and batch["skipped"].tolist() == [0] * 5
-    assert data.val_dataloader().drop_last is False and data.train_dataloader().drop_last is True
+        assert batch["skipped_index"].dtype == torch.long and batch["skipped_index"].tolist() == []
+    assert data.val_dataloader().drop_last is False and data.train_dataloader().loader.drop_last is True
 
 
 def test_two_ranks_read_disjoint_shards(tmp_path, monkeypatch):
@@ -123,12 +123,24 @@ def _png() -> bytes:
     return buffer.getvalue()
 
 
-def test_bad_samples_skipped_and_counted(bad_shard):
+def test_bad_samples_left_out_and_each_counted_once(bad_shard):
     data = _data(bad_shard, val_shards=bad_shard, batch_size=2, train_samples_per_epoch=2)
-    batch = next(iter(data.val_dataloader()))  # unshuffled, so the counts are known
-    assert batch["key"] == ["a", "e"] and batch["skipped"].tolist() == [0, 3]
+    batches = list(data.val_dataloader())  # unshuffled: a b | c d | e
+    assert [batch.get("key") for batch in batches] == [["a"], None, ["e"]]
+    assert [batch["skipped_index"].tolist() for batch in batches] == [[1], [2, 3], []]
     batches = list(data.train_dataloader())
-    assert len(batches) == 1 and sorted(batches[0]["key"]) == ["a", "e"]
+    assert len(batches) == 1 and len(batches[0]["key"]) + len(batches[0]["skipped_index"]) == 2
+
+
+def test_a_bad_sample_at_the_end_of_the_stream_is_counted(tmp_path, bad_shard):
+    source = {sample["__key__"]: sample for sample in wds.WebDataset(bad_shard, shardshuffle=False)}
+    path = tmp_path / "ends-bad.tar"
+    with wds.TarWriter(str(path)) as writer:
+        for name in ("a", "e", "b"):
+            writer.write({k: v for k, v in source[name].items() if k != "__url__"})
+    data = _data(str(path), val_shards=str(path), batch_size=2, train_samples_per_epoch=2)
+    batches = list(data.val_dataloader())
+    assert [batch["skipped_index"].tolist() for batch in batches] == [[], [2]]
 
 
 @pytest.mark.parametrize("key", ["b", "c", "d"])

@@ -2,18 +2,20 @@
 
 :func:`load_rgb` turns any decodable image into 8-bit RGB and every undecodable one into a
 :class:`BadSampleError` that names the file. :class:`RobustSamples` wraps a map-style data
-set so that a bad sample is either skipped (and counted in the batch) or stops the run.
+set so that a bad sample is either left out of its batch (and counted) or stops the run.
 """
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import default_collate
 
 BadSamplePolicy = Literal["skip", "raise"]
 
@@ -88,45 +90,74 @@ def check_caption(caption: str, name: str) -> str:
 
 
 class RobustSamples(torch.utils.data.Dataset):
-    """A map-style data set of dict samples whose bad samples are skipped or raised.
+    """A map-style data set of dict samples whose bad samples are left out of their batch, or raised.
 
-    With policy "skip", ``dataset[i]`` failing with :class:`BadSampleError` is replaced by the
-    next good sample (``i + 1``, ``i + 2``, ... wrapping around), so batches keep their size,
-    which the gathered contrastive loss needs on every rank. Every sample carries
-    ``"skipped"``: how many bad samples were passed over to reach it (0 for a good ``i``).
-    With policy "raise", the error propagates with its message naming the file.
+    With policy "skip", ``dataset[i]`` failing with :class:`BadSampleError` gives the marker
+    ``{"skipped_index": i}`` instead (the error is logged); :func:`without_bad_samples` drops the
+    markers when the batch is collated and lists their indices in ``batch["skipped_index"]``. So
+    every bad sample is counted once, where it occurs, and no good sample is read twice to take
+    its place: the batch is smaller by the number of bad samples in it. With policy "raise", the
+    error propagates with its message naming the file.
     """
 
-    def __init__(self, dataset: torch.utils.data.Dataset, policy: BadSamplePolicy = "skip", max_consecutive: int = 100):
+    def __init__(self, dataset: torch.utils.data.Dataset, policy: BadSamplePolicy = "skip"):
         """
         Args:
             dataset: map-style data set returning dicts and raising :class:`BadSampleError` for bad samples.
             policy: "skip" or "raise".
-            max_consecutive: bad samples in a row after which "skip" gives up: so many suggest a
-                broken data set (wrong folder, unmounted disk) rather than a few bad files.
         """
-        if policy not in ("skip", "raise"):
-            raise ValueError(f"unknown bad-sample policy {policy!r}; expected 'skip' or 'raise'")
-        self.dataset, self.policy, self.max_consecutive = dataset, policy, max_consecutive
+        check_policy(policy)
+        self.dataset, self.policy = dataset, policy
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        # A data set shorter than max_consecutive is all bad once every sample has failed.
-        attempts = min(self.max_consecutive, len(self))
-        for skipped in range(attempts):
-            try:
-                sample = self.dataset[(index + skipped) % len(self)]
-            except BadSampleError as error:
-                if self.policy == "raise":
-                    raise
-                log.warning("skipping bad sample: %s", error)
-                last_error = error  # `error` itself is unbound after the except block
-                continue
-            sample["skipped"] = skipped
-            return sample
+        try:
+            return self.dataset[index]
+        except BadSampleError as error:
+            if self.policy == "raise":
+                raise
+            log.warning("skipping bad sample: %s", error)
+            return bad_sample(index)
+
+
+def check_policy(policy: str) -> None:
+    if policy not in ("skip", "raise"):
+        raise ValueError(f"unknown bad_samples policy {policy!r}; expected 'skip' or 'raise'")
+
+
+def bad_sample(index: int) -> dict:
+    """The stand-in for a bad sample in a data set's output: only its index, for the count."""
+    return {"skipped_index": index}
+
+
+def without_bad_samples(
+    collate: Callable[[list[dict]], dict] = default_collate, training: bool = True
+) -> Callable[[list[dict]], dict]:
+    """A collate function that drops :func:`bad_sample` markers, collates the rest with ``collate`` and
+    adds ``"skipped_index"``: the long tensor of the dropped samples' indices (empty when none).
+
+    A batch of bad samples only is ``{"skipped_index"}`` alone in evaluation (methods count it and
+    go on; a last partial batch may well be one bad file). In training it stops the run with the
+    indices: a whole training batch of bad files points at a broken data set (a wrong folder, an
+    unmounted disk) rather than a few bad files, and a step without data would stall DDP.
+    """
+    return functools.partial(_collate_without_bad_samples, collate=collate, training=training)
+
+
+def _collate_without_bad_samples(samples: list[dict], collate: Callable[[list[dict]], dict], training: bool) -> dict:
+    good = [sample for sample in samples if "skipped_index" not in sample]
+    skipped = torch.tensor([sample["skipped_index"] for sample in samples if "skipped_index" in sample], dtype=torch.long)
+    if not good and not training:
+        return {"skipped_index": skipped}
+    if not good:
+        skipped = skipped.tolist()
+        shown = ", ".join(str(index) for index in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
         raise BadSampleError(
-            f"{attempts} bad samples in a row from index {index} (last: {last_error}); "
+            f"every sample of a batch of {len(samples)} is bad (indices {shown}; each is logged above); "
             "is the data set path right and its storage readable?"
         )
+    batch = collate(good)
+    batch["skipped_index"] = skipped
+    return batch

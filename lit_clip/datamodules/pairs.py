@@ -1,17 +1,19 @@
 """Image-caption data sets read from disk: COCO Captions, Flickr30k (Karpathy's splits) and CSV files.
 
 Training batches have the format of ``ShapesWorldCaptions``: ``{"image", "text", "caption",
-"index", "skipped"}``, one caption per image, drawn at random from the image's captions on
+"index", "skipped_index"}``, one caption per image, drawn at random from the image's captions on
 every access. Validation and test follow the CLIP paper's retrieval protocol, where an image
 has several captions: one sample per image with all its captions, collated by
 :func:`collate_image_captions`. Images are read with :func:`~lit_clip.datamodules.images.load_rgb`;
-an unreadable one is skipped or stops the run, as ``bad_samples`` says.
+a bad sample (an unreadable image, an image without a usable caption) is left out of its batch
+and counted in ``skipped_index``, or stops the run, as ``bad_samples`` says.
 """
 from __future__ import annotations
 
 import csv
 import itertools
 import json
+import logging
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -20,12 +22,17 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from lit_clip.datamodules.images import BadSamplePolicy, RobustSamples, load_rgb
+from lit_clip.datamodules.checks import require_one_batch
+from lit_clip.datamodules.images import (
+    BadSampleError, BadSamplePolicy, RobustSamples, check_policy, load_rgb, without_bad_samples,
+)
 from lit_clip.tokenizer import tokenize
 from lit_clip.transforms import clip_eval_transform, clip_train_transform
+
+log = logging.getLogger(__name__)
 
 # An image file and its captions.
 CaptionedImage = tuple[Path, list[str]]
@@ -45,7 +52,7 @@ class RandomCaptionDataset(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict:
-        path, captions = self.pairs[index]
+        path, captions = _with_captions(self.pairs[index])
         # Drawn anew at every access, from torch's generator: seeded by seed_everything, and
         # differently in every DataLoader worker.
         caption = captions[int(torch.randint(len(captions), ()))]
@@ -72,7 +79,7 @@ class ImageCaptionsDataset(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict:
-        path, captions = self.pairs[index]
+        path, captions = _with_captions(self.pairs[index])
         return {
             "image": self.transform(load_rgb(path)),
             "index": index,
@@ -86,25 +93,18 @@ def collate_image_captions(samples: list[dict]) -> dict:
     """Batch :class:`ImageCaptionsDataset` samples for retrieval.
 
     Returns ``{"image": [B, 3, S, S], "index": [B], "text": [T, context_length], "text_index": [T],
-    "text_image_index": [T], "caption": list of T, "skipped": 0-d}``: all captions of the B images,
-    ``text_image_index`` giving each caption's image index (as in ``index``), and ``skipped``
-    the number of unreadable images left out.
+    "text_image_index": [T], "caption": list of T}``: all captions of the B images, with
+    ``text_image_index`` giving each caption's image index (as in ``index``).
     """
-    # RobustSamples puts the next readable image in place of an unreadable one. That image has
-    # its own place in the split, so the stand-in is dropped: every readable image is ranked
-    # once and the unreadable ones are left out with their captions.
-    keep = torch.tensor([sample["skipped"] == 0 for sample in samples])
-    counts = torch.tensor([len(sample["caption"]) for sample in samples])
-    keep_caption = keep.repeat_interleave(counts)
     index = torch.tensor([sample["index"] for sample in samples])
+    counts = torch.tensor([len(sample["caption"]) for sample in samples])
     return {
-        "image": torch.stack([sample["image"] for sample in samples])[keep],
-        "index": index[keep],
-        "text": torch.cat([sample["text"] for sample in samples])[keep_caption],
-        "text_index": torch.cat([sample["text_index"] for sample in samples])[keep_caption],
-        "text_image_index": index.repeat_interleave(counts)[keep_caption],
-        "caption": [caption for sample in samples if sample["skipped"] == 0 for caption in sample["caption"]],
-        "skipped": (~keep).sum(),
+        "image": torch.stack([sample["image"] for sample in samples]),
+        "index": index,
+        "text": torch.cat([sample["text"] for sample in samples]),
+        "text_index": torch.cat([sample["text_index"] for sample in samples]),
+        "text_image_index": index.repeat_interleave(counts),
+        "caption": [caption for sample in samples for caption in sample["caption"]],
     }
 
 
@@ -136,14 +136,16 @@ class _CaptionedImagesDataModule(L.LightningDataModule):
         return self._pairs[split]
 
     def setup(self, stage: str) -> None:
+        # Read and probe every split the stage needs now, so that a wrong path or a folder of unreadable
+        # images stops the run before its first training step rather than after an epoch.
         for split in _STAGE_SPLITS.get(stage, ()):
             if self.has_split(split):
-                self.pairs(split)
+                _probe_images(self.pairs(split), split, self.hparams.bad_samples)
 
-    def _loader(
-        self, dataset: Dataset, shuffle: bool = False, collate_fn: Callable | None = None
-    ) -> StatefulDataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool = False, collate_fn: Callable | None = None) -> StatefulDataLoader:
         h = self.hparams
+        if shuffle:  # training: full batches only
+            require_one_batch(len(dataset), h.batch_size, self.trainer, "training images")
         # Stateful, as ShapesWorldCaptions' loaders: checkpoints keep the position within the epoch.
         return StatefulDataLoader(
             RobustSamples(dataset, h.bad_samples),
@@ -152,7 +154,7 @@ class _CaptionedImagesDataModule(L.LightningDataModule):
             drop_last=shuffle,  # the gathered contrastive loss needs equal batches on every rank
             num_workers=h.num_workers,
             persistent_workers=h.num_workers > 0,
-            collate_fn=collate_fn,
+            collate_fn=without_bad_samples(collate_fn or default_collate, training=shuffle),
         )
 
     def _retrieval_loader(self, split: str) -> StatefulDataLoader:
@@ -208,10 +210,13 @@ class CocoCaptions(_CaptionedImagesDataModule):
             context_length: token length of the captions; at most the model's context length.
             batch_size: per process; images per batch (evaluation batches hold all their captions).
             num_workers: DataLoader worker processes.
-            bad_samples: "skip" an unreadable image (counted in the batch's ``skipped``) or "raise".
+            bad_samples: "skip" a bad sample (left out of its batch, its index in ``skipped_index``) or
+                "raise" an error naming it. Captions that are empty or not text are left out with a
+                warning, or raised when the file is read.
         """
         super().__init__()
         self.save_hyperparameters()
+        check_policy(bad_samples)
         self.root = Path(root)
 
     def _read(self, split: str) -> dict[str, list[CaptionedImage]]:
@@ -220,7 +225,7 @@ class CocoCaptions(_CaptionedImagesDataModule):
             annotations, images = h.test_annotations or h.val_annotations, h.test_images or h.val_images
         else:
             annotations, images = h[f"{split}_annotations"], h[f"{split}_images"]
-        return {split: _read_coco(self.root / annotations, self.root / images)}
+        return {split: _read_coco(self.root / annotations, self.root / images, h.bad_samples)}
 
 
 class Flickr30k(_CaptionedImagesDataModule):
@@ -250,14 +255,18 @@ class Flickr30k(_CaptionedImagesDataModule):
             context_length: token length of the captions; at most the model's context length.
             batch_size: per process; images per batch (evaluation batches hold all their captions).
             num_workers: DataLoader worker processes.
-            bad_samples: "skip" an unreadable image (counted in the batch's ``skipped``) or "raise".
+            bad_samples: "skip" a bad sample (left out of its batch, its index in ``skipped_index``) or
+                "raise" an error naming it. Captions that are empty or not text are left out with a
+                warning, or raised when the file is read.
         """
         super().__init__()
         self.save_hyperparameters()
+        check_policy(bad_samples)
         self.root = Path(root)
 
     def _read(self, split: str) -> dict[str, list[CaptionedImage]]:
-        return _read_karpathy(self.root / self.hparams.karpathy_json, self.root / self.hparams.images_dir)
+        h = self.hparams
+        return _read_karpathy(self.root / h.karpathy_json, self.root / h.images_dir, h.bad_samples)
 
 
 class CsvPairs(_CaptionedImagesDataModule):
@@ -293,10 +302,13 @@ class CsvPairs(_CaptionedImagesDataModule):
             context_length: token length of the captions; at most the model's context length.
             batch_size: per process; images per batch (evaluation batches hold all their captions).
             num_workers: DataLoader worker processes.
-            bad_samples: "skip" an unreadable image (counted in the batch's ``skipped``) or "raise".
+            bad_samples: "skip" a bad sample (left out of its batch, its index in ``skipped_index``) or
+                "raise" an error naming it. Captions that are empty or not text are left out with a
+                warning, or raised when the file is read.
         """
         super().__init__()
         self.save_hyperparameters()
+        check_policy(bad_samples)
 
     def has_split(self, split: str) -> bool:
         return self.hparams[f"{split}_file"] is not None
@@ -306,13 +318,13 @@ class CsvPairs(_CaptionedImagesDataModule):
         if not self.has_split(split):
             raise ValueError(f"CsvPairs has no {split} split: give {split}_file")
         path = Path(h[f"{split}_file"])
-        return {split: _read_csv(path, h.image_key, h.caption_key, h.separator, group=split != "train")}
+        return {split: _read_csv(path, h.image_key, h.caption_key, h.separator, split != "train", h.bad_samples)}
 
 
 # -- readers ------------------------------------------------------------------------------------
 
 
-def _read_coco(annotations: Path, image_dir: Path) -> list[CaptionedImage]:
+def _read_coco(annotations: Path, image_dir: Path, policy: BadSamplePolicy) -> list[CaptionedImage]:
     expected = (
         'expected COCO\'s captions format: {"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}'
     )
@@ -329,10 +341,10 @@ def _read_coco(annotations: Path, image_dir: Path) -> list[CaptionedImage]:
         ]
     except KeyError as error:  # e.g. an instances_*.json, whose annotations have no caption
         raise ValueError(f"{annotations}: an entry has no {error} key; {expected}") from error
-    return _captioned(pairs, f"{annotations}")
+    return _captioned(pairs, f"{annotations}", policy)
 
 
-def _read_karpathy(path: Path, image_dir: Path) -> dict[str, list[CaptionedImage]]:
+def _read_karpathy(path: Path, image_dir: Path, policy: BadSamplePolicy) -> dict[str, list[CaptionedImage]]:
     expected = 'expected Karpathy\'s format: {"images": [{"filename", "split", "sentences": [{"raw"}]}]}'
     content = _read_json(path, ("images",), expected)
     _require_dir(image_dir, f"the images of {path}")
@@ -347,45 +359,103 @@ def _read_karpathy(path: Path, image_dir: Path) -> dict[str, list[CaptionedImage
             pairs[split].append((image_dir / image["filename"], [sentence["raw"] for sentence in image["sentences"]]))
     except KeyError as error:
         raise ValueError(f"{path}: an image entry has no {error} key; {expected}") from error
-    return {split: _captioned(split_pairs, f"the {split} split of {path}") for split, split_pairs in pairs.items()}
+    return {split: _captioned(split_pairs, f"the {split} split of {path}", policy) for split, split_pairs in pairs.items()}
 
 
-def _read_csv(path: Path, image_key: str, caption_key: str, separator: str, group: bool) -> list[CaptionedImage]:
+def _read_csv(
+    path: Path, image_key: str, caption_key: str, separator: str, group: bool, policy: BadSamplePolicy
+) -> list[CaptionedImage]:
     """One pair per row, or (``group``) one per image with the captions of all its rows."""
     if not path.is_file():
         raise FileNotFoundError(f"CSV file {path} not found")
-    with open(path, newline="") as file:
+    with open(path, newline="", encoding="utf-8") as file:
         reader = csv.DictReader(file, delimiter=separator)
-        columns = reader.fieldnames or []
-        for key in (image_key, caption_key):
-            if key not in columns:
-                raise ValueError(
-                    f"{path} has no column {key!r}; its header, split at {separator!r}, has the columns {columns}"
-                )
-        rows = []
-        for row in reader:
-            if row[image_key] is None or row[caption_key] is None:
-                raise ValueError(f"{path}, line {reader.line_num}: fewer fields than the header's {len(columns)}")
-            rows.append((path.parent / row[image_key], row[caption_key]))
+        try:
+            columns = reader.fieldnames or []
+            for key in (image_key, caption_key):
+                if key not in columns:
+                    raise ValueError(
+                        f"{path} has no column {key!r}; its header, split at {separator!r}, has the columns {columns}"
+                    )
+            rows = []
+            for row in reader:
+                if row[image_key] is None or row[caption_key] is None:
+                    raise ValueError(f"{path}, line {reader.line_num}: fewer fields than the header's {len(columns)}")
+                rows.append((path.parent / row[image_key], row[caption_key]))
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{path}, after line {reader.line_num}: byte {error.object[error.start]:#04x} is not UTF-8; "
+                "expected a UTF-8 text file (re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8)"
+            ) from error
     if not group:
-        return _captioned([(image, [caption]) for image, caption in rows], f"{path}")
+        return _captioned([(image, [caption]) for image, caption in rows], f"{path}", policy)
     captions_of: dict[Path, list[str]] = {}
     for image, caption in rows:
         captions_of.setdefault(image, []).append(caption)
-    return _captioned(list(captions_of.items()), f"{path}")
+    return _captioned(list(captions_of.items()), f"{path}", policy)
 
 
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _captioned(pairs: list[CaptionedImage], source: str) -> list[CaptionedImage]:
-    """The pairs with blank captions removed, then images left without any; none at all is an error."""
-    pairs = [(image, [c.strip() for c in captions if c.strip()]) for image, captions in pairs]
-    # An image without a caption has nothing to train on and nothing to be retrieved by.
-    pairs = [(image, captions) for image, captions in pairs if captions]
-    if not pairs:
+def _captioned(pairs: list[tuple[Path, list]], source: str, policy: BadSamplePolicy) -> list[CaptionedImage]:
+    """The pairs with their captions checked: one that is empty or not text stops the run here, naming
+    its image (policy "raise"), or is left out with a warning ("skip"). An image left without a caption
+    stays in the list: it is a bad sample, counted when it is read. No captioned image at all is an error."""
+    checked, left_out = [], []
+    for image, captions in pairs:
+        kept = []
+        for caption in captions:
+            problem = _caption_problem(caption)
+            if problem is None:
+                kept.append(caption.strip())
+            elif policy == "raise":
+                raise ValueError(
+                    f"{source}: a caption of {image} {problem}; expected non-empty text "
+                    "(bad_samples: skip leaves such captions out)"
+                )
+            else:
+                left_out.append(f"a caption of {image} {problem}")
+        checked.append((image, kept))
+    if left_out:
+        log.warning("%s: left out %d captions that are empty or not text (first: %s)", source, len(left_out), left_out[0])
+    if not any(captions for _, captions in checked):
         raise ValueError(f"{source} lists no image with a caption")
-    return pairs
+    return checked
+
+
+def _caption_problem(caption) -> str | None:
+    if not isinstance(caption, str):
+        return f"is {caption!r}, a {type(caption).__name__}, not text"
+    if not caption.strip():
+        return "is empty"
+    return None
+
+
+def _with_captions(pair: CaptionedImage) -> CaptionedImage:
+    path, captions = pair
+    if not captions:
+        raise BadSampleError(f"{path}: no caption (each of its captions was empty or not text)")
+    return pair
+
+
+def _probe_images(pairs: list[CaptionedImage], split: str, policy: BadSamplePolicy, probes: int = 8) -> None:
+    """Decode a few images spread over ``split``: with policy "raise" any failure, and with "skip" all of
+    them failing, stops the run now, naming the files."""
+    step = max(1, len(pairs) // probes)
+    errors = []
+    for path, _ in pairs[::step][:probes]:
+        try:
+            load_rgb(path)
+        except BadSampleError as error:
+            if policy == "raise":
+                raise
+            errors.append(str(error))
+    if errors and len(errors) == min(probes, len(pairs[::step])):
+        raise BadSampleError(
+            f"none of {len(errors)} images probed across the {split} split can be read, e.g. {errors[0]}; "
+            "is the image folder right?"
+        )
 
 
 def _read_json(path: Path, keys: Sequence[str], expected: str) -> dict:

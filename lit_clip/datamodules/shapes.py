@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from lit_clip.datamodules.checks import require_one_batch
 from lit_clip.datamodules.shapesworld import ShapesWorld, class_names
 from lit_clip.tokenizer import tokenize
 from lit_clip.transforms import to_normalized_tensor
@@ -121,6 +122,7 @@ class ShapesWorldCaptions(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         h = self.hparams
+        require_one_batch(h.train_samples, h.batch_size, self.trainer, "training samples (train_samples)")
         return self._loader(ShapesCaptionDataset(self.world, "train", h.train_samples, h.context_length), shuffle=True)
 
     def val_dataloader(self) -> list[DataLoader]:

@@ -16,9 +16,11 @@ from typing import Callable, Iterable, Iterator
 import lightning as L
 import torch
 import webdataset as wds
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset
 
-from lit_clip.datamodules.images import BadSampleError, BadSamplePolicy, check_caption, load_rgb
+from lit_clip.datamodules.images import (
+    BadSampleError, BadSamplePolicy, bad_sample, check_caption, check_policy, load_rgb, without_bad_samples,
+)
 from lit_clip.tokenizer import tokenize
 from lit_clip.transforms import clip_eval_transform, clip_train_transform
 
@@ -27,8 +29,6 @@ log = logging.getLogger(__name__)
 # Samples mixed within each worker; shards are only shuffled as a whole, so without this a
 # batch would hold consecutive samples of one shard, which are often from one web page.
 SHUFFLE_BUFFER = 1000
-# A worker giving up after this many bad samples in a row: that is a broken data set, not bad files.
-MAX_CONSECUTIVE_BAD = 100
 # A sample's ``index`` is its shard's number times this plus its position in the shard.
 SHARD_STRIDE = 2**32
 
@@ -37,20 +37,23 @@ class WebDatasetPairs(L.LightningDataModule):
     """Image-caption pairs from WebDataset shards for contrastive pretraining.
 
     Batches: ``{"image": float [B, 3, S, S], "text": long [B, context_length], "caption": list[str],
-    "index": long [B], "skipped": long [B], "key": list[str]}``. ``index`` is unique in the data
-    set (shard number * 2**32 + position in the shard), so that evaluation under DDP counts every
-    sample once; ``skipped`` counts the bad samples passed over just before each sample in its
-    worker's stream (bad samples at the very end of a worker's shards have no next sample and go
-    uncounted, but are logged); ``key`` is the sample's name in its shard.
+    "index": long [B], "key": list[str], "skipped_index": long [k]}``. ``index`` is unique in the
+    data set (shard number * 2**32 + position in the shard), so that evaluation under DDP counts
+    every sample once; ``key`` is the sample's name in its shard. A bad sample (undecodable image,
+    missing or empty caption) takes its place in the stream and is left out of its batch, its
+    ``index`` listed in ``skipped_index``: counted exactly once, the batch one smaller.
 
     Epochs: an IterableDataset has no length, so the training epoch is declared with
     ``train_samples_per_epoch``: each rank's loader has ``train_samples_per_epoch // (world_size *
-    batch_size)`` batches, and Lightning ends the epoch after that many.
+    batch_size)`` batches, and every rank's stream gives exactly that many, so the epoch always
+    ends with its validation and no rank waits for another in the gathered loss.
 
     - ``resampled=False``: every shard is read once per epoch, split over ranks and then over
-      each rank's DataLoader workers, so no sample is seen twice. Declare at most the samples the
-      rank with the fewest gets (equal-size shards, a multiple of the world size): a rank that
-      runs out early ends its epoch early and leaves the others waiting in the gathered loss.
+      each rank's DataLoader workers. Declare at most the samples the rank with the fewest gets
+      (equal-size shards, a multiple of the world size). Where a worker's shards run out before its
+      share of the declared samples (more declared than there are, or unreadable shards), it reads
+      them again from the start, with a warning that says by how much: some samples are then seen
+      twice in that epoch. Shards that yield nothing at all are an error.
     - ``resampled=True``: every worker draws shards at random with replacement, an endless
       stream cut to exactly the declared batches; for large data sets and uneven shards.
 
@@ -92,14 +95,13 @@ class WebDatasetPairs(L.LightningDataModule):
             context_length: token length of the captions; at most the model's context length.
             batch_size: per process.
             num_workers: DataLoader worker processes per process.
-            bad_samples: "skip" undecodable images, missing or empty captions (counted in
-                ``skipped``; unreadable shards are skipped with a warning) or "raise" an error
-                naming the shard and key.
+            bad_samples: "skip" undecodable images, missing or empty captions (left out of their
+                batch and listed in ``skipped_index``; unreadable shards are skipped with a warning)
+                or "raise" an error naming the shard and key.
         """
         super().__init__()
         self.save_hyperparameters()
-        if bad_samples not in ("skip", "raise"):
-            raise ValueError(f"unknown bad_samples policy {bad_samples!r}; expected 'skip' or 'raise'")
+        check_policy(bad_samples)
         if train_samples_per_epoch < 1:
             raise ValueError(f"train_samples_per_epoch must be positive, got {train_samples_per_epoch}")
         self.image_keys = [key.strip().lower() for key in image_keys.split(";") if key.strip()]
@@ -110,14 +112,16 @@ class WebDatasetPairs(L.LightningDataModule):
         if self.hparams.val_shards is not None and stage in ("fit", "validate"):
             _check_local_shards(self.hparams.val_shards)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> Iterable[dict]:
         h = self.hparams
         rank, world_size = _rank_and_world_size()
         urls = wds.shardlists.expand_urls(h.train_shards)
-        if not h.resampled and len(urls) < world_size:
+        readers = world_size * max(1, h.num_workers)
+        if not h.resampled and len(urls) < readers:
             raise ValueError(
-                f"{len(urls)} training shards cannot be split over {world_size} ranks without repeating "
-                "samples; write more, smaller shards or set resampled=True"
+                f"{len(urls)} training shards cannot give each of {world_size} ranks x {max(1, h.num_workers)} "
+                f"loader workers a shard of its own; write at least {readers} shards, lower num_workers "
+                "or set resampled=True"
             )
         batches = h.train_samples_per_epoch // (world_size * h.batch_size)
         if batches == 0:
@@ -152,9 +156,7 @@ class WebDatasetPairs(L.LightningDataModule):
             .shuffle(SHUFFLE_BUFFER)
             .compose(self._decoder(clip_train_transform(h.image_size)))
         )
-        if h.resampled:
-            pipeline = pipeline.compose(functools.partial(_worker_share, batches=batches, batch_size=h.batch_size))
-        return self._loader(_Sized(pipeline, batches * h.batch_size), train=True)
+        return _ExactBatches(self._loader(pipeline, train=True), batches, h.train_shards)
 
     def val_dataloader(self) -> DataLoader | list:
         h = self.hparams
@@ -186,6 +188,7 @@ class WebDatasetPairs(L.LightningDataModule):
             drop_last=train,  # the gathered contrastive loss needs equal batches on every rank
             num_workers=h.num_workers,
             persistent_workers=h.num_workers > 0,
+            collate_fn=without_bad_samples(training=train),
         )
 
     def _decoder(self, transform: Callable) -> Callable:
@@ -204,20 +207,41 @@ class WebDatasetPairs(L.LightningDataModule):
         return wds.warn_and_continue if self.hparams.bad_samples == "skip" else wds.reraise_exception
 
 
-class _Sized(IterableDataset):
-    """A pipeline with a declared number of samples, so its DataLoader has a length in batches.
+class _ExactBatches:
+    """A training loader that gives exactly ``batches`` batches an epoch, whatever its stream holds.
 
-    Not webdataset's ``with_length``, whose class made on the fly cannot be pickled to workers.
+    Its ``len`` is the declared epoch, which Lightning and the learning-rate schedule read, and every
+    rank gives that many, so the epoch ends with its validation and no rank waits for another in the
+    gathered loss. A stream that ends early (its shards read once) is read again; an endless one
+    (resampled) is cut.
     """
 
-    def __init__(self, pipeline: IterableDataset, length: int):
-        self.pipeline, self.length = pipeline, length
+    def __init__(self, loader: DataLoader, batches: int, shards: str):
+        self.loader, self.batches, self.shards = loader, batches, shards
 
     def __iter__(self) -> Iterator[dict]:
-        return iter(self.pipeline)
+        given = 0
+        while True:
+            in_pass = 0
+            for batch in self.loader:
+                yield batch
+                in_pass, given = in_pass + 1, given + 1
+                if given == self.batches:
+                    return
+            if in_pass == 0:
+                raise ValueError(
+                    f"the training shards {self.shards!r} gave no full batch; are they readable tar files "
+                    "in the WebDataset layout (<key>.jpg + <key>.txt), and do they hold at least a batch per "
+                    "loader worker?"
+                )
+            log.warning(
+                "the training shards %r ran out after %d of the %d batches declared for this epoch "
+                "(train_samples_per_epoch); reading them again, so some samples are seen twice this epoch",
+                self.shards, given, self.batches,
+            )
 
     def __len__(self) -> int:
-        return self.length
+        return self.batches
 
 
 def _numbers(urls: list[str]) -> dict[str, int]:
@@ -244,22 +268,15 @@ def _decode_pairs(
     context_length: int,
     policy: BadSamplePolicy,
 ) -> Iterator[dict]:
-    """Raw webdataset samples into model inputs, passing over bad ones and counting them."""
-    skipped = 0
+    """Raw webdataset samples into model inputs; a bad one becomes a :func:`bad_sample` marker in its place."""
     for sample in samples:
         try:
-            pair = _decode(sample, image_keys, caption_key, transform, context_length)
+            yield _decode(sample, image_keys, caption_key, transform, context_length)
         except BadSampleError as error:
             if policy == "raise":
                 raise
             log.warning("skipping bad sample: %s", error)
-            skipped += 1
-            if skipped >= MAX_CONSECUTIVE_BAD:
-                raise BadSampleError(f"{skipped} bad samples in a row, the last {error}") from error
-            continue
-        pair["skipped"] = skipped
-        skipped = 0
-        yield pair
+            yield bad_sample(sample["__index__"])
 
 
 def _decode(sample: dict, image_keys: list[str], caption_key: str, transform: Callable, context_length: int) -> dict:
@@ -288,15 +305,6 @@ def _decode(sample: dict, image_keys: list[str], caption_key: str, transform: Ca
 def _split_by_rank(urls: Iterable, rank: int, world_size: int) -> Iterator:
     """webdataset's ``split_by_node`` with the rank fixed in the main process."""
     return islice(urls, rank, None, world_size)
-
-
-def _worker_share(samples: Iterable[dict], batches: int, batch_size: int) -> Iterator[dict]:
-    """This worker's share of an endless stream: the DataLoader takes batches from its workers
-    in turn, so worker ``w`` of ``n`` gives ``batches // n`` batches, plus one if ``w < batches % n``."""
-    info = get_worker_info()
-    worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-    share = batches // workers + (worker < batches % workers)
-    return islice(samples, share * batch_size)
 
 
 def _rank_and_world_size() -> tuple[int, int]:

@@ -95,12 +95,17 @@ class CLIPPretraining(L.LightningModule):
             self.model.transformer.compile()
         self.zeroshot = ZeroShotHead()
         self._retrieval_features: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._skipped_indices: list[torch.Tensor] = []
 
     # --- training ---------------------------------------------------------------------------------
-    def contrastive_loss(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor):
+    def contrastive_loss(
+        self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor, batch: dict
+    ) -> torch.Tensor:
+        # Where the data module leaves bad samples out, ranks may hold fewer pairs than the batch size.
+        batch_rows = batch["image"].shape[0] + batch["skipped_index"].numel() if "skipped_index" in batch else None
         if isinstance(self.loss, SigLipLoss):
-            return self.loss(image_features, text_features, logit_scale, self.model.logit_bias)
-        return self.loss(image_features, text_features, logit_scale)
+            return self.loss(image_features, text_features, logit_scale, self.model.logit_bias, batch_rows)
+        return self.loss(image_features, text_features, logit_scale, batch_rows)
 
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         # Still on the host, so this costs no device sync: captions padded to the context length are
@@ -111,13 +116,13 @@ class CLIPPretraining(L.LightningModule):
         return batch
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.contrastive_loss(*self.model(batch["image"], batch["text"]))
+        loss = self.contrastive_loss(*self.model(batch["image"], batch["text"]), batch)
         batch_size = batch["image"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("train/logit_scale", self.model.logit_scale.exp(), batch_size=batch_size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, batch_size=batch_size)
-        if "skipped" in batch:  # unreadable samples the data module passed over (bad_samples: skip)
-            skipped = batch["skipped"].sum().float()
+        if "skipped_index" in batch:  # bad samples the data module left out (bad_samples: skip)
+            skipped = float(batch["skipped_index"].numel())
             self.log("train/skipped_samples", skipped, on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=True)
         return loss
 
@@ -162,11 +167,16 @@ class CLIPPretraining(L.LightningModule):
     def _start_evaluation(self) -> None:
         """Build the zero-shot text classifier once per evaluation, from the data module's classes."""
         self._retrieval_features = []
+        self._skipped_indices = []
         datamodule = self.trainer.datamodule
         if getattr(datamodule, "classnames", None):
             self.zeroshot.build(self.model, datamodule.classnames, datamodule.templates)
 
     def _evaluation_step(self, batch: dict, stage: str) -> None:
+        if "skipped_index" in batch:
+            self._skipped_indices.append(batch["skipped_index"].to(self.device))
+        if "image" not in batch:  # every sample of this batch was bad
+            return
         batch_size = batch["image"].shape[0]
         if "label" in batch:
             if self.zeroshot.classifier is None:
@@ -176,7 +186,7 @@ class CLIPPretraining(L.LightningModule):
         else:
             image_features, text_features, logit_scale = self.model(batch["image"], batch["text"])
             if "text_index" not in batch:  # one caption per image: the loss sees the pairs as they are
-                loss = self.contrastive_loss(image_features, text_features, logit_scale)
+                loss = self.contrastive_loss(image_features, text_features, logit_scale, batch)
                 self.log(f"{stage}/loss", loss, batch_size=batch_size, add_dataloader_idx=False, sync_dist=True)
             self._retrieval_features.append(
                 (
@@ -187,6 +197,10 @@ class CLIPPretraining(L.LightningModule):
             )  # fmt: skip
 
     def _log_evaluation(self, stage: str) -> None:
+        if self._skipped_indices:  # each bad sample once, also where DDP's sampler repeats it on two ranks
+            (skipped,) = gather_unique(torch.cat(self._skipped_indices))
+            self.log(f"{stage}/skipped_samples", float(skipped.numel()))
+            self._skipped_indices = []
         if self.zeroshot.accuracy.has_updates:
             accuracy = self.zeroshot.accuracy.compute()
             self.log(f"{stage}/zeroshot_top1", accuracy["top1"])
