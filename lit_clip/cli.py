@@ -14,6 +14,8 @@
   ``last.ckpt``; any checkpoint path inside a run directory continues that run the same way;
 - ``save_last: true`` on a ``ModelCheckpoint`` means the newest state, every epoch and at the
   steps the callback saves (a :class:`~lit_clip.callbacks.LastCheckpoint` does the writing);
+- ``predict`` writes the method's predictions (embeddings, class probabilities, ...) with the
+  images' paths into the run directory (:class:`~lit_clip.callbacks.PredictionWriter`);
 - checkpoints are written atomically (``AtomicCheckpointIO``) unless the config names
   its own plugins, so a kill during a save never corrupts ``last.ckpt``;
 - a run that fails before it has trained a step or written a checkpoint removes the run
@@ -28,11 +30,12 @@ from pathlib import Path
 
 import jsonargparse
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
 
 from lit_clip.callbacks.last_checkpoint import LastCheckpoint
+from lit_clip.callbacks.predictions import PredictionWriter
 from lit_clip.checkpoint_io import AtomicCheckpointIO
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,8 @@ class LitClipCLI(LightningCLI):
         if self.subcommand == "fit":
             config["callbacks"] = _newest_state_as_last(config.get("callbacks") or [])
             self._continue_run(_run_logger(config.get("logger")), config["callbacks"])
+        if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in config.get("callbacks") or []):
+            config["callbacks"] = [*(config.get("callbacks") or []), PredictionWriter()]
         return super()._instantiate_trainer(config, callbacks)
 
     def _continue_run(self, logger: Logger | None, callbacks: list) -> None:

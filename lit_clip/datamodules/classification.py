@@ -17,11 +17,12 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from lit_clip.datamodules.images import IMAGE_EXTENSIONS
+from lit_clip.datamodules.predict import prediction_loaders
 from lit_clip.templates import COOP_TEMPLATES, resolve_templates
 from lit_clip.transforms import clip_eval_transform
 
 SPLITS = ("train", "val", "test")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 Sample = tuple[Path, int]
 
@@ -99,6 +100,9 @@ class _ImageFilesDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
 
+    def predict_dataloader(self) -> DataLoader:
+        return prediction_loaders(self.hparams, default=self.test_dataloader)
+
 
 # -- an image-folder tree -----------------------------------------------------------------------
 
@@ -124,6 +128,7 @@ class ImageFolderClassification(_ImageFilesDataModule):
         templates: str | Sequence[str] = "simple",
         batch_size: int = 64,
         num_workers: int = 4,
+        predict_images: str | None = None,
         classnames_file: str | None = None,
     ):
         """
@@ -134,6 +139,8 @@ class ImageFolderClassification(_ImageFilesDataModule):
                 of strings with one ``{}``.
             batch_size: per process.
             num_workers: DataLoader worker processes.
+            predict_images: ``lit-clip predict``'s images: a folder, a file listing image paths, or an
+                image; by default predict reads the test split (see ``lit_clip.datamodules.predict``).
             classnames_file: text file with one class name per line in label order (that of the sorted
                 class folders); by default the folder names with underscores read as spaces.
         """
@@ -200,6 +207,7 @@ class CoOpClassification(_ImageFilesDataModule):
         templates: str | Sequence[str] | None = None,
         batch_size: int = 64,
         num_workers: int = 4,
+        predict_images: str | None = None,
     ):
         """
         Args:
@@ -211,6 +219,8 @@ class CoOpClassification(_ImageFilesDataModule):
                 Otherwise "simple", "openai_imagenet", "coop:<DataSet>" or a list of strings with one ``{}``.
             batch_size: per process.
             num_workers: DataLoader worker processes.
+            predict_images: ``lit-clip predict``'s images: a folder, a file listing image paths, or an
+                image; by default predict reads the test split (see ``lit_clip.datamodules.predict``).
         """
         super().__init__()
         self.save_hyperparameters()

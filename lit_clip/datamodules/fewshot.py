@@ -27,6 +27,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from lit_clip.datamodules.classification import ImageFileDataset, coop_reader, open_rgb
+from lit_clip.datamodules.predict import prediction_loaders
 from lit_clip.datamodules.shapesworld import ShapesWorld, class_names
 from lit_clip.methods.frozen_clip import EvaluationSet
 from lit_clip.templates import COOP_TEMPLATES, resolve_templates
@@ -150,6 +151,9 @@ class _FewShotDataModule(L.LightningDataModule):
             return [self._loader(split, train_transform=False, shuffle=False) for split in ("base", "new")]
         return self._loader("test", train_transform=False, shuffle=False)
 
+    def predict_dataloader(self) -> DataLoader | list[DataLoader]:
+        return prediction_loaders(self.hparams, default=self.test_dataloader)
+
 
 class CoOpFewShot(_FewShotDataModule):
     """One of CoOp's 11 data sets under the few-shot protocol (files as ``CoOpClassification`` reads them).
@@ -172,6 +176,7 @@ class CoOpFewShot(_FewShotDataModule):
         batch_size: int = 32,
         eval_batch_size: int = 100,
         num_workers: int = 8,
+        predict_images: str | None = None,
     ):
         """
         Args:
@@ -186,6 +191,8 @@ class CoOpFewShot(_FewShotDataModule):
             templates: the hand-written prompt(s) of the zero-shot head; by default CoOp's one for the data set.
             batch_size: training batch per process; eval_batch_size: validation and test.
             num_workers: DataLoader worker processes.
+            predict_images: ``lit-clip predict``'s images: a folder, a file listing image paths, or an
+                image; by default predict reads the test split (see ``lit_clip.datamodules.predict``).
         """
         super().__init__(shots)
         self.save_hyperparameters()
@@ -227,6 +234,7 @@ class ShapesWorldFewShot(_FewShotDataModule):
         batch_size: int = 32,
         eval_batch_size: int = 256,
         num_workers: int = 0,
+        predict_images: str | None = None,
     ):
         """
         Args:
@@ -242,6 +250,8 @@ class ShapesWorldFewShot(_FewShotDataModule):
             test_per_class: test images per class.
             world_seed: the seed of the generated world (not of the few-shot draw).
             batch_size, eval_batch_size, num_workers: DataLoader settings.
+            predict_images: ``lit-clip predict``'s images: a folder, a file listing image paths, or an
+                image; by default predict reads the test split (see ``lit_clip.datamodules.predict``).
         """
         super().__init__(shots)
         self.save_hyperparameters()

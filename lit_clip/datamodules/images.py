@@ -18,6 +18,7 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 BadSamplePolicy = Literal["skip", "raise"]
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 log = logging.getLogger(__name__)
 

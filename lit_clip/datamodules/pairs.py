@@ -22,10 +22,11 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 from torch import Tensor
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lit_clip.datamodules.checks import require_one_batch
+from lit_clip.datamodules.predict import prediction_loaders
 from lit_clip.datamodules.images import (
     BadSampleError, BadSamplePolicy, RobustSamples, check_policy, load_rgb, without_bad_samples,
 )
@@ -174,6 +175,9 @@ class _CaptionedImagesDataModule(L.LightningDataModule):
     def test_dataloader(self) -> StatefulDataLoader:
         return self._retrieval_loader("test")
 
+    def predict_dataloader(self) -> DataLoader | list[DataLoader]:
+        return prediction_loaders(self.hparams, default=self.test_dataloader)
+
 
 class CocoCaptions(_CaptionedImagesDataModule):
     """COCO Captions (2014 or 2017) from its ``captions_<split>.json`` files and image folders.
@@ -197,6 +201,8 @@ class CocoCaptions(_CaptionedImagesDataModule):
         context_length: int = 77,
         batch_size: int = 64,
         num_workers: int = 4,
+        predict_images: str | None = None,
+        predict_texts: str | None = None,
         bad_samples: BadSamplePolicy = "skip",
     ):
         """
@@ -210,6 +216,9 @@ class CocoCaptions(_CaptionedImagesDataModule):
             context_length: token length of the captions; at most the model's context length.
             batch_size: per process; images per batch (evaluation batches hold all their captions).
             num_workers: DataLoader worker processes.
+            predict_images: ``lit-clip predict``'s images: a folder, a file listing image paths, or an
+                image; by default predict reads the test split (see ``lit_clip.datamodules.predict``).
+            predict_texts: ``lit-clip predict``'s texts: a file with one text per line.
             bad_samples: "skip" a bad sample (left out of its batch, its index in ``skipped_index``) or
                 "raise" an error naming it. Captions that are empty or not text are left out with a
                 warning, or raised when the file is read.
@@ -244,6 +253,8 @@ class Flickr30k(_CaptionedImagesDataModule):
         context_length: int = 77,
         batch_size: int = 64,
         num_workers: int = 4,
+        predict_images: str | None = None,
+        predict_texts: str | None = None,
         bad_samples: BadSamplePolicy = "skip",
     ):
         """
@@ -255,6 +266,9 @@ class Flickr30k(_CaptionedImagesDataModule):
             context_length: token length of the captions; at most the model's context length.
             batch_size: per process; images per batch (evaluation batches hold all their captions).
             num_workers: DataLoader worker processes.
+            predict_images: ``lit-clip predict``'s images: a folder, a file listing image paths, or an
+                image; by default predict reads the test split (see ``lit_clip.datamodules.predict``).
+            predict_texts: ``lit-clip predict``'s texts: a file with one text per line.
             bad_samples: "skip" a bad sample (left out of its batch, its index in ``skipped_index``) or
                 "raise" an error naming it. Captions that are empty or not text are left out with a
                 warning, or raised when the file is read.
@@ -288,6 +302,8 @@ class CsvPairs(_CaptionedImagesDataModule):
         context_length: int = 77,
         batch_size: int = 64,
         num_workers: int = 4,
+        predict_images: str | None = None,
+        predict_texts: str | None = None,
         bad_samples: BadSamplePolicy = "skip",
     ):
         """
@@ -302,6 +318,9 @@ class CsvPairs(_CaptionedImagesDataModule):
             context_length: token length of the captions; at most the model's context length.
             batch_size: per process; images per batch (evaluation batches hold all their captions).
             num_workers: DataLoader worker processes.
+            predict_images: ``lit-clip predict``'s images: a folder, a file listing image paths, or an
+                image; by default predict reads the test split (see ``lit_clip.datamodules.predict``).
+            predict_texts: ``lit-clip predict``'s texts: a file with one text per line.
             bad_samples: "skip" a bad sample (left out of its batch, its index in ``skipped_index``) or
                 "raise" an error naming it. Captions that are empty or not text are left out with a
                 warning, or raised when the file is read.

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lit_clip.datamodules.checks import require_one_batch
+from lit_clip.datamodules.predict import prediction_loaders
 from lit_clip.datamodules.shapesworld import ShapesWorld, class_names
 from lit_clip.tokenizer import tokenize
 from lit_clip.transforms import to_normalized_tensor
@@ -81,6 +82,8 @@ class ShapesWorldCaptions(L.LightningDataModule):
         context_length: int = 32,
         batch_size: int = 128,
         num_workers: int = 0,
+        predict_images: str | None = None,
+        predict_texts: str | None = None,
     ):
         """
         Args:
@@ -94,6 +97,9 @@ class ShapesWorldCaptions(L.LightningDataModule):
             context_length: token length of the captions; at most the model's context length.
             batch_size: per process.
             num_workers: DataLoader worker processes.
+            predict_images: ``lit-clip predict``'s images: a folder, a file listing image paths, or an
+                image; by default predict reads the test split (see ``lit_clip.datamodules.predict``).
+            predict_texts: ``lit-clip predict``'s texts: a file with one text per line.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -131,6 +137,9 @@ class ShapesWorldCaptions(L.LightningDataModule):
     def test_dataloader(self) -> list[DataLoader]:
         return self._evaluation_loaders("test")
 
+    def predict_dataloader(self) -> DataLoader | list[DataLoader]:
+        return prediction_loaders(self.hparams, default=lambda: self._evaluation_loaders("test")[0])
+
 
 class ShapesWorldClassification(L.LightningDataModule):
     """Single-object images labelled over a ShapesWorld vocabulary (``color_shape``: 64 classes).
@@ -150,6 +159,7 @@ class ShapesWorldClassification(L.LightningDataModule):
         templates: Sequence[str] = SHAPES_TEMPLATES,
         batch_size: int = 128,
         num_workers: int = 0,
+        predict_images: str | None = None,
     ):
         """
         Args:
@@ -159,6 +169,8 @@ class ShapesWorldClassification(L.LightningDataModule):
             train_per_class, val_per_class, test_per_class: images per class in each split.
             templates: zero-shot prompt templates with one ``{}`` for the class name.
             batch_size, num_workers: DataLoader settings.
+            predict_images: ``lit-clip predict``'s images: a folder, a file listing image paths, or an
+                image; by default predict reads the test split (see ``lit_clip.datamodules.predict``).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -179,3 +191,6 @@ class ShapesWorldClassification(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.hparams.test_per_class)
+
+    def predict_dataloader(self) -> DataLoader:
+        return prediction_loaders(self.hparams, default=self.test_dataloader)

@@ -21,6 +21,7 @@ from typing import Literal
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lit_clip.checkpoints import load_clip
@@ -144,6 +145,17 @@ class CLIPPretraining(L.LightningModule):
         optimizer = self.build_optimizer(fused=not self.trainer.gradient_clip_val)
         schedule = warmup_cosine_schedule(optimizer, h.warmup_steps, self.trainer.estimated_stepping_batches, h.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # --- prediction -------------------------------------------------------------------------------
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        """L2-normalised embeddings in the joint space of the batch's images and / or texts, in fp32, with
+        the images' paths (or data set indices) and the texts."""
+        prediction = {key: batch[key] for key in ("path", "index", "caption") if key in batch}
+        if "image" in batch:
+            prediction["image_embedding"] = F.normalize(self.model.encode_image(batch["image"]).float(), dim=-1)
+        if "text" in batch:
+            prediction["text_embedding"] = F.normalize(self.model.encode_text(batch["text"]).float(), dim=-1)
+        return prediction
 
     # --- evaluation -------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:

@@ -175,7 +175,16 @@ class FrozenCLIPClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_evaluation("test")
 
-    def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
-        """Class probabilities ``[batch, classes]`` over the data module's classes."""
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        """Class probabilities ``[batch, classes]`` over the data module's classes, the most probable
+        class with its name and probability, and the images' paths (or data set indices and labels)."""
         self.use_classes(self.trainer.datamodule.classnames)
-        return self(batch["image"]).softmax(dim=-1)
+        probabilities = self(batch["image"]).float().softmax(dim=-1)
+        best = probabilities.max(dim=-1)
+        return {
+            **{key: batch[key] for key in ("path", "index", "label") if key in batch},
+            "predicted_class": [self.classnames[i] for i in best.indices.tolist()],
+            "probability": best.values,
+            "predicted": best.indices,
+            "probabilities": probabilities,
+        }

@@ -1,0 +1,81 @@
+"""``lit-clip predict`` writes what the method predicts into the run directory.
+
+A method's ``predict_step`` returns a dict of per-sample values: tensors whose first dimension is
+the batch, or lists (paths, class names, captions). This callback joins them over all batches
+and loaders and writes:
+
+- ``predictions.pt``: every key, tensors concatenated (``torch.load`` it);
+- ``predictions.csv``: one row per sample with the keys that hold one value per sample
+  (paths, predicted class, its probability, ...), for a quick look; keys with fewer rows than
+  the longest (texts beside images) go to ``predictions_<key>.csv`` tables of their own length.
+
+Under DDP each process writes its own share as ``predictions.rank<N>.pt`` / ``.csv``.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+log = logging.getLogger(__name__)
+
+
+class PredictionWriter(BasePredictionWriter):
+    def __init__(self, output_dir: str | None = None):
+        """
+        Args:
+            output_dir: where the files go; by default the run directory (``trainer.log_dir``).
+        """
+        super().__init__(write_interval="epoch")
+        self.output_dir = output_dir
+
+    def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions, batch_indices) -> None:
+        # One list of batch outputs per loader, or a flat list for one loader.
+        batches = [out for loader in predictions for out in loader] if predictions and isinstance(predictions[0], list) else predictions
+        joined = join_predictions(batches)
+        if not joined:
+            return
+        folder = Path(self.output_dir or trainer.log_dir or ".")
+        folder.mkdir(parents=True, exist_ok=True)
+        suffix = f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+        torch.save(joined, folder / f"predictions{suffix}.pt")
+        for name, columns in per_sample_tables(joined).items():
+            with open(folder / f"{name}{suffix}.csv", "w", newline="") as file:
+                writer = csv.writer(file)
+                writer.writerow(columns)
+                writer.writerows(zip(*(_cells(joined[key]) for key in columns)))
+        log.info("wrote the predictions of %d batches to %s", len(batches), folder / f"predictions{suffix}.pt")
+        print(f"predictions written to {folder / f'predictions{suffix}.pt'}")
+
+
+def join_predictions(batches: list[dict[str, Any]]) -> dict[str, Any]:
+    """The batches' dicts joined key by key: tensors concatenated on dim 0, lists chained."""
+    joined: dict[str, list] = {}
+    for batch in batches:
+        for key, value in batch.items():
+            joined.setdefault(key, []).append(value)
+    return {
+        key: torch.cat([v.cpu() for v in values]) if isinstance(values[0], torch.Tensor) else [x for v in values for x in v]
+        for key, values in joined.items()
+    }
+
+
+def per_sample_tables(joined: dict[str, Any]) -> dict[str, list[str]]:
+    """CSV tables of the keys with one plain value per sample, grouped by their number of rows."""
+    scalar_keys = [k for k, v in joined.items() if not isinstance(v, torch.Tensor) or v.ndim == 1]
+    by_length: dict[int, list[str]] = {}
+    for key in scalar_keys:
+        by_length.setdefault(len(joined[key]), []).append(key)
+    if not by_length:
+        return {}
+    longest = max(by_length)
+    return {("predictions" if length == longest else f"predictions_{keys[0]}"): keys for length, keys in by_length.items()}
+
+
+def _cells(values) -> list:
+    return values.tolist() if isinstance(values, torch.Tensor) else list(values)

@@ -1,0 +1,88 @@
+"""``lit-clip predict``: embeddings from a CLIP config, class probabilities from a zero-shot config,
+on the user's own images and texts (or the test split), written into the run directory."""
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from lit_clip.datamodules import ShapesWorldClassification
+from lit_clip.datamodules.predict import list_images
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lit_clip(*args, cwd) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "lit_clip", "predict", *map(str, args), "--trainer.enable_progress_bar=false"]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def my_images(tmp_path) -> Path:
+    folder = tmp_path / "mine"
+    (folder / "nested").mkdir(parents=True)
+    for name, colour in [("a.png", "red"), ("b.jpg", "blue"), ("nested/c.png", "green")]:
+        Image.new("RGB", (50, 40), colour).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_clip_config_writes_embeddings_of_images_and_texts(tmp_path, my_images, lit_clip_checkpoint):
+    (tmp_path / "texts.txt").write_text("a red circle.\n\na blue star.\n")
+    result = lit_clip(
+        "--config", ROOT / "configs/clip/shapes.yaml", f"--model.init_args.pretrained={lit_clip_checkpoint}",
+        "--data.init_args.image_size=32", "--data.init_args.context_length=16",
+        f"--data.init_args.predict_images={my_images}", "--data.init_args.predict_texts=texts.txt", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "runs" / "clip-shapes" / "version_0"
+    predictions = torch.load(run / "predictions.pt", weights_only=False)
+    assert predictions["path"] == [str(my_images / n) for n in ("a.png", "b.jpg", "nested/c.png")]
+    assert predictions["caption"] == ["a red circle.", "a blue star."]
+    assert predictions["image_embedding"].shape[0] == 3 and predictions["text_embedding"].shape[0] == 2
+    torch.testing.assert_close(predictions["image_embedding"].norm(dim=-1), torch.ones(3))
+    rows = list(csv.DictReader(open(run / "predictions.csv")))
+    assert [row["path"] for row in rows] == predictions["path"]
+
+
+def test_zeroshot_config_writes_class_probabilities_of_my_images(tmp_path, my_images, lit_clip_checkpoint):
+    result = lit_clip(
+        "--config", ROOT / "configs/zeroshot/shapes.yaml", f"--model.init_args.pretrained={lit_clip_checkpoint}",
+        "--data.init_args.image_size=32", f"--data.init_args.predict_images={my_images}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = next((tmp_path / "runs").glob("*/version_0"))
+    predictions = torch.load(run / "predictions.pt", weights_only=False)
+    classes = ShapesWorldClassification().classnames
+    assert predictions["probabilities"].shape == (3, len(classes))
+    torch.testing.assert_close(predictions["probabilities"].sum(dim=-1), torch.ones(3))
+    rows = list(csv.DictReader(open(run / "predictions.csv")))
+    assert [Path(row["path"]).name for row in rows] == ["a.png", "b.jpg", "c.png"]
+    for row, probabilities in zip(rows, predictions["probabilities"]):
+        assert row["predicted_class"] == classes[int(probabilities.argmax())]
+        assert float(row["probability"]) == pytest.approx(float(probabilities.max()))
+
+
+def test_without_my_images_predict_reads_the_test_split(tmp_path, lit_clip_checkpoint):
+    result = lit_clip(
+        "--config", ROOT / "configs/zeroshot/shapes.yaml", f"--model.init_args.pretrained={lit_clip_checkpoint}",
+        "--data.init_args.image_size=32", "--data.init_args.test_per_class=1", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    predictions = torch.load(next((tmp_path / "runs").glob("*/version_0/predictions.pt")), weights_only=False)
+    assert predictions["index"].tolist() == list(range(64)) and predictions["label"].tolist() == list(range(64))
+
+
+def test_image_sources_and_their_errors(tmp_path, my_images):
+    listing = tmp_path / "list.txt"
+    listing.write_text("mine/b.jpg\n\nmine/a.png\n")
+    assert list_images(listing) == [tmp_path / "mine/b.jpg", tmp_path / "mine/a.png"]
+    assert list_images(my_images / "a.png") == [my_images / "a.png"]
+    with pytest.raises(FileNotFoundError, match=r"predict_images: .*nowhere is neither a folder"):
+        list_images(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no image files .* under .*empty"):
+        list_images(tmp_path / "empty")
