@@ -41,6 +41,11 @@ MAX_LOGIT_SCALE = math.log(100)
 warnings.filterwarnings("ignore", message=r".*overridden `on_before_batch_transfer` in `LightningModule` but have passed in a")
 
 
+def batch_rows(batch: dict) -> int | None:
+    """The batch size before bad samples were left out (see ``RobustSamples``); None where data has none."""
+    return batch["image"].shape[0] + batch["skipped_index"].numel() if "skipped_index" in batch else None
+
+
 class CLIPPretraining(L.LightningModule):
     def __init__(
         self,
@@ -100,10 +105,13 @@ class CLIPPretraining(L.LightningModule):
 
     # --- training ---------------------------------------------------------------------------------
     def contrastive_loss(
-        self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor, batch: dict
+        self,
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        logit_scale: torch.Tensor,
+        batch_rows: int | None = None,
     ) -> torch.Tensor:
-        # Where the data module leaves bad samples out, ranks may hold fewer pairs than the batch size.
-        batch_rows = batch["image"].shape[0] + batch["skipped_index"].numel() if "skipped_index" in batch else None
+        """``batch_rows``: the batch size every rank was meant to have, where ranks may hold fewer pairs."""
         if isinstance(self.loss, SigLipLoss):
             return self.loss(image_features, text_features, logit_scale, self.model.logit_bias, batch_rows)
         return self.loss(image_features, text_features, logit_scale, batch_rows)
@@ -117,7 +125,7 @@ class CLIPPretraining(L.LightningModule):
         return batch
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.contrastive_loss(*self.model(batch["image"], batch["text"]), batch)
+        loss = self.contrastive_loss(*self.model(batch["image"], batch["text"]), batch_rows(batch))
         batch_size = batch["image"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("train/logit_scale", self.model.logit_scale.exp(), batch_size=batch_size)
@@ -198,7 +206,7 @@ class CLIPPretraining(L.LightningModule):
         else:
             image_features, text_features, logit_scale = self.model(batch["image"], batch["text"])
             if "text_index" not in batch:  # one caption per image: the loss sees the pairs as they are
-                loss = self.contrastive_loss(image_features, text_features, logit_scale, batch)
+                loss = self.contrastive_loss(image_features, text_features, logit_scale, batch_rows(batch))
                 self.log(f"{stage}/loss", loss, batch_size=batch_size, add_dataloader_idx=False, sync_dist=True)
             self._retrieval_features.append(
                 (
