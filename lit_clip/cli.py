@@ -11,7 +11,8 @@
   ``config.resume1.yaml`` and so on beside it, never overwriting what is there;
 - ``fit --ckpt_path last`` continues the newest run of the config's logger name: in the same
   run directory and logger version (TensorBoard shows one curve), from that run's newest
-  ``last.ckpt``; any checkpoint path inside a run directory continues that run the same way;
+  ``last.ckpt``; any checkpoint path inside a run directory continues that run the same way.
+  ``validate``, ``test`` and ``predict`` read ``last`` as that same file;
 - ``save_last: true`` on a ``ModelCheckpoint`` means the newest state, every epoch and at the
   steps the callback saves (a :class:`~lit_clip.callbacks.LastCheckpoint` does the writing);
 - ``predict`` writes the method's predictions (embeddings, class probabilities, ...) with the
@@ -84,19 +85,25 @@ class LitClipCLI(LightningCLI):
             config["plugins"] = [AtomicCheckpointIO()]
         if self.subcommand == "fit":
             config["callbacks"] = _newest_state_as_last(config.get("callbacks") or [])
-            self._continue_run(_run_logger(config.get("logger")), config["callbacks"])
+        if self.subcommand in ("fit", "validate", "test", "predict"):
+            self._continue_run(_run_logger(config.get("logger")), config.get("callbacks") or [])
         if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in config.get("callbacks") or []):
             config["callbacks"] = [*(config.get("callbacks") or []), PredictionWriter()]
         return super()._instantiate_trainer(config, callbacks)
 
     def _continue_run(self, logger: Logger | None, callbacks: list) -> None:
-        """Resolve ``--ckpt_path last`` to a file and point the logger at the run that wrote it."""
-        arguments = self.config_init["fit"]
+        """Resolve ``--ckpt_path last`` to a file and, when fitting, point the logger at the run that wrote it."""
+        arguments = self.config_init[self.subcommand]
         if arguments.get("ckpt_path") == "last":
             arguments["ckpt_path"] = _newest_last_checkpoint(logger, callbacks)
-            if arguments["ckpt_path"] is None:
+            if arguments["ckpt_path"] is None and self.subcommand == "fit":
                 log.warning("--ckpt_path last: no last.ckpt of an earlier run was found; starting a new run")
-        if arguments.get("ckpt_path") and logger is not None:
+            elif arguments["ckpt_path"] is None:
+                raise FileNotFoundError(
+                    f"--ckpt_path last: no last.ckpt under {logger.root_dir if logger else 'the checkpoint folders'}; "
+                    "give the checkpoint's path"
+                )
+        if self.subcommand == "fit" and arguments.get("ckpt_path") and logger is not None:
             version = _run_version(Path(arguments["ckpt_path"]), Path(logger.root_dir))
             if version is not None:
                 # The logger's own version attribute: its log directory becomes that run's.

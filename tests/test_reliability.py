@@ -60,6 +60,16 @@ def test_ckpt_path_last_continues_the_run_in_its_directory(tmp_path):
     # The first config is kept beside the resumed one; the partial file is gone.
     assert (run / "config.yaml").exists() and (run / "config.resume1.yaml").exists()
     assert not partial.exists()
+    # test reads `last` as the same file.
+    tested = lit_clip("test", "--config", SHAPES, *SMALL_RUN, "--ckpt_path=last", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    assert f"checkpoint at {Path('runs/clip-shapes/version_0/checkpoints/last.ckpt')}" in tested.stderr + tested.stdout
+
+
+def test_test_with_ckpt_path_last_and_no_run_says_so(tmp_path):
+    result = lit_clip("test", "--config", SHAPES, *SMALL_RUN, "--ckpt_path=last", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "--ckpt_path last: no last.ckpt under runs/clip-shapes; give the checkpoint's path" in result.stderr
 
 
 def test_ckpt_path_last_without_an_earlier_run_starts_a_new_one(tmp_path):
