@@ -131,11 +131,18 @@ class LitClipCLI(LightningCLI):
 
 
 def _newest_state_as_last(callbacks: list) -> list:
-    """The callbacks with every ``ModelCheckpoint(save_last=True)``'s last.ckpt written by a LastCheckpoint."""
-    result = []
+    """The callbacks with every ``ModelCheckpoint(save_last=True)``'s last.ckpt written by a LastCheckpoint.
+
+    The LastCheckpoints go last: checkpoint callbacks save at the end of an epoch in list order, and
+    last.ckpt must hold the state of the others after their own saves (their best files).
+    """
+    others, lasts = [], []
     for callback in callbacks:
+        if isinstance(callback, LastCheckpoint):
+            lasts.append(callback)
+            continue
         if type(callback) is ModelCheckpoint and callback.save_last:
-            result.append(
+            lasts.append(
                 LastCheckpoint(
                     dirpath=callback.dirpath,
                     every_n_train_steps=callback._every_n_train_steps or None,
@@ -145,8 +152,8 @@ def _newest_state_as_last(callbacks: list) -> list:
             callback.save_last = False
             if callback.save_top_k == 0:  # it was there for last.ckpt alone
                 continue
-        result.append(callback)
-    return result
+        others.append(callback)
+    return others + lasts
 
 
 def _run_logger(logger) -> Logger | None:

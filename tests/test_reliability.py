@@ -97,6 +97,25 @@ def test_save_last_holds_the_newest_state_where_a_metric_is_monitored(tmp_path):
     assert [p.name for p in tmp_path.glob("epoch=*.ckpt")] == ["epoch=0-step=4.ckpt"]  # the best is still kept
 
 
+class RisingScore(BoringModel):
+    def on_validation_epoch_end(self):
+        self.log("score", float(self.current_epoch))
+
+
+def test_last_ckpt_holds_the_state_of_the_other_checkpoint_callbacks_after_their_saves(tmp_path):
+    best = ModelCheckpoint(dirpath=tmp_path, monitor="score", mode="max", save_last=True)
+    callbacks = _newest_state_as_last([best])
+    assert [type(c).__name__ for c in callbacks] == ["ModelCheckpoint", "LastCheckpoint"]
+    trainer = L.Trainer(
+        max_epochs=3, limit_train_batches=2, limit_val_batches=1, callbacks=callbacks, logger=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(RisingScore())
+    state = torch.load(tmp_path / "last.ckpt", weights_only=False)["callbacks"]
+    (monitor_state,) = [value for key, value in state.items() if key.startswith("ModelCheckpoint")]
+    assert Path(monitor_state["best_model_path"]).name == "epoch=2-step=6.ckpt"  # this epoch's, not the one before
+
+
 class RecordsSaves(BoringModel):
     def __init__(self):
         super().__init__()
