@@ -111,20 +111,22 @@ class LitClipCLI(LightningCLI):
                 log.info("continuing run %s from %s", Path(logger.root_dir) / version, arguments["ckpt_path"])
 
     def _run_subcommand(self, subcommand: str) -> None:
-        logger = self.trainer.logger
-        root = Path(logger.root_dir) if logger is not None and logger.root_dir else None
+        logger = _run_logger(self.trainer.logger)
+        # Loggers with a directory per run (TensorBoard, CSV): `root_dir` holds the runs, `log_dir` is this one.
+        root = Path(logger.root_dir) if logger is not None and hasattr(logger, "log_dir") else None
         earlier_runs = set(os.listdir(root)) if root is not None and root.is_dir() else set()
         try:
             super()._run_subcommand(subcommand)
         except BaseException:
             if root is not None and self.trainer.is_global_zero:
-                self._remove_failed_run(Path(getattr(logger, "log_dir", None) or root), earlier_runs, subcommand)
+                self._remove_failed_run(Path(logger.log_dir), root, earlier_runs, subcommand)
             raise
 
-    def _remove_failed_run(self, run_dir: Path, earlier_runs: set[str], subcommand: str) -> None:
+    def _remove_failed_run(self, run_dir: Path, root: Path, earlier_runs: set[str], subcommand: str) -> None:
         """Delete the directory this failed run created, unless it holds a checkpoint or a trained curve."""
         trained = subcommand == "fit" and self.trainer.global_step > 0
-        if run_dir.name in earlier_runs or not run_dir.is_dir() or trained or any(run_dir.rglob("*.ckpt")):
+        created = run_dir.parent == root and run_dir.name not in earlier_runs and run_dir.is_dir()
+        if not created or trained or any(run_dir.rglob("*.ckpt")):
             return
         shutil.rmtree(run_dir, ignore_errors=True)
         log.info("removed %s: the run failed before it trained or saved anything", run_dir)
