@@ -18,9 +18,11 @@ accuracy without any error):
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import math
 import os
+import pickle
 import re
 import warnings
 import zipfile
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -102,10 +105,18 @@ def _read(source: str | os.PathLike) -> _Checkpoint:
         return _read_hf_directory(path)
     if path.is_file():
         return _read_file(path)
-    # Only strings can be hub ids: a Path is meant as a file.
+    message = f"no checkpoint file or model directory at {str(source)!r}"
+    # Only strings can be hub ids: a Path is meant as a file, and so is `runs/last` when runs/ is here.
     if isinstance(source, str) and HUB_ID.fullmatch(source) and path.suffix not in CHECKPOINT_SUFFIXES:
-        return _read_hf_directory(_download_from_hub(source))
-    raise FileNotFoundError(f"no checkpoint file or model directory at {str(source)!r}")
+        first = source.partition("/")[0]
+        if not Path(first).exists():
+            return _read_hf_directory(_download_from_hub(source))
+        message += f" (a local path, not a Hugging Face Hub id, since {first!r} exists here)"
+    # A near miss, such as runs/last for runs/last.ckpt, is worth naming.
+    near = sorted(path.parent.glob(glob.escape(path.name) + ".*")) if path.parent.is_dir() else []
+    if near:
+        message += f"; did you mean {' or '.join(str(p) for p in near[:3])}?"
+    raise FileNotFoundError(message)
 
 
 def _read_file(path: Path) -> _Checkpoint:
@@ -117,21 +128,14 @@ def _read_file(path: Path) -> _Checkpoint:
             state = dict(torch.jit.load(path, map_location="cpu").state_dict())
         return _from_state_dict(state, "TorchScript archive", openai=True)
     if path.suffix == ".safetensors":
-        state = load_file(path)
+        state = _load_safetensors(path)
         if any(key.startswith(("text_model.", "vision_model.")) for key in state):
             raise ValueError(
                 f"{path} holds Hugging Face CLIP weights, whose geometry is in config.json: "
                 f"pass the directory holding both, load_clip({str(path.parent)!r})"
             )
         return _from_state_dict(state, "safetensors file")
-    try:
-        # Lightning and open_clip checkpoints hold only tensors, numbers, strings and containers,
-        # so they load without running arbitrary pickled code.
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch.load raises many types for a file that is not its own
-        raise ValueError(
-            f"{path} is not a checkpoint that torch.load can read safely ({type(error).__name__}: {error})"
-        ) from error
+    content = _torch_load(path)
     if not isinstance(content, dict):
         raise ValueError(f"{path} holds a {type(content).__name__}, not a checkpoint (a dict of tensors)")
     if "pytorch-lightning_version" in content:
@@ -139,6 +143,44 @@ def _read_file(path: Path) -> _Checkpoint:
     if isinstance(content.get("state_dict"), dict):
         return _from_state_dict(content["state_dict"], "training checkpoint")
     return _from_state_dict(content, "state dict")
+
+
+def _torch_load(path: Path):
+    """``torch.load`` of a file that may come from anywhere: only tensors, numbers, strings and containers."""
+    try:
+        # Lightning, open_clip and Hugging Face .bin checkpoints hold nothing else, so they load
+        # without running arbitrary pickled code.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises many types for a file that is not its own
+        # torch's own message is long and suggests weights_only=False; keep only what it found.
+        text = str(error)
+        pickled = re.search(r"GLOBAL ([\w.]+)", text)
+        detail = text.partition("WeightsUnpickler error:")[2].strip() or text
+        found = f"it pickles {pickled[1]}" if pickled else f"{type(error).__name__}: {detail.splitlines()[0]}"
+        message = f"{path} is not a checkpoint that torch.load can read safely ({found})"
+        if isinstance(error, pickle.UnpicklingError):  # what weights_only raises for content it refuses
+            message += (
+                ": lit-clip loads with weights_only=True, which refuses to unpickle non-tensor content "
+                "(anything but tensors, numbers, strings and containers), since that could run code"
+            )
+        raise ValueError(message) from error
+
+
+def _load_safetensors(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(path)
+    except SafetensorError as error:
+        raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {error}") from error
+
+
+def _read_json(path: Path, expected: str) -> dict:
+    try:
+        content = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); expected {expected}") from error
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} holds a JSON {type(content).__name__}; expected {expected}")
+    return content
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -178,7 +220,7 @@ def _read_hf_directory(directory: Path) -> _Checkpoint:
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{directory} has no config.json, so it is not a Hugging Face model directory")
-    hf_config = json.loads(config_file.read_text())
+    hf_config = _read_json(config_file, "a Hugging Face CLIP config (a JSON object with model_type 'clip')")
     if hf_config.get("model_type") != "clip":
         raise ValueError(f"{directory} holds a {hf_config.get('model_type')!r} model, not a Hugging Face CLIPModel")
     # Fields equal to transformers' defaults (those of openai/clip-vit-base-patch32) may be left out.
@@ -199,13 +241,14 @@ def _read_hf_directory(directory: Path) -> _Checkpoint:
 
 def _read_hf_weights(directory: Path) -> dict[str, Tensor]:
     if (directory / "model.safetensors").is_file():
-        return load_file(directory / "model.safetensors")
+        return _load_safetensors(directory / "model.safetensors")
     index = directory / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return {key: value for shard in shards for key, value in load_file(directory / shard).items()}
+        weight_map = _read_json(index, "a safetensors index (a JSON object with a weight_map)")["weight_map"]
+        shards = sorted(set(weight_map.values()))
+        return {key: value for shard in shards for key, value in _load_safetensors(directory / shard).items()}
     if (directory / HF_BIN_FILE).is_file():
-        return torch.load(directory / HF_BIN_FILE, map_location="cpu", weights_only=True)
+        return _torch_load(directory / HF_BIN_FILE)
     raise FileNotFoundError(f"{directory} has a config.json but no model.safetensors or {HF_BIN_FILE}")
 
 
@@ -221,10 +264,16 @@ def _download_from_hub(repo_id: str) -> Path:
             directory = Path(download(repo_id, allow_patterns=["config.json", HF_BIN_FILE]))
     except LocalEntryNotFoundError as error:  # no connection (or offline mode) and no cached copy
         raise ConnectionError(
+            f"no local file or directory named {repo_id!r}, and the download of hub id {repo_id!r} failed: "
             f"could not reach the Hugging Face Hub to download {repo_id!r}, and it is not in the local cache. "
             f"Download it on a machine with a connection, `hf download {repo_id} --local-dir DIR` "
             f"(`huggingface-cli download {repo_id} --local-dir DIR` with older huggingface_hub), "
             f"copy DIR here and call load_clip(DIR)."
+        ) from error
+    except Exception as error:  # no such repository, a gated one, a network error, ...
+        raise FileNotFoundError(
+            f"no local file or directory named {repo_id!r}, and the download of hub id {repo_id!r} from the "
+            f"Hugging Face Hub failed ({type(error).__name__}: {error})"
         ) from error
     return directory
 

@@ -155,6 +155,18 @@ class CLIP(nn.Module):
 
         The sequence is pooled at its end-of-text token, the highest id in CLIP's vocabulary.
         """
+        if token_ids.dtype not in (torch.long, torch.int):
+            raise TypeError(f"token ids must be an integer tensor (tokenize gives torch.long), got {token_ids.dtype}")
+        # Out-of-range ids are an IndexError deep in the embedding on a CPU and a device-side assert on an
+        # accelerator. Checked on CPU tensors only: there min/max cost microseconds, while on an accelerator
+        # reading them back would stall every training step. Not while compiling: it would break the graph.
+        vocab = self.token_embedding.num_embeddings
+        if token_ids.device.type == "cpu" and token_ids.numel() and not torch.compiler.is_compiling():
+            low, high = (int(i) for i in token_ids.aminmax())
+            if low < 0 or high >= vocab:
+                raise ValueError(
+                    f"token ids must be in [0, {vocab}) for this model's vocabulary, got ids from {low} to {high}"
+                )
         return self.encode_text_embeddings(self.token_embedding(token_ids), token_ids.argmax(dim=-1))
 
     def encode_text_embeddings(

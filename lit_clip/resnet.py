@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lit_clip.transformer import check_images
+
 
 class Bottleneck(nn.Module):
     expansion = 4
@@ -107,20 +109,31 @@ class ModifiedResNet(nn.Module):
 
     def forward_features(self, images: Tensor) -> Tensor:
         """The last feature map, ``[batch, width * 32, size / 32, size / 32]``."""
+        images = check_images(images, self.conv1.weight)
         x = F.relu(self.bn1(self.conv1(images)))
         x = F.relu(self.bn2(self.conv2(x)))
         x = F.relu(self.bn3(self.conv3(x)))
         x = self.avgpool(x)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
+    def check_size(self, images: Tensor) -> Tensor:
+        """The attention pool's positions are learned for one image size and, as in open_clip, not resized."""
+        size = self.image_size
+        if images.ndim == 4 and images.shape[1] == 3 and images.shape[-2:] != (size, size):
+            raise ValueError(
+                f"this ResNet image tower was built for {size} x {size} images, "
+                f"got {images.shape[-2]} x {images.shape[-1]}"
+            )
+        return images
+
     def forward(self, images: Tensor) -> Tensor:
         """The pooled image embedding, ``[batch, output_dim]``."""
-        return self.attnpool(self.forward_features(images))
+        return self.attnpool(self.forward_features(self.check_size(images)))
 
     def forward_dense(self, images: Tensor) -> Tensor:
         """Per-position embeddings ``[batch, output_dim, h, w]``: each position through the value and output
         projections of the pooling head (MaskCLIP's reading of a ResNet tower)."""
-        features = self.forward_features(images)
+        features = self.forward_features(self.check_size(images))
         positions = self.attnpool.tokens(features)[:, 1:]
         dense = self.attnpool.c_proj(self.attnpool.v_proj(positions))
         return dense.transpose(1, 2).reshape(images.shape[0], -1, *features.shape[-2:])

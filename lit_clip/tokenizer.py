@@ -150,6 +150,12 @@ class Tokenizer:
             raise ValueError(f"context_length must be at least 2 (SOT and EOT), got {context_length}")
         if isinstance(texts, str):
             texts = [texts]
+        elif isinstance(texts, bytes) or not hasattr(texts, "__iter__"):
+            raise TypeError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
+        texts = list(texts)
+        for position, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{position}] is of type {type(text).__name__}, not a string")
         result = torch.zeros(len(texts), context_length, dtype=torch.long)
         for row, text in enumerate(texts):
             ids = [self.sot_token_id, *self.encode(text), self.eot_token_id]

@@ -122,6 +122,29 @@ class Transformer(nn.Module):
         return x
 
 
+def check_images(images: Tensor, weight: Tensor) -> Tensor:
+    """``images`` as an image tower takes them: a float ``[batch, 3, H, W]`` batch in ``weight``'s dtype."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        hint = ""
+        if images.ndim == 3 and images.shape[0] == 3:
+            hint = "; add a batch dimension with image.unsqueeze(0)"
+        elif images.ndim == 4 and images.shape[-1] == 3:
+            hint = "; channels-last images need images.permute(0, 3, 1, 2)"
+        raise ValueError(f"expected a batch [B, 3, H, W] of RGB images, got shape {tuple(images.shape)}{hint}")
+    if not images.is_floating_point():
+        raise TypeError(
+            f"images must be float tensors normalised with CLIP's mean and std, got {images.dtype}; "
+            "lit_clip.transforms has the preprocessing (clip_eval_transform, CLIP_MEAN, CLIP_STD)"
+        )
+    # fp16 images into an fp32 tower are converted, as OpenAI's CLIP does. Under autocast the
+    # convolution casts both to the autocast dtype anyway: converting here would only cost a copy.
+    if images.dtype != weight.dtype:
+        device = images.device.type  # (meta tensors have no autocast)
+        if not (torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)):
+            images = images.to(weight.dtype)
+    return images
+
+
 def replace_tokens(x: Tensor, prompts: Tensor, offset: int) -> Tensor:
     """``x`` with tokens ``[offset, offset + n)`` replaced by ``prompts`` (shared or per sample)."""
     prompts = prompts.to(x.dtype).expand(x.shape[0], -1, -1)
@@ -160,6 +183,13 @@ class VisionTransformer(nn.Module):
 
     def embed(self, images: Tensor) -> Tensor:
         """``[batch, 1 + grid**2, width]``: class token and patch tokens with their positions."""
+        images = check_images(images, self.conv1.weight)
+        # Other sizes than image_size are fine (the positions are resized), less than one patch is not.
+        if min(images.shape[-2:]) < self.patch_size:
+            raise ValueError(
+                f"a ViT tower with patch size {self.patch_size} needs images of at least {self.patch_size} x "
+                f"{self.patch_size} pixels, got {images.shape[-2]} x {images.shape[-1]}"
+            )
         x = self.conv1(images)
         grid = x.shape[-2:]
         x = x.flatten(2).transpose(1, 2)
@@ -230,6 +260,7 @@ __all__ = [
     "Attention",
     "QuickGELU",
     "attention",
+    "check_images",
     "drop_patches",
     "ResidualAttentionBlock",
     "Transformer",
