@@ -4,14 +4,34 @@ from __future__ import annotations
 import math
 
 from torch import nn
+
+from lit_clip.resnet import ModifiedResNet
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim import Optimizer
 
 
+# open_clip's `CLIP.no_weight_decay()`: the text and ViT positional embeddings and the ViT class token.
+# The token embedding is decayed, and so is a ResNet tower's attention-pool position table.
+POSITION_AND_CLASS_EMBEDDINGS = {"positional_embedding", "visual.positional_embedding", "visual.class_embedding"}
+
+
 def exempt_from_weight_decay(name: str, param: nn.Parameter) -> bool:
-    """Gains, biases, norms, embeddings and the logit scale/bias are not decayed (CLIP, open_clip)."""
-    # Every gain, bias and the 0-d logit scale has fewer than two dimensions; embeddings are named so.
-    return param.ndim < 2 or "embedding" in name
+    """What open_clip leaves undecayed: every parameter of fewer than two dimensions (gains, biases, norms,
+    the logit scale and bias, the class token) and the position embeddings of its ``no_weight_decay()``.
+
+    ``name`` is relative to the CLIP (``positional_embedding``, ``visual.class_embedding``). The CLIP paper
+    exempts gains and biases only; open_clip's training script (``p.ndim < 2`` or a bn / ln / bias / logit_scale
+    name) also decays the position embeddings: here the model's own declaration is followed.
+    """
+    return param.ndim < 2 or name in POSITION_AND_CLASS_EMBEDDINGS
+
+
+def adamw_betas_and_eps(image_tower: nn.Module) -> tuple[tuple[float, float], float]:
+    """The CLIP paper's AdamW betas and eps for a model, by its image tower (open_clip's ``get_default_params``):
+    (0.9, 0.98) and 1e-6 for a ViT, (0.9, 0.999) and 1e-8 for a ResNet."""
+    if isinstance(image_tower, ModifiedResNet):
+        return (0.9, 0.999), 1e-8
+    return (0.9, 0.98), 1e-6
 
 
 def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict]:

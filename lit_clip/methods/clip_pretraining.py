@@ -29,7 +29,7 @@ from lit_clip.distributed import gather_unique
 from lit_clip.losses import ClipLoss, SigLipLoss
 from lit_clip.metrics import retrieval_recall
 from lit_clip.model import create_model
-from lit_clip.optim import warmup_cosine_schedule, weight_decay_groups
+from lit_clip.optim import adamw_betas_and_eps, warmup_cosine_schedule, weight_decay_groups
 from lit_clip.tokenizer import trim_padding
 from lit_clip.zeroshot import ZeroShotHead
 
@@ -55,8 +55,8 @@ class CLIPPretraining(L.LightningModule):
         local_loss: bool = True,
         lr: float = 5e-4,
         weight_decay: float = 0.2,
-        betas: tuple[float, float] = (0.9, 0.98),
-        eps: float = 1e-6,
+        betas: tuple[float, float] | None = None,
+        eps: float | None = None,
         warmup_steps: int = 500,
         min_lr_ratio: float = 0.0,
         grad_checkpointing: bool = False,
@@ -70,7 +70,9 @@ class CLIPPretraining(L.LightningModule):
                 ``architecture``, whose geometry is then read from the weights.
             loss: ``clip`` (symmetric InfoNCE) or ``siglip`` (pairwise sigmoid, with a learned bias).
             local_loss: under DDP, score local rows against gathered columns (same gradients, less memory).
-            lr, weight_decay, betas, eps: AdamW; no decay on gains, biases, norms, embeddings, logit scale.
+            lr, weight_decay, betas, eps: AdamW; nothing of fewer than 2 dimensions (gains, biases, the logit
+                scale) and no position embedding is decayed, as in open_clip. ``betas`` and ``eps`` default to the
+                CLIP paper's for the image tower: (0.9, 0.98) and 1e-6 for a ViT, (0.9, 0.999) and 1e-8 for a ResNet.
             warmup_steps: linear warm-up steps before the cosine decay over the rest of training.
             min_lr_ratio: the cosine ends at ``min_lr_ratio * lr``.
             grad_checkpointing: recompute transformer activations in backward to save memory.
@@ -145,7 +147,9 @@ class CLIPPretraining(L.LightningModule):
         h = self.hparams
         groups = weight_decay_groups(self.model, h.weight_decay)
         fused = fused and all(p.device.type in ("cpu", "cuda") for group in groups for p in group["params"])
-        return torch.optim.AdamW(groups, lr=h.lr, betas=h.betas, eps=h.eps, fused=fused, foreach=not fused)
+        betas, eps = adamw_betas_and_eps(self.model.visual)
+        betas, eps = betas if h.betas is None else h.betas, eps if h.eps is None else h.eps
+        return torch.optim.AdamW(groups, lr=h.lr, betas=betas, eps=eps, fused=fused, foreach=not fused)
 
     def configure_optimizers(self):
         h = self.hparams
