@@ -3,8 +3,10 @@
 The CLIP paper's protocol: extract features of the training, validation and test
 images with the frozen image tower; fit an L2-regularised logistic regression on
 the training features for each regularisation strength of a log-spaced sweep;
-keep the strength with the best validation accuracy; refit on training +
-validation features with it; report test accuracy.
+refine the best strength by CoOp's binary search in log space (its ``lpclip``
+script: between a tenth and ten times the sweep's best, halving the interval
+towards the better end ``refine_steps`` times); refit on training + validation
+features with the strength found; report test accuracy.
 
 The regression is solved with full-batch L-BFGS in torch (on the GPU when there is
 one) instead of scikit-learn, whose solver the paper used: the objective is the
@@ -17,7 +19,8 @@ test loop then scores the held-out images.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Callable, Sequence
 
 import lightning as L
 import torch
@@ -31,6 +34,25 @@ from lit_clip.metrics import TopKAccuracy
 
 # scikit-learn's C from 1e-6 to 1e6, every half decade (the paper swept the same range).
 DEFAULT_C_GRID = tuple(10.0 ** (k / 2) for k in range(-12, 13))
+
+
+def refine_C(val_accuracy: Callable[[float], float], peak: float, steps: int) -> tuple[float, float]:
+    """CoOp lpclip's binary search for C around ``peak``; returns ``(C, its validation accuracy)``.
+
+    The interval starts at ``[peak / 10, peak * 10]`` in log10 space. Each step scores both ends,
+    keeps the better (the left one on a tie) as the current choice and halves the interval
+    towards it; the choice after the last step is the answer, as in lpclip.
+    """
+    left, right = math.log10(peak) - 1, math.log10(peak) + 1
+    choice = (peak, float("nan"))
+    for _ in range(steps):
+        left_accuracy, right_accuracy = val_accuracy(10**left), val_accuracy(10**right)
+        middle = (left + right) / 2
+        if left_accuracy < right_accuracy:
+            choice, left = (10**right, right_accuracy), middle
+        else:
+            choice, right = (10**left, left_accuracy), middle
+    return choice
 
 
 def fit_logistic_regression(features: Tensor, labels: Tensor, num_classes: int, C: float, max_iter: int = 1000) -> nn.Linear:
@@ -60,6 +82,7 @@ class LinearProbe(L.LightningModule):
         architecture: str | None = None,
         quick_gelu: bool | None = None,
         C_grid: Sequence[float] = DEFAULT_C_GRID,
+        refine_steps: int = 8,
         max_iter: int = 1000,
     ):
         """
@@ -68,6 +91,7 @@ class LinearProbe(L.LightningModule):
             architecture: the architecture name, when it cannot be inferred from the weights.
             quick_gelu: force the activation; by default it is read from the checkpoint's format.
             C_grid: inverse L2 strengths to sweep on the validation split (scikit-learn's ``C``).
+            refine_steps: steps of the binary search around the sweep's best C (lpclip's 8; 0: the sweep's best).
             max_iter: L-BFGS iterations per fit.
         """
         super().__init__()
@@ -90,21 +114,24 @@ class LinearProbe(L.LightningModule):
         num_classes = len(datamodule.classnames)
         train = self.extract_features(datamodule.train_dataloader())
         val = self.extract_features(datamodule.val_dataloader())
-        accuracies = []
-        for C in self.hparams.C_grid:
+        def val_accuracy(C: float) -> float:
             classifier = fit_logistic_regression(*train, num_classes, C, self.hparams.max_iter)
-            accuracies.append((classifier(val[0]).argmax(dim=-1) == val[1]).float().mean().item())
+            return (classifier(val[0]).argmax(dim=-1) == val[1]).float().mean().item()
+
+        accuracies = [val_accuracy(C) for C in self.hparams.C_grid]
         best = max(range(len(accuracies)), key=accuracies.__getitem__)
-        best_C = self.hparams.C_grid[best]
+        best_C, best_accuracy = self.hparams.C_grid[best], accuracies[best]
         rank_zero_info(
             "linear probe sweep (C: val top-1): "
             + ", ".join(f"{C:.0e}: {acc:.3f}" for C, acc in zip(self.hparams.C_grid, accuracies))
-            + f"; refitting on train + val with C={best_C:.0e}"
         )
+        if self.hparams.refine_steps:
+            best_C, best_accuracy = refine_C(val_accuracy, best_C, self.hparams.refine_steps)
+        rank_zero_info(f"refitting on train + val with C={best_C:.3g} (val top-1 {best_accuracy:.3f})")
         features, labels = torch.cat([train[0], val[0]]), torch.cat([train[1], val[1]])
         self.classifier = fit_logistic_regression(features, labels, num_classes, best_C, self.hparams.max_iter)
         self.log("test/best_C", best_C)
-        self.log("test/val_top1_at_best_C", accuracies[best])
+        self.log("test/val_top1_at_best_C", best_accuracy)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         logits = self.classifier(self.model.encode_image(batch["image"]).float())
