@@ -146,12 +146,19 @@ def test_every_method_runs_in_bf16(method, clip_file, trainer):
     kwargs = {CoOp: {"n_ctx": 4}, MaPLe: {"prompt_depth": 2}, TipAdapter: {"augment_epochs": 1}, TipAdapterF: {"augment_epochs": 1}}
     kwargs = kwargs.get(method, {})
     module = method(clip_file, **kwargs)
+    tower_dtypes = set()
+    module.clip.visual.register_forward_hook(lambda tower, inputs, output: tower_dtypes.add(output.dtype))
+    learned = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
     data = tiny_data(base_to_new=True)
     run = trainer(max_epochs=1, max_steps=2, limit_val_batches=1, limit_test_batches=1, precision="bf16-mixed")
     if module.trains:
         run.fit(module, data)
+        changed = [n for n, p in module.named_parameters() if n in learned and not torch.equal(p, learned[n])]
+        assert changed, "no learned parameter moved in two bf16 steps"
+        assert all(torch.isfinite(p).all() for p in module.parameters())
     results = run.test(module, data)[0]
-    assert 0 <= results["test/hm"] <= 1
+    assert tower_dtypes == {torch.bfloat16}  # the frozen tower really ran under bf16 autocast
+    assert all(math.isfinite(results[f"test/{name}"]) for name in ("base_top1", "new_top1", "hm"))
 
 
 @pytest.mark.parametrize("method", [CoOp, CoCoOp, MaPLe, CLIPAdapter, TipAdapter, ZeroShotClassifier])
@@ -170,3 +177,22 @@ def test_logits_stay_fp32_under_bf16_autocast(method, clip_file, trainer):
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         logits = module(images)
     assert logits.dtype == torch.float32
+
+
+def test_clip_adapter_blends_at_its_default_ratio(clip_file):
+    """f' = 0.2 A(f) + 0.8 f, then CLIP's scaled cosine against the text classifier."""
+    module = CLIPAdapter(clip_file)
+    assert module.hparams.residual_ratio == 0.2
+    torch.manual_seed(0)
+    for layer in module.adapter.modules():
+        if isinstance(layer, torch.nn.Linear):
+            torch.nn.init.normal_(layer.weight, std=0.5)  # far from zero, so A(f) weighs in
+    dim = module.clip.text_projection.shape[1]
+    module.register_buffer("text_classifier", F.normalize(torch.randn(dim, 3), dim=0), persistent=False)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        f = module.clip.encode_image(images).float()
+        blended = F.normalize(0.2 * module.adapter(f) + 0.8 * f, dim=-1)
+        expected = module.clip.logit_scale.exp() * blended @ module.text_classifier
+        torch.testing.assert_close(module(images), expected)
+        assert not torch.allclose(module(images), module.clip.logit_scale.exp() * F.normalize(f, dim=-1) @ module.text_classifier)

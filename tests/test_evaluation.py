@@ -108,3 +108,17 @@ def test_adamw_defaults_follow_the_image_tower_as_open_clip(architecture, betas,
     assert group["betas"] == betas and group["eps"] == eps
     group = CLIPPretraining(architecture=architecture, betas=(0.8, 0.9), eps=1e-3).build_optimizer().param_groups[0]
     assert group["betas"] == (0.8, 0.9) and group["eps"] == 1e-3
+
+
+def test_logit_scale_is_clamped_at_100_after_each_step(trainer):
+    """CLIP clamps the learned temperature so that logits never exceed 100 x cosine."""
+    from lit_clip.methods import CLIPPretraining
+
+    module = CLIPPretraining(architecture="ViT-Micro-8", warmup_steps=1, lr=0.0)
+    with torch.no_grad():
+        module.model.logit_scale.fill_(math.log(1000.0))  # above the clamp, as a big update would leave it
+    data = ShapesWorldCaptions(image_size=32, batch_size=4, train_samples=8, val_samples=4, context_length=16,
+                               zeroshot_samples_per_class=1)  # fmt: skip
+    trainer(max_steps=1, limit_val_batches=0).fit(module, data)
+    assert module.model.logit_scale.item() == pytest.approx(math.log(100.0))
+    assert module.model.logit_scale.exp().item() == pytest.approx(100.0)

@@ -138,3 +138,34 @@ def test_outputs_match_open_clip_with_the_same_weights(name):
     with torch.no_grad():
         torch.testing.assert_close(ours.encode_image(images), theirs.encode_image(images), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(ours.encode_text(tokens), theirs.encode_text(tokens), rtol=1e-4, atol=1e-5)
+
+
+def test_initialisation_follows_openai_formulas():
+    """OpenAI's initialize_parameters: text tower stds shrink with width and depth; ViT tokens scaled by width^-0.5."""
+    torch.manual_seed(0)
+    model = lit_clip.create_model("ViT-B-32")
+    width, layers = model.transformer.width, model.transformer.layers
+    proj_std = width**-0.5 * (2 * layers) ** -0.5
+    expected = {
+        "token_embedding.weight": 0.02,
+        "positional_embedding": 0.01,
+        "text_projection": width**-0.5,
+        "transformer.resblocks.0.attn.in_proj_weight": width**-0.5,
+        "transformer.resblocks.0.attn.out_proj.weight": proj_std,
+        "transformer.resblocks.0.mlp.c_fc.weight": (2 * width) ** -0.5,
+        "transformer.resblocks.0.mlp.c_proj.weight": proj_std,
+        "visual.class_embedding": model.visual.class_embedding.numel() ** -0.5,
+        "visual.positional_embedding": model.visual.class_embedding.numel() ** -0.5,
+        "visual.proj": model.visual.class_embedding.numel() ** -0.5,
+    }
+    parameters = dict(model.named_parameters())
+    for name, std in expected.items():
+        assert parameters[name].std().item() == pytest.approx(std, rel=0.1), name
+    resnet = lit_clip.create_model("RN50")
+    pool = resnet.visual.attnpool
+    for projection in (pool.q_proj, pool.k_proj, pool.v_proj, pool.c_proj):
+        assert projection.weight.std().item() == pytest.approx(pool.c_proj.in_features**-0.5, rel=0.1)
+    # Each residual branch starts as the identity: the last BatchNorm of every bottleneck (not the stem's bn3) is 0.
+    branch_gains = [p for n, p in resnet.visual.named_parameters() if n.startswith("layer") and n.endswith("bn3.weight")]
+    assert len(branch_gains) == 16 and all(not p.any() for p in branch_gains)
+    assert resnet.visual.bn3.weight.all()

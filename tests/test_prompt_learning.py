@@ -264,4 +264,7 @@ def test_a_module_tested_before_training_still_trains(deep_clip, trainer):
     coop = CoOp(deep_clip, ctx_init="a photo of a")
     data = tiny_data()
     trainer().test(coop, data)
+    before = coop.ctx.detach().clone()
     trainer(max_epochs=1, max_steps=1, limit_val_batches=0).fit(coop, data)
+    assert not coop.ctx.is_inference() and coop.ctx.requires_grad
+    assert not torch.equal(coop.ctx, before), "the context did not train"
