@@ -53,11 +53,13 @@ def test_tip_adapter_with_alpha_zero_is_zero_shot_clip(clip_file, trainer):
         torch.testing.assert_close(tip(images), zero_shot(images))
 
 
-def test_tip_adapter_cache_and_its_search_on_validation(clip_file, trainer):
-    data = tiny_data()
-    tip = TipAdapter(clip_file, augment_epochs=2, search_scale=(3.0, 2.0), search_steps=(6, 5))
+@pytest.mark.parametrize("search_split,loader", [("full_val", "full_val_dataloader"), ("val", "val_dataloader")])
+def test_tip_adapter_cache_and_its_search_on_validation(clip_file, trainer, search_split, loader):
+    """The official search runs on the whole validation split; ``search_split="val"`` on the few-shot cut."""
+    data = tiny_data(pool_per_class=4)  # 2 validation shots per class, 4 validation images in all
+    tip = TipAdapter(clip_file, augment_epochs=2, search_scale=(3.0, 2.0), search_steps=(6, 5), search_split=search_split)
     used = []
-    for name in ("augmented_train_dataloader", "val_dataloader"):
+    for name in ("augmented_train_dataloader", "val_dataloader", "full_val_dataloader"):
         original = getattr(data, name)
         setattr(data, name, lambda original=original, name=name: used.append(name) or original())
 
@@ -66,12 +68,13 @@ def test_tip_adapter_cache_and_its_search_on_validation(clip_file, trainer):
             used.append("test batch")
 
     trainer(callbacks=[RecordTestBatches()]).test(tip, data)
-    assert used[:3] == ["augmented_train_dataloader", "val_dataloader", "test batch"], "cache, search on val, then test"
+    assert used[:3] == ["augmented_train_dataloader", loader, "test batch"], "cache, search on val, then test"
     assert tip.cache_keys.shape == (128, 32) and torch.allclose(tip.cache_keys.norm(dim=-1), torch.ones(128))
     assert tip.cache_labels.tolist() == [label for _, label in data.samples("train")]
     # The chosen pair is the first best on the validation split, found here by brute force.
     with torch.no_grad():
-        batches = list(data.val_dataloader())
+        batches = list(getattr(data, loader)())
+        assert len(torch.cat([batch["label"] for batch in batches])) == {"full_val": 4, "val": 2}[search_split] * 64
         features = torch.cat([tip.image_features(batch["image"]) for batch in batches])
         labels = torch.cat([batch["label"] for batch in batches])
         best = (-1.0, None, None)

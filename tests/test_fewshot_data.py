@@ -64,6 +64,17 @@ def test_shapes_few_shot_splits():
 
     eight = ShapesWorldFewShot(shots=8, seed=1, pool_per_class=16)
     assert Counter(label for _, label in eight.samples("val")) == {label: 4 for label in range(64)}  # min(8, 4)
+    # The whole validation split too (Tip-Adapter searches on it), and the cut's draw is unchanged by it.
+    assert Counter(label for _, label in eight.samples("full_val")) == {label: 16 for label in range(64)}
+    assert set(eight.samples("val")) <= set(eight.samples("full_val"))
+    assert len(eight.full_val_dataloader().dataset) == 16 * 64
+
+
+def test_the_last_partial_training_batch_is_dropped_as_dassl_or_kept_as_tip_adapter_f():
+    settings = dict(shots=1, image_size=32, pool_per_class=1, test_per_class=1, batch_size=48)  # 64 shots
+    assert [len(b["label"]) for b in ShapesWorldFewShot(**settings).train_dataloader()] == [48]
+    kept = ShapesWorldFewShot(**settings, train_drop_last=False).train_dataloader()
+    assert sorted(len(b["label"]) for b in kept) == [16, 48]
 
 
 def test_shapes_base_to_new():
@@ -79,6 +90,7 @@ def test_shapes_base_to_new():
     base_loader, new_loader = data.test_dataloader()
     assert len(base_loader.dataset) == len(new_loader.dataset) == 32
     assert [s.name for s in data.evaluation_sets("validate")] == [""]
+    assert {label for _, label in data.samples("full_val")} == set(range(32))  # the base classes' images only
 
 
 def test_coop_few_shot_reads_the_coop_layout(tmp_path):
@@ -102,6 +114,10 @@ def test_imagenet_validation_shots_are_training_images_that_are_not_shots(tmp_pa
     assert not shots & val, "a validation image is a shot"
     assert all("/train/" in str(path) for path in val), "validation must not use the test (val) images"
     assert all("/val/" in str(path) for path in test)
+    # The whole validation split of ImageNet: up to 50 per class of the training images that are not shots.
+    full_val = {path for path, _ in data.samples("full_val")}
+    assert len(full_val) == 8 * 6 and not full_val & shots and val <= full_val
+    assert all("/train/" in str(path) for path in full_val)
 
 
 def test_bad_shots_and_data_sets_are_named(tmp_path):

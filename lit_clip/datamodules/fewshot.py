@@ -4,6 +4,10 @@
   ``generate_fewshot_dataset`` draws them (``random.sample`` per class, classes in order of
   first appearance; a class with fewer than K images keeps all of them). The validation
   split is cut the same way to ``min(K, 4)`` images per class, from the same random stream.
+  The whole validation split stays available (``full_val_dataloader``): Tip-Adapter's official
+  code searches its hyper-parameters on it.
+- **Training batches**: the last partial batch is dropped when there is a full one, as Dassl's
+  loader does; ``train_drop_last=False`` keeps it, as Tip-Adapter-F's official loader does.
 - **Base-to-new** (CoCoOp): the labels sorted, base = the first ``ceil(n / 2)``, new = the rest,
   each half relabelled from 0. Training and validation see the base classes; testing reports
   the base and the new test images, each classified among its own half's classes
@@ -33,6 +37,7 @@ from lit_clip.methods.frozen_clip import EvaluationSet
 from lit_clip.templates import COOP_TEMPLATES, resolve_templates
 from lit_clip.transforms import clip_eval_transform, clip_train_transform
 
+IMAGENET_FULL_VAL_PER_CLASS = 50
 Samples = list[tuple[Any, int]]  # (image key, label): a path, or whatever the data module's open_image takes
 
 
@@ -64,7 +69,7 @@ class _FewShotDataModule(L.LightningDataModule):
 
     def __init__(self, shots: int):
         """Subclasses save their arguments as hyper-parameters: shots, seed, base_to_new, image_size,
-        train_crop_scale, batch_size, eval_batch_size, num_workers."""
+        train_crop_scale, train_drop_last, batch_size, eval_batch_size, num_workers."""
         super().__init__()
         if shots < 1:
             raise ValueError(f"shots must be at least 1, got {shots}")
@@ -85,18 +90,24 @@ class _FewShotDataModule(L.LightningDataModule):
         rng = random.Random(h.seed)
         train = sample_shots(self.full_split("train"), h.shots, rng)
         val = sample_shots(self.validation_pool(train), min(h.shots, 4), rng)
+        full_val = self.full_validation(train, rng)  # drawn last: the draws above are those of Dassl
         test = self.full_split("test")
         if h.base_to_new:
             base, new = base_and_new_labels(len(self.all_classnames))
             self._splits = {"train": keep_labels(train, base), "val": keep_labels(val, base),
+                            "full_val": keep_labels(full_val, base),
                             "base": keep_labels(test, base), "new": keep_labels(test, new)}  # fmt: skip
             self._classes = {"train": [self.all_classnames[i] for i in base], "new": [self.all_classnames[i] for i in new]}
         else:
-            self._splits = {"train": train, "val": val, "test": test}
+            self._splits = {"train": train, "val": val, "full_val": full_val, "test": test}
             self._classes = {"train": list(self.all_classnames)}
 
     def validation_pool(self, shots: Samples) -> Samples:
         """The images the validation shots are drawn from: the validation split."""
+        return self.full_split("val")
+
+    def full_validation(self, shots: Samples, rng: random.Random) -> Samples:
+        """The whole validation split (of all classes)."""
         return self.full_split("val")
 
     @property
@@ -131,7 +142,8 @@ class _FewShotDataModule(L.LightningDataModule):
             ImageFileDataset(samples, transform, self.open_image),
             batch_size=h.batch_size if shuffle else h.eval_batch_size,
             shuffle=shuffle,
-            drop_last=shuffle and len(samples) >= h.batch_size,  # as Dassl: a full batch when there is one
+            # As Dassl: a full batch when there is one (unless train_drop_last is off, as in Tip-Adapter-F).
+            drop_last=shuffle and h.train_drop_last and len(samples) >= h.batch_size,
             num_workers=h.num_workers,
             persistent_workers=h.num_workers > 0,
         )
@@ -145,6 +157,10 @@ class _FewShotDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", train_transform=False, shuffle=False)
+
+    def full_val_dataloader(self) -> DataLoader:
+        """Every validation image (of the training classes), not only the ``min(K, 4)`` per class of ``val``."""
+        return self._loader("full_val", train_transform=False, shuffle=False)
 
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
         if self.hparams.base_to_new:
@@ -172,6 +188,7 @@ class CoOpFewShot(_FewShotDataModule):
         base_to_new: bool = False,
         image_size: int = 224,
         train_crop_scale: Sequence[float] = (0.08, 1.0),
+        train_drop_last: bool = True,
         templates: str | Sequence[str] | None = None,
         batch_size: int = 32,
         eval_batch_size: int = 100,
@@ -188,6 +205,8 @@ class CoOpFewShot(_FewShotDataModule):
             base_to_new: train on the base half of the classes, test on base and new.
             image_size: side of the square model input.
             train_crop_scale: RandomResizedCrop's area range (CoOp 0.08-1; Tip-Adapter 0.5-1).
+            train_drop_last: drop the last partial training batch when there is a full one (Dassl); Tip-Adapter-F
+                keeps it.
             templates: the hand-written prompt(s) of the zero-shot head; by default CoOp's one for the data set.
             batch_size: training batch per process; eval_batch_size: validation and test.
             num_workers: DataLoader worker processes.
@@ -210,6 +229,13 @@ class CoOpFewShot(_FewShotDataModule):
         chosen = {path for path, _ in shots}
         return [sample for sample in self.full_split("train") if sample[0] not in chosen]
 
+    def full_validation(self, shots: Samples, rng: random.Random) -> Samples:
+        if self.hparams.dataset != "ImageNet":
+            return super().full_validation(shots, rng)
+        # ImageNet's only other split is its test set: as many training images (not among the shots) as the
+        # 50 per class of the split the official Tip-Adapter searches on, ImageNet's val = test.
+        return sample_shots(self.validation_pool(shots), IMAGENET_FULL_VAL_PER_CLASS, rng)
+
 
 
 class ShapesWorldFewShot(_FewShotDataModule):
@@ -227,6 +253,7 @@ class ShapesWorldFewShot(_FewShotDataModule):
         base_to_new: bool = False,
         image_size: int = 64,
         train_crop_scale: Sequence[float] = (1.0, 1.0),
+        train_drop_last: bool = True,
         templates: Sequence[str] = ("a photo of a {}.",),
         pool_per_class: int = 32,
         test_per_class: int = 16,
@@ -245,6 +272,7 @@ class ShapesWorldFewShot(_FewShotDataModule):
                 turns circles into ellipses and small objects into large ones, the very attributes its classes
                 and its CLIP's captions are made of: CoOp (16 shots, 20 epochs) went from zero-shot's 0.581
                 to 0.486 top-1 with crops of 0.5-1 of the area, and to 0.617 with flips only.
+            train_drop_last: as for ``CoOpFewShot``.
             templates: the zero-shot prompt(s), CoOp's default "a photo of a {}.".
             pool_per_class: generated training (and validation) images per class to draw the shots from.
             test_per_class: test images per class.

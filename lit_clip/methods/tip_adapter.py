@@ -12,8 +12,12 @@ no training at all:
       logits = 100 f W  +  alpha * exp(-beta * (1 - f F^T)) L
 
   ``beta`` sharpens the affinities, ``alpha`` weighs the cache against CLIP's knowledge.
-  Both are searched on the validation split over a grid (beta in 0.1 .. scale_beta, alpha in
-  0.1 .. scale_alpha), never on test images (the official ImageNet script searches on test).
+  Both are searched over a grid (beta in 0.1 .. scale_beta, alpha in 0.1 .. scale_alpha) on the
+  data set's whole validation split, as the official code does (``search_split="full_val"``;
+  ``"val"`` searches on the few-shot cut of ``min(K, 4)`` images per class instead), never on
+  test images (the official ImageNet script searches on test; here ImageNet's validation images
+  are 50 per class drawn from its training images). The official start values and grids differ
+  per data set: ``configs/tip_adapter/<data set>.yaml`` carry them.
 
 **Tip-Adapter-F** makes the keys a trainable ``Linear(d, NK)`` initialised from ``F``, trains
 it with the cross-entropy of those logits (alpha and beta fixed at their initial values;
@@ -41,6 +45,10 @@ from lit_clip.optim import warmup_cosine_schedule
 from lit_clip.zeroshot import scaled_cosine_logits
 
 
+# Where alpha and beta are searched: the data module's loader of each choice.
+SEARCH_SPLITS = {"full_val": "full_val_dataloader", "val": "val_dataloader"}
+
+
 def cache_logits(features: Tensor, keys: Tensor, values: Tensor, beta: float | Tensor) -> Tensor:
     """``exp(-beta (1 - f F^T)) L``: each cached image's label, weighted by its sharpened affinity to ``f``."""
     affinity = features @ keys.T
@@ -64,6 +72,7 @@ class TipAdapter(FrozenCLIPClassifier):
         search: bool = True,
         search_scale: Sequence[float] = (7.0, 3.0),
         search_steps: Sequence[int] = (200, 20),
+        search_split: str = "full_val",
         architecture: str | None = None,
         quick_gelu: bool | None = None,
     ):
@@ -76,10 +85,14 @@ class TipAdapter(FrozenCLIPClassifier):
             search: search alpha and beta on the validation split.
             search_scale, search_steps: the grids of beta and alpha, in that order (official ImageNet: (7, 3) and
                 (200, 20); its configs per data set range up to (50, 50)).
+            search_split: "full_val", the data set's whole validation split (official), or "val", the few-shot
+                validation cut the data module's ``val_dataloader`` gives.
             architecture, quick_gelu: see ``lit_clip.load_clip``.
         """
         super().__init__(pretrained, architecture, quick_gelu)
         self.save_hyperparameters()
+        if search_split not in SEARCH_SPLITS:
+            raise ValueError(f"search_split must be one of {list(SEARCH_SPLITS)}, got {search_split!r}")
         dim = self.clip.text_projection.shape[1]
         self.cache_keys = self.make_keys(torch.zeros(0, dim))
         self.register_buffer("cache_labels", torch.zeros(0, dtype=torch.long))
@@ -152,7 +165,7 @@ class TipAdapter(FrozenCLIPClassifier):
         datamodule = self.trainer.datamodule
         self.use_classes(datamodule.classnames)
         features, labels = [], []
-        for batch in datamodule.val_dataloader():
+        for batch in getattr(datamodule, SEARCH_SPLITS[self.hparams.search_split])():
             with self.trainer.precision_plugin.forward_context():
                 features.append(self.image_features(batch["image"].to(self.device)))
             labels.append(batch["label"].to(self.device))
@@ -172,7 +185,10 @@ class TipAdapter(FrozenCLIPClassifier):
         self.alpha.fill_(best[1])
         self.beta.fill_(best[2])
         self.searched.fill_(True)
-        rank_zero_info(f"Tip-Adapter search on the validation split: alpha={best[1]:.3f} beta={best[2]:.3f} (val top-1 {best[0]:.4f})")
+        rank_zero_info(
+            f"Tip-Adapter search on {len(labels)} validation images ({self.hparams.search_split}): "
+            f"alpha={best[1]:.3f} beta={best[2]:.3f} (val top-1 {best[0]:.4f})"
+        )
 
     def prepare(self) -> None:
         """Before an evaluation: the cache (built once) and alpha and beta searched for it (once per set of keys)."""
@@ -226,6 +242,7 @@ class TipAdapterF(TipAdapter):
         search: bool = True,
         search_scale: Sequence[float] = (7.0, 3.0),
         search_steps: Sequence[int] = (200, 20),
+        search_split: str = "full_val",
         lr: float = 0.001,
         eps: float = 1e-4,
         weight_decay: float = 0.01,
@@ -234,12 +251,15 @@ class TipAdapterF(TipAdapter):
     ):
         """
         Args:
-            pretrained, augment_epochs, alpha, beta, search, search_scale, search_steps: as ``TipAdapter``; alpha
-                and beta stay at these values while the keys train.
+            pretrained, augment_epochs, alpha, beta, search, search_scale, search_steps, search_split: as
+                ``TipAdapter``; alpha and beta stay at these values while the keys train.
             lr, eps, weight_decay: AdamW (official: 1e-3, 1e-4 and torch's default 0.01), cosine over all steps.
             architecture, quick_gelu: see ``lit_clip.load_clip``.
         """
-        super().__init__(pretrained, augment_epochs, alpha, beta, search, search_scale, search_steps, architecture, quick_gelu)
+        super().__init__(
+            pretrained, augment_epochs, alpha, beta, search, search_scale, search_steps, search_split, architecture,
+            quick_gelu,
+        )
         self.save_hyperparameters()
 
     def make_keys(self, keys: Tensor) -> nn.Parameter:
