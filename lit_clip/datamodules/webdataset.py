@@ -50,10 +50,11 @@ class WebDatasetPairs(L.LightningDataModule):
 
     - ``resampled=False``: every shard is read once per epoch, split over ranks and then over
       each rank's DataLoader workers. Declare at most the samples the rank with the fewest gets
-      (equal-size shards, a multiple of the world size). Where a worker's shards run out before its
-      share of the declared samples (more declared than there are, or unreadable shards), it reads
-      them again from the start, with a warning that says by how much: some samples are then seen
-      twice in that epoch. Shards that yield nothing at all are an error.
+      (equal-size shards, a multiple of the world size). Where a rank's shards run out before the
+      declared batches (more declared than there are, or unreadable shards), its loader reads them
+      again from the start, with a warning that says by how much: some samples are then seen twice
+      in that epoch. Shards that yield no full batch at all are an error. Each loader worker drops
+      its last partial batch, unread for training (a bad sample in it is not counted).
     - ``resampled=True``: every worker draws shards at random with replacement, an endless
       stream cut to exactly the declared batches; for large data sets and uneven shards.
 
