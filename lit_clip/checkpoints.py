@@ -13,7 +13,9 @@ accuracy without any error):
   ``input_resolution`` / ``context_length`` / ``vocab_size`` entries): QuickGELU.
 - Hugging Face: ``hidden_act`` in config.json.
 - lit-clip: the ``-quickgelu`` suffix of the run's architecture name.
-- open_clip state dicts record nothing: exact GELU unless told otherwise.
+- open_clip's hub layout (``open_clip_config.json`` beside the weights, as the LAION and timm
+  repositories ship them): ``model_cfg.quick_gelu``.
+- bare open_clip state dicts record nothing: exact GELU unless told otherwise, with a warning.
 """
 from __future__ import annotations
 
@@ -43,6 +45,10 @@ CHECKPOINT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".tar"}
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 HF_SAFETENSORS_FILES = ["model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors"]
 HF_BIN_FILE = "pytorch_model.bin"
+# open_clip's layout on the Hugging Face Hub (its push_to_hf_hub), and its prefix for such ids.
+OPEN_CLIP_HUB_PREFIX = "hf-hub:"
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
 def load_clip(
@@ -57,6 +63,9 @@ def load_clip(
               (``module.`` prefixes are dropped); ``.safetensors`` files too;
             - a Hugging Face CLIP model directory (config.json + model.safetensors or pytorch_model.bin),
               or a hub id such as ``openai/clip-vit-base-patch32`` (ViT models only);
+            - open_clip's hub layout: a directory with ``open_clip_config.json`` and
+              ``open_clip_model.safetensors`` or ``open_clip_pytorch_model.bin``, or an ``hf-hub:`` id of
+              one such as ``hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K``;
             - a lit-clip Lightning checkpoint of :class:`~lit_clip.methods.CLIPPretraining`.
         architecture: a name known to :func:`~lit_clip.model.get_config`; sets the geometry instead of
             working it out. Needed when it cannot be read off the tensors: attention heads are assumed
@@ -78,6 +87,13 @@ def load_clip(
         config = _infer_config(checkpoint.state_dict, source)
         name = _describe(config)
     activation = next(q for q in (quick_gelu, checkpoint.quick_gelu, config.quick_gelu) if q is not None)
+    if quick_gelu is None and architecture is None and checkpoint.quick_gelu is None and checkpoint.kind.startswith("open_clip"):
+        warnings.warn(
+            f"{source}: an open_clip state dict does not record its activation; loaded with exact GELU, right for "
+            "LAION weights of non-quickgelu configs. For OpenAI-trained or -quickgelu weights pass quick_gelu=True "
+            "(--model.init_args.quick_gelu true) or a -quickgelu architecture.",
+            stacklevel=2,
+        )
     config = dataclasses.replace(config, quick_gelu=activation)
     # Built without memory or random initialisation: the checkpoint's tensors become the parameters.
     # The bias value is a placeholder for the same reason.
@@ -100,8 +116,12 @@ class _Checkpoint:
 
 # --- finding the format ----------------------------------------------------------------------------
 def _read(source: str | os.PathLike) -> _Checkpoint:
+    if isinstance(source, str) and source.startswith(OPEN_CLIP_HUB_PREFIX):
+        return _read_open_clip_directory(_download_open_clip(source.removeprefix(OPEN_CLIP_HUB_PREFIX)))
     path = Path(source)
     if path.is_dir():
+        if (path / OPEN_CLIP_CONFIG).is_file():
+            return _read_open_clip_directory(path)
         return _read_hf_directory(path)
     if path.is_file():
         return _read_file(path)
@@ -250,6 +270,38 @@ def _read_hf_weights(directory: Path) -> dict[str, Tensor]:
     if (directory / HF_BIN_FILE).is_file():
         return _torch_load(directory / HF_BIN_FILE)
     raise FileNotFoundError(f"{directory} has a config.json but no model.safetensors or {HF_BIN_FILE}")
+
+
+def _read_open_clip_directory(directory: Path) -> _Checkpoint:
+    """open_clip's hub layout: the activation from ``model_cfg`` of its config, the geometry from the tensors."""
+    expected = 'open_clip\'s hub config (a JSON object with a "model_cfg" object)'
+    model_cfg = _read_json(directory / OPEN_CLIP_CONFIG, expected).get("model_cfg")
+    if not isinstance(model_cfg, dict):
+        raise ValueError(f"{directory / OPEN_CLIP_CONFIG} has no \"model_cfg\" object; expected {expected}")
+    weights = next((directory / name for name in OPEN_CLIP_WEIGHTS if (directory / name).is_file()), None)
+    if weights is None:
+        raise FileNotFoundError(f"{directory} has {OPEN_CLIP_CONFIG} but no weights: {' or '.join(OPEN_CLIP_WEIGHTS)}")
+    state = _load_safetensors(weights) if weights.suffix == ".safetensors" else _torch_load(weights)
+    checkpoint = _from_state_dict(state, "hub directory")
+    checkpoint.quick_gelu = bool(model_cfg.get("quick_gelu", False))
+    return checkpoint
+
+
+def _download_open_clip(repo_id: str) -> Path:
+    """An open_clip hub repository's config and one weights file, as open_clip's ``hf-hub:`` loading fetches them."""
+    import huggingface_hub  # only hub ids need it
+
+    try:
+        directory = Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=[OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS[0]]))
+        if not (directory / OPEN_CLIP_WEIGHTS[0]).is_file():
+            directory = Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=[OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS[1]]))
+    except Exception as error:  # no connection, no such repository, a gated one, ...
+        raise ConnectionError(
+            f"could not download the open_clip model {OPEN_CLIP_HUB_PREFIX}{repo_id} from the Hugging Face Hub "
+            f"({type(error).__name__}: {error}); on a machine with a connection, `hf download {repo_id} --local-dir DIR`, "
+            "copy DIR here and call load_clip(DIR)"
+        ) from error
+    return directory
 
 
 def _download_from_hub(repo_id: str) -> Path:

@@ -361,3 +361,67 @@ def test_missing_file_and_files_that_are_not_checkpoints(tmp_path):
         lit_clip.load_clip(tmp_path / "other.pt")
     with pytest.raises(FileNotFoundError, match="no config.json"):
         lit_clip.load_clip(tmp_path)
+
+
+# -- open_clip's hub layout --------------------------------------------------------------------
+
+
+def write_open_clip_hub_directory(directory, model, quick_gelu: bool, weights: str) -> None:
+    """What open_clip's push_to_hf_hub writes: open_clip_config.json beside the weights."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model_cfg = {"embed_dim": 64, "vision_cfg": SMALL_VISION, "text_cfg": SMALL_TEXT, "quick_gelu": quick_gelu}
+    config = {"model_cfg": model_cfg, "preprocess_cfg": {"mean": [0.48, 0.46, 0.41], "std": [0.27, 0.26, 0.28]}}
+    (directory / "open_clip_config.json").write_text(json.dumps(config))
+    state = {key: value.contiguous() for key, value in open_clip_state_dict(model).items()}
+    if weights.endswith(".safetensors"):
+        save_file(state, directory / weights)
+    else:
+        torch.save(state, directory / weights)
+
+
+@pytest.mark.parametrize("weights", ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"])
+@pytest.mark.parametrize("quick_gelu", [True, False])
+def test_open_clip_hub_directory_loads_with_the_activation_of_its_config(tmp_path, weights, quick_gelu):
+    reference = open_clip_reference(quick_gelu=quick_gelu)
+    write_open_clip_hub_directory(tmp_path / "hub", reference, quick_gelu, weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the config records the activation: nothing to warn about
+        ours = lit_clip.load_clip(tmp_path / "hub")
+    assert ours.config.quick_gelu == quick_gelu
+    assert_same_features("open_clip hub directory", ours, reference, *inputs(32))
+
+
+def test_hf_hub_prefix_downloads_the_open_clip_layout(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    reference = open_clip_reference(quick_gelu=True)
+    write_open_clip_hub_directory(tmp_path / "hub", reference, True, "open_clip_model.safetensors")
+    asked = []
+
+    def snapshot_download(repo_id, allow_patterns):
+        asked.append((repo_id, allow_patterns))
+        return str(tmp_path / "hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    ours = lit_clip.load_clip("hf-hub:laion/some-clip")
+    assert asked == [("laion/some-clip", ["open_clip_config.json", "open_clip_model.safetensors"])]
+    assert ours.config.quick_gelu
+    assert_same_features("hf-hub: id", ours, reference, *inputs(32))
+
+
+def test_a_bare_open_clip_state_dict_warns_how_to_choose_the_activation(tmp_path):
+    torch.save(open_clip_state_dict(open_clip_reference()), tmp_path / "weights.pt")
+    with pytest.warns(UserWarning, match="does not record its activation; loaded with exact GELU.*quick_gelu=True"):
+        lit_clip.load_clip(tmp_path / "weights.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lit_clip.load_clip(tmp_path / "weights.pt", quick_gelu=True).config.quick_gelu
+
+
+def test_open_clip_hub_directory_errors_name_the_file(tmp_path):
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"preprocess_cfg": {}}))
+    with pytest.raises(ValueError, match=r"open_clip_config\.json has no \"model_cfg\" object"):
+        lit_clip.load_clip(tmp_path)
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": {}}))
+    with pytest.raises(FileNotFoundError, match=r"has open_clip_config\.json but no weights"):
+        lit_clip.load_clip(tmp_path)
