@@ -13,6 +13,8 @@
   run directory and logger version (TensorBoard shows one curve), from that run's newest
   ``last.ckpt``; any checkpoint path inside a run directory continues that run the same way.
   ``validate``, ``test`` and ``predict`` read ``last`` as that same file;
+- TensorBoard's ``hp_metric`` is the first ``ModelCheckpoint``'s monitored metric
+  (:class:`~lit_clip.callbacks.MonitoredHpMetric`), not Lightning's placeholder -1;
 - ``save_last: true`` on a ``ModelCheckpoint`` means the newest state, every epoch and at the
   steps the callback saves (a :class:`~lit_clip.callbacks.LastCheckpoint` does the writing);
 - ``predict`` writes the method's predictions (embeddings, class probabilities, ...) with the
@@ -35,6 +37,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
 
+from lit_clip.callbacks.hp_metric import MonitoredHpMetric
 from lit_clip.callbacks.last_checkpoint import LastCheckpoint
 from lit_clip.callbacks.predictions import PredictionWriter
 from lit_clip.checkpoint_io import AtomicCheckpointIO
@@ -85,6 +88,9 @@ class LitClipCLI(LightningCLI):
             config["plugins"] = [AtomicCheckpointIO()]
         if self.subcommand == "fit":
             config["callbacks"] = _newest_state_as_last(config.get("callbacks") or [])
+            monitor = next((c.monitor for c in config["callbacks"] if isinstance(c, ModelCheckpoint) and c.monitor), None)
+            if monitor is not None:
+                config["callbacks"].append(MonitoredHpMetric(monitor))
         if self.subcommand in ("fit", "validate", "test", "predict"):
             self._continue_run(_run_logger(config.get("logger")), config.get("callbacks") or [])
         if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in config.get("callbacks") or []):

@@ -56,7 +56,11 @@ def test_ckpt_path_last_continues_the_run_in_its_directory(tmp_path):
     # One curve: validation at steps 4 and 9 by the first process, 14 by the resumed one.
     events = EventAccumulator(str(run))
     events.Reload()
-    assert [scalar.step for scalar in events.Scalars("val/zeroshot_top1")] == [4, 9, 14]
+    top1 = events.Scalars("val/zeroshot_top1")
+    assert [scalar.step for scalar in top1] == [4, 9, 14]
+    # TensorBoard's hp_metric is the monitored metric, after the placeholder Lightning writes at step 0.
+    hp_metric = [(scalar.step, scalar.value) for scalar in events.Scalars("hp_metric") if scalar.step > 0]
+    assert hp_metric == [(scalar.step, scalar.value) for scalar in top1]
     # The first config is kept beside the resumed one; the partial file is gone.
     assert (run / "config.yaml").exists() and (run / "config.resume1.yaml").exists()
     assert not partial.exists()

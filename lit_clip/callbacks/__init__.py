@@ -1,6 +1,7 @@
 """Evaluation, visualisation and checkpoint callbacks any method can attach."""
+from lit_clip.callbacks.hp_metric import MonitoredHpMetric
 from lit_clip.callbacks.image_text import ImageTextSamples
 from lit_clip.callbacks.last_checkpoint import LastCheckpoint
 from lit_clip.callbacks.predictions import PredictionWriter
 
-__all__ = ["ImageTextSamples", "LastCheckpoint", "PredictionWriter"]
+__all__ = ["ImageTextSamples", "LastCheckpoint", "MonitoredHpMetric", "PredictionWriter"]
