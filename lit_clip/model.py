@@ -202,11 +202,53 @@ class CLIP(nn.Module):
             raise ValueError("patch dropout needs a ViT image tower; this model has a ModifiedResNet")
         self.visual.patch_dropout = fraction
 
+    def lock_image_tower(self, unlocked_groups: int = 0) -> None:
+        """LiT (Zhai et al., 2022): freeze the image tower but its last ``unlocked_groups`` groups, as open_clip's.
+
+        A ViT's groups, first to last: the patch stem (conv1, class and position embeddings, ln_pre), each
+        residual block but the last, the last block with ln_post, the projection. A ResNet tower is locked whole.
+        """
+        self.visual.requires_grad_(False)
+        if unlocked_groups == 0:
+            return
+        if not isinstance(self.visual, VisionTransformer):
+            raise ValueError("a ModifiedResNet image tower locks whole (unlocked_groups=0), as in open_clip")
+        v = self.visual
+        groups = [
+            [v.conv1, v.class_embedding, v.positional_embedding, v.ln_pre],
+            *([block] for block in v.transformer.resblocks[:-1]),
+            [v.transformer.resblocks[-1], v.ln_post],
+            [v.proj],
+        ]
+        _unlock(groups[-unlocked_groups:])
+
+    def lock_text_tower(self, unlocked_layers: int = 0) -> None:
+        """LiT's other half: freeze the text tower but its last ``unlocked_layers`` groups, as open_clip's: the
+        embeddings, each residual block but the last, the last block with ln_final, the projection."""
+        text = [self.token_embedding, self.positional_embedding, self.transformer, self.ln_final, self.text_projection]
+        for part in text:
+            part.requires_grad_(False)
+        if unlocked_layers == 0:
+            return
+        groups = [
+            [self.token_embedding, self.positional_embedding],
+            *([block] for block in self.transformer.resblocks[:-1]),
+            [self.transformer.resblocks[-1], self.ln_final],
+            [self.text_projection],
+        ]
+        _unlock(groups[-unlocked_layers:])
+
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         """Recompute transformer activations in the backward pass: less memory, ~30% more compute."""
         self.transformer.grad_checkpointing = enabled
         if isinstance(self.visual, VisionTransformer):
             self.visual.transformer.grad_checkpointing = enabled
+
+
+def _unlock(groups: list[list[nn.Module | nn.Parameter]]) -> None:
+    for group in groups:
+        for part in group:
+            part.requires_grad_(True)
 
 
 def create_model(

@@ -122,3 +122,13 @@ def test_logit_scale_is_clamped_at_100_after_each_step(trainer):
     trainer(max_steps=1, limit_val_batches=0).fit(module, data)
     assert module.model.logit_scale.item() == pytest.approx(math.log(100.0))
     assert module.model.logit_scale.exp().item() == pytest.approx(100.0)
+
+
+def test_lit_pretraining_optimises_only_the_unlocked_parameters():
+    from lit_clip.methods import CLIPPretraining
+
+    module = CLIPPretraining(architecture="ViT-Micro-8", lock_image=True, lock_image_unlocked_groups=1)
+    optimised = {id(p) for group in module.build_optimizer(fused=False).param_groups for p in group["params"]}
+    names = {n for n, p in module.model.named_parameters() if id(p) in optimised}
+    assert {n for n in names if n.startswith("visual.")} == {"visual.proj"}  # the last group: the projection
+    assert "token_embedding.weight" in names and "logit_scale" in names

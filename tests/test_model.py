@@ -169,3 +169,32 @@ def test_initialisation_follows_openai_formulas():
     branch_gains = [p for n, p in resnet.visual.named_parameters() if n.startswith("layer") and n.endswith("bn3.weight")]
     assert len(branch_gains) == 16 and all(not p.any() for p in branch_gains)
     assert resnet.visual.bn3.weight.all()
+
+
+@pytest.mark.parametrize("unlocked", [0, 1, 2, 3])
+def test_lit_locks_freeze_what_open_clips_locks_freeze(unlocked):
+    """lock_image_tower / lock_text_tower leave trainable exactly the parameters open_clip's leave trainable."""
+    reference = open_clip.model.CLIP(64, dict(image_size=32, layers=3, width=64, patch_size=8),
+                                     dict(context_length=16, width=64, heads=1, layers=3))  # fmt: skip
+    config = lit_clip.model.CLIPConfig(
+        embed_dim=64,
+        vision=lit_clip.model.VisionConfig(image_size=32, layers=3, width=64, patch_size=8),
+        text=lit_clip.model.TextConfig(context_length=16, width=64, heads=1, layers=3),
+    )
+    ours = lit_clip.CLIP(config)
+    assert {n for n, _ in ours.named_parameters()} == {n for n, _ in reference.named_parameters()}
+    reference.lock_image_tower(unlocked_groups=unlocked)
+    reference.lock_text_tower(unlocked_layers=unlocked)
+    ours.lock_image_tower(unlocked)
+    ours.lock_text_tower(unlocked)
+    trainable = lambda model: {n for n, p in model.named_parameters() if p.requires_grad}  # noqa: E731
+    assert trainable(ours) == trainable(reference)
+    assert "logit_scale" in trainable(ours)
+
+
+def test_a_resnet_tower_locks_whole():
+    model = lit_clip.create_model("RN-Tiny")
+    model.lock_image_tower()
+    assert not any(p.requires_grad for p in model.visual.parameters())
+    with pytest.raises(ValueError, match="locks whole"):
+        model.lock_image_tower(1)

@@ -62,6 +62,10 @@ class CLIPPretraining(L.LightningModule):
         grad_checkpointing: bool = False,
         patch_dropout: float = 0.0,
         compile: bool = False,
+        lock_image: bool = False,
+        lock_image_unlocked_groups: int = 0,
+        lock_text: bool = False,
+        lock_text_unlocked_layers: int = 0,
     ):
         """
         Args:
@@ -79,6 +83,9 @@ class CLIPPretraining(L.LightningModule):
             patch_dropout: FLIP: the fraction of image patches each training image drops (ViT towers; 0.5-0.75
                 in the paper), for about that much less image-tower compute. Evaluation sees every patch.
             compile: ``torch.compile`` both towers (the first steps pay for compilation).
+            lock_image, lock_image_unlocked_groups: LiT: freeze the (pretrained) image tower but its last groups
+                (see ``CLIP.lock_image_tower``; open_clip's ``--lock-image``, ``--lock-image-unlocked-groups``).
+            lock_text, lock_text_unlocked_layers: freeze the text tower likewise (``--lock-text``).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -94,6 +101,10 @@ class CLIPPretraining(L.LightningModule):
         else:
             self.model = create_model(architecture)
         self.loss = SigLipLoss() if siglip else ClipLoss(local_loss=local_loss)
+        if lock_image:
+            self.model.lock_image_tower(lock_image_unlocked_groups)
+        if lock_text:
+            self.model.lock_text_tower(lock_text_unlocked_layers)
         self.model.set_grad_checkpointing(grad_checkpointing)
         if patch_dropout:
             self.model.set_patch_dropout(patch_dropout)
