@@ -25,5 +25,5 @@ def test_short_shapes_run_beats_chance_by_far(tmp_path):
     assert checkpoint["global_step"] == steps
     top1 = next(v for k, v in checkpoint["callbacks"].items() if k.startswith("ModelCheckpoint"))["best_model_score"]
     # Chance is 1/64 over the colour-shape classes and colour alone gives 1/8: above 0.25 the
-    # model has begun to tell shapes apart (the full 2000-step run reaches 1.0, see the README).
+    # model has begun to tell shapes apart (the 900-step run reaches 0.98, the 2000-step one 0.998, see the README).
     assert top1 > 0.25, f"zero-shot top-1 after {steps} steps: {top1:.3f}"
