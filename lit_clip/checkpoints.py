@@ -117,7 +117,9 @@ class _Checkpoint:
 # --- finding the format ----------------------------------------------------------------------------
 def _read(source: str | os.PathLike) -> _Checkpoint:
     if isinstance(source, str) and source.startswith(OPEN_CLIP_HUB_PREFIX):
-        return _read_open_clip_directory(_download_open_clip(source.removeprefix(OPEN_CLIP_HUB_PREFIX)))
+        repo_id = source.removeprefix(OPEN_CLIP_HUB_PREFIX)
+        # One weights file, as open_clip's own hf-hub: loading fetches them.
+        return _read_open_clip_directory(_download_from_hub(repo_id, OPEN_CLIP_CONFIG, [[w] for w in OPEN_CLIP_WEIGHTS]))
     path = Path(source)
     if path.is_dir():
         if (path / OPEN_CLIP_CONFIG).is_file():
@@ -130,7 +132,7 @@ def _read(source: str | os.PathLike) -> _Checkpoint:
     if isinstance(source, str) and HUB_ID.fullmatch(source) and path.suffix not in CHECKPOINT_SUFFIXES:
         first = source.partition("/")[0]
         if not Path(first).exists():
-            return _read_hf_directory(_download_from_hub(source))
+            return _read_hf_directory(_download_from_hub(source, "config.json", [HF_SAFETENSORS_FILES, [HF_BIN_FILE]]))
         message += f" (a local path, not a Hugging Face Hub id, since {first!r} exists here)"
     # A near miss, such as runs/last for runs/last.ckpt, is worth naming.
     near = sorted(path.parent.glob(glob.escape(path.name) + ".*")) if path.parent.is_dir() else []
@@ -287,33 +289,17 @@ def _read_open_clip_directory(directory: Path) -> _Checkpoint:
     return checkpoint
 
 
-def _download_open_clip(repo_id: str) -> Path:
-    """An open_clip hub repository's config and one weights file, as open_clip's ``hf-hub:`` loading fetches them."""
-    import huggingface_hub  # only hub ids need it
-
-    try:
-        directory = Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=[OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS[0]]))
-        if not (directory / OPEN_CLIP_WEIGHTS[0]).is_file():
-            directory = Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=[OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS[1]]))
-    except Exception as error:  # no connection, no such repository, a gated one, ...
-        raise ConnectionError(
-            f"could not download the open_clip model {OPEN_CLIP_HUB_PREFIX}{repo_id} from the Hugging Face Hub "
-            f"({type(error).__name__}: {error}); on a machine with a connection, `hf download {repo_id} --local-dir DIR`, "
-            "copy DIR here and call load_clip(DIR)"
-        ) from error
-    return directory
-
-
-def _download_from_hub(repo_id: str) -> Path:
+def _download_from_hub(repo_id: str, config: str, weight_formats: list[list[str]]) -> Path:
+    """The repository's ``config`` file and its weights in the first of ``weight_formats`` (file name
+    patterns) it holds: repositories often hold the same weights in several formats."""
     import huggingface_hub  # only hub ids need it
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        # Repositories often hold the same weights in several formats: fetch one of them.
-        download = huggingface_hub.snapshot_download
-        directory = Path(download(repo_id, allow_patterns=["config.json", *HF_SAFETENSORS_FILES]))
-        if not any(directory.glob("*.safetensors")):
-            directory = Path(download(repo_id, allow_patterns=["config.json", HF_BIN_FILE]))
+        for patterns in weight_formats:
+            directory = Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=[config, *patterns]))
+            if any(any(directory.glob(pattern)) for pattern in patterns):
+                break
     except LocalEntryNotFoundError as error:  # no connection (or offline mode) and no cached copy
         raise ConnectionError(
             f"no local file or directory named {repo_id!r}, and the download of hub id {repo_id!r} failed: "

@@ -86,15 +86,17 @@ class LitClipCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict, callbacks: list) -> L.Trainer:
         if not config.get("plugins"):
             config["plugins"] = [AtomicCheckpointIO()]
+        run_callbacks = list(config.get("callbacks") or [])
         if self.subcommand == "fit":
-            config["callbacks"] = _newest_state_as_last(config.get("callbacks") or [])
-            monitor = next((c.monitor for c in config["callbacks"] if isinstance(c, ModelCheckpoint) and c.monitor), None)
+            run_callbacks = _newest_state_as_last(run_callbacks)
+            monitor = next((c.monitor for c in run_callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
             if monitor is not None:
-                config["callbacks"].append(MonitoredHpMetric(monitor))
-        if self.subcommand in ("fit", "validate", "test", "predict"):
-            self._continue_run(_run_logger(config.get("logger")), config.get("callbacks") or [])
-        if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in config.get("callbacks") or []):
-            config["callbacks"] = [*(config.get("callbacks") or []), PredictionWriter()]
+                run_callbacks.append(MonitoredHpMetric(monitor))
+        if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in run_callbacks):
+            run_callbacks.append(PredictionWriter())
+        if self.subcommand is not None:  # None when the CLI only parses (run=False)
+            self._continue_run(_run_logger(config.get("logger")), run_callbacks)
+        config["callbacks"] = run_callbacks
         return super()._instantiate_trainer(config, callbacks)
 
     def _continue_run(self, logger: Logger | None, callbacks: list) -> None:

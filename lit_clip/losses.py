@@ -35,8 +35,8 @@ class _Gathered(NamedTuple):
     """Every rank's rows, each rank's block padded to the same number of rows."""
 
     features: list[Tensor]  # one [world_size * rows, dim] tensor per input, in rank order
-    real: Tensor  # [world_size * rows] bool: which rows are real, not padding
-    total: Tensor  # 0-d: the number of real rows over all ranks
+    real: Tensor | None  # [world_size * rows] bool: which rows are real, not padding; None: all are
+    total: Tensor | int  # the number of real rows over all ranks
     offset: int  # where this rank's block starts
 
 
@@ -47,19 +47,15 @@ def gather_padded(*features: Tensor, rows: int | None) -> _Gathered:
     which an all-gather cannot take. Each rank pads its block to ``rows`` (the batch size every rank
     was meant to have); the real rows are known from the gathered counts, computed on the device,
     so this adds one small all-gather and no host synchronisation. ``rows=None``: every rank holds
-    the same number of rows, nothing to pad.
+    the same number of rows, nothing to pad or mask (``real`` is None).
     """
     rank, world_size = distributed_rank_and_size()
     local = features[0].shape[0]
     if rows is None:
-        gathered = [gather_with_grad(f) if world_size > 1 else f for f in features]
-        real = torch.ones(world_size * local, dtype=torch.bool, device=features[0].device)
-        return _Gathered(gathered, real, torch.tensor(world_size * local, device=real.device), rank * local)
-    padded = [F.pad(f, (0, 0, 0, rows - local)) for f in features]
-    count = torch.tensor([local], device=features[0].device)
-    counts = torch.cat(dist_fn.all_gather(count)) if world_size > 1 else count
+        return _Gathered([gather_with_grad(f) for f in features], None, world_size * local, rank * local)
+    counts = torch.cat(dist_fn.all_gather(torch.tensor([local], device=features[0].device)))
     real = (torch.arange(rows, device=counts.device) < counts[:, None]).flatten()
-    gathered = [gather_with_grad(f) if world_size > 1 else f for f in padded]
+    gathered = [gather_with_grad(F.pad(f, (0, 0, 0, rows - local))) for f in features]
     return _Gathered(gathered, real, counts.sum(), rank * rows)
 
 
@@ -89,7 +85,7 @@ class ClipLoss(nn.Module):
             logits_per_image = logit_scale * all_images @ all_texts.T
             logits_per_text = logits_per_image.T
             labels = torch.arange(all_images.shape[0], device=image_features.device)
-        if batch_rows is None:  # equal batches: the plain mean, as before
+        if real is None:  # equal batches: the plain mean, as before
             return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
         # Padding columns take no probability; each rank's sum is scaled so that DDP's average over
         # ranks is the mean over every real pair.
@@ -132,6 +128,6 @@ class SigLipLoss(nn.Module):
         signs = -torch.ones_like(logits)
         signs[:, offset : offset + batch].fill_diagonal_(1.0)
         losses = -F.logsigmoid(signs * logits)
-        if real is not None and batch_rows is not None:
+        if real is not None:
             losses = losses.masked_fill(~real, 0)
         return losses.sum() / total

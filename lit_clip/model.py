@@ -220,23 +220,20 @@ class CLIP(nn.Module):
             [v.transformer.resblocks[-1], v.ln_post],
             [v.proj],
         ]
-        _unlock(groups[-unlocked_groups:])
+        _set_trainable(groups[-unlocked_groups:], True)
 
     def lock_text_tower(self, unlocked_layers: int = 0) -> None:
         """LiT's other half: freeze the text tower but its last ``unlocked_layers`` groups, as open_clip's: the
         embeddings, each residual block but the last, the last block with ln_final, the projection."""
-        text = [self.token_embedding, self.positional_embedding, self.transformer, self.ln_final, self.text_projection]
-        for part in text:
-            part.requires_grad_(False)
-        if unlocked_layers == 0:
-            return
         groups = [
             [self.token_embedding, self.positional_embedding],
             *([block] for block in self.transformer.resblocks[:-1]),
             [self.transformer.resblocks[-1], self.ln_final],
             [self.text_projection],
         ]
-        _unlock(groups[-unlocked_layers:])
+        _set_trainable(groups, False)
+        if unlocked_layers:
+            _set_trainable(groups[-unlocked_layers:], True)
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         """Recompute transformer activations in the backward pass: less memory, ~30% more compute."""
@@ -245,10 +242,10 @@ class CLIP(nn.Module):
             self.visual.transformer.grad_checkpointing = enabled
 
 
-def _unlock(groups: list[list[nn.Module | nn.Parameter]]) -> None:
+def _set_trainable(groups: list[list[nn.Module | nn.Parameter]], trainable: bool) -> None:
     for group in groups:
         for part in group:
-            part.requires_grad_(True)
+            part.requires_grad_(trainable)
 
 
 def create_model(

@@ -461,16 +461,16 @@ def _with_captions(pair: CaptionedImage) -> CaptionedImage:
 def _probe_images(pairs: list[CaptionedImage], split: str, policy: BadSamplePolicy, probes: int = 8) -> None:
     """Decode a few images spread over ``split``: with policy "raise" any failure, and with "skip" all of
     them failing, stops the run now, naming the files."""
-    step = max(1, len(pairs) // probes)
+    probed = pairs[:: max(1, len(pairs) // probes)][:probes]
     errors = []
-    for path, _ in pairs[::step][:probes]:
+    for path, _ in probed:
         try:
             load_rgb(path)
         except BadSampleError as error:
             if policy == "raise":
                 raise
             errors.append(str(error))
-    if errors and len(errors) == min(probes, len(pairs[::step])):
+    if errors and len(errors) == len(probed):
         raise BadSampleError(
             f"none of {len(errors)} images probed across the {split} split can be read, e.g. {errors[0]}; "
             "is the image folder right?"
