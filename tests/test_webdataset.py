@@ -128,8 +128,12 @@ def test_bad_samples_left_out_and_each_counted_once(bad_shard):
     batches = list(data.val_dataloader())  # unshuffled: a b | c d | e
     assert [batch.get("key") for batch in batches] == [["a"], None, ["e"]]
     assert [batch["skipped_index"].tolist() for batch in batches] == [[1], [2, 3], []]
-    batches = list(data.train_dataloader())
-    assert len(batches) == 1 and len(batches[0]["key"]) + len(batches[0]["skipped_index"]) == 2
+    # Training: the shuffled stream's first 4 of the 5 samples, at least one of them good (only 3 are bad;
+    # a batch of bad samples only would stop the run by design).
+    training = _data(bad_shard, batch_size=4, train_samples_per_epoch=4)
+    batches = list(training.train_dataloader())
+    assert len(batches) == 1 and len(batches[0]["key"]) + len(batches[0]["skipped_index"]) == 4
+    assert set(batches[0]["key"]) <= {"a", "e"} and len(batches[0]["skipped_index"]) >= 2
 
 
 def test_a_bad_sample_at_the_end_of_the_stream_is_counted(tmp_path, bad_shard):
