@@ -47,7 +47,7 @@ from benchmarks.measure import (
 )
 from lit_clip.checkpoints import _hf_config
 from lit_clip.methods import CLIPPretraining
-from lit_clip.model import get_config
+from lit_clip.models.clip import get_config
 from lit_clip.zeroshot import ZeroShotHead
 
 CONTENDERS = ("lit-clip", "lit-clip compiled", "open_clip", "transformers")

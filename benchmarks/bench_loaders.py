@@ -18,7 +18,12 @@ import time
 from pathlib import Path
 
 from lit_clip.datamodules import CocoCaptions, CsvPairs, Flickr30k, ShapesWorldCaptions, WebDatasetPairs
-from lit_clip.datamodules.export import export_coco_captions, export_csv_pairs, export_flickr_karpathy, export_webdataset
+from lit_clip.datamodules.export import (
+    export_coco_captions,
+    export_csv_pairs,
+    export_flickr_karpathy,
+    export_webdataset,
+)
 
 
 def data_modules(root: Path, samples: int, stored_size: int, image_size: int, workers: int, batch_size: int):

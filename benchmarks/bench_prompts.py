@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from lit_clip.datamodules.shapesworld import class_names
 
 import lit_clip
 from benchmarks.measure import (
@@ -29,9 +30,8 @@ from benchmarks.measure import (
     peak_memory_in_fresh_process,
     report_peak_resident_growth,
 )
-from lit_clip.datamodules.shapesworld import class_names
 from lit_clip.methods import CoCoOp, CoOp
-from lit_clip.model import get_config
+from lit_clip.models.clip import get_config
 
 METHODS = {"CoOp": CoOp, "CoCoOp": CoCoOp}
 

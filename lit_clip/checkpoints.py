@@ -36,7 +36,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from lit_clip.model import CLIP, CLIPConfig, TextConfig, VisionConfig, get_config
+from lit_clip.models.clip import CLIP, CLIPConfig, TextConfig, VisionConfig, get_config
 
 # OpenAI's archives carry these as tensors next to the weights; they mark a file as OpenAI's.
 OPENAI_EXTRA_ENTRIES = ("input_resolution", "context_length", "vocab_size")
@@ -54,7 +54,7 @@ OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin
 def load_clip(
     source: str | os.PathLike, architecture: str | None = None, quick_gelu: bool | None = None
 ) -> CLIP:
-    """Our :class:`~lit_clip.model.CLIP` with the weights of ``source``, in eval mode, fp32, on the CPU.
+    """Our :class:`~lit_clip.models.clip.CLIP` with the weights of ``source``, in eval mode, fp32, on the CPU.
 
     Args:
         source: one of
@@ -67,7 +67,7 @@ def load_clip(
               ``open_clip_model.safetensors`` or ``open_clip_pytorch_model.bin``, or an ``hf-hub:`` id of
               one such as ``hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K``;
             - a lit-clip Lightning checkpoint of :class:`~lit_clip.methods.CLIPPretraining`.
-        architecture: a name known to :func:`~lit_clip.model.get_config`; sets the geometry instead of
+        architecture: a name known to :func:`~lit_clip.models.clip.get_config`; sets the geometry instead of
             working it out. Needed when it cannot be read off the tensors: attention heads are assumed
             to be 64 wide in OpenAI / open_clip files.
         quick_gelu: the activation, overriding what the file records. open_clip state dicts record

@@ -4,11 +4,10 @@ from __future__ import annotations
 import math
 
 from torch import nn
-
-from lit_clip.resnet import ModifiedResNet
-from torch.optim.lr_scheduler import LambdaLR
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
 
+from lit_clip.models.resnet import ModifiedResNet
 
 # open_clip's `CLIP.no_weight_decay()`: the text and ViT positional embeddings and the ViT class token.
 # The token embedding is decayed, and so is a ResNet tower's attention-pool position table.

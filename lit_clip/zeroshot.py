@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_clip.metrics import TopKAccuracy
-from lit_clip.model import CLIP
+from lit_clip.models.clip import CLIP
 from lit_clip.tokenizer import tokenize
 
 

@@ -1,8 +1,8 @@
 """Shared fixtures: a real lit-clip checkpoint, made once per test session."""
 import lightning as L
 import pytest
-
 from lit_clip.datamodules import ShapesWorldCaptions
+
 from lit_clip.methods import CLIPPretraining
 
 

@@ -5,11 +5,11 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from lit_clip.datamodules import ShapesWorldFewShot
 
 import lit_clip
-from lit_clip.datamodules import ShapesWorldFewShot
 from lit_clip.methods import CLIPAdapter, CoCoOp, CoOp, MaPLe, TipAdapter, TipAdapterF, ZeroShotClassifier
-from lit_clip.methods.tip_adapter import cache_logits, search_grid
+from lit_clip.methods.classification.tip_adapter import cache_logits, search_grid
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 import transformers
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lit_clip.datamodules import ShapesWorldCaptions
 from safetensors.torch import save_file
 from torch import nn
 
 import lit_clip
-from lit_clip.datamodules import ShapesWorldCaptions
-from lit_clip.methods.clip_pretraining import CLIPPretraining
+from lit_clip.methods.pretraining.clip_pretraining import CLIPPretraining
 
 CAPTIONS = ["a photo of a cat", "a diagram of a red square", "two dogs on the beach"]
 # A small geometry with 64-wide heads, so that it can be read off the tensors.
@@ -143,7 +143,7 @@ def rn50_quickgelu():
 def test_open_clip_state_dict_loads_with_exact_gelu(vit_b_32, tmp_path):
     torch.save(open_clip_state_dict(vit_b_32), tmp_path / "vit.pt")
     ours = lit_clip.load_clip(tmp_path / "vit.pt")
-    assert ours.config == lit_clip.model.get_config("ViT-B-32")
+    assert ours.config == lit_clip.models.clip.get_config("ViT-B-32")
     assert not ours.training
     images, tokens = inputs(224)
     assert_same_features("open_clip ViT-B-32 state dict", ours, vit_b_32, images, tokens)
@@ -177,7 +177,7 @@ def test_open_clip_safetensors_file(tmp_path):
 def test_openai_torchscript_archive_resnet(rn50_quickgelu, tmp_path):
     save_torchscript_archive(open_clip_state_dict(rn50_quickgelu), tmp_path / "RN50.pt", 224)
     ours = lit_clip.load_clip(tmp_path / "RN50.pt")
-    assert ours.config == lit_clip.model.get_config("RN50-quickgelu")
+    assert ours.config == lit_clip.models.clip.get_config("RN50-quickgelu")
     assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in ours.parameters())
     assert all(b.device.type == "cpu" for b in ours.buffers())
     images, tokens = inputs(224)
@@ -316,7 +316,7 @@ def test_lit_clip_lightning_checkpoint(tmp_path):
     )  # fmt: skip
     trainer.fit(module, data)
     ours = lit_clip.load_clip(tmp_path / "last.ckpt")
-    assert ours.config == lit_clip.model.get_config("ViT-Micro-8-quickgelu")
+    assert ours.config == lit_clip.models.clip.get_config("ViT-Micro-8-quickgelu")
     assert ours.logit_bias is not None
     assert_same_state(ours.state_dict(), module.model.state_dict())
 

@@ -8,18 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from lit_clip.datamodules import CoOpClassification, ImageFolderClassification
 from lit_clip.datamodules.classification import COOP_LAYOUTS, ImageFileDataset
 from lit_clip.datamodules.export import export_coop, export_imagefolder
 from lit_clip.datamodules.shapesworld import class_names
-from lit_clip.templates import (
-    COOP_TEMPLATES,
-    OPENAI_IMAGENET_TEMPLATES,
-    SIMPLE_TEMPLATES,
-    resolve_templates,
-)
+from PIL import Image
+
+from lit_clip.templates import COOP_TEMPLATES, OPENAI_IMAGENET_TEMPLATES, SIMPLE_TEMPLATES, resolve_templates
 from lit_clip.transforms import clip_eval_transform
 
 COOP_DATASETS = [

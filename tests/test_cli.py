@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from lit_clip.datamodules.export import (
     export_coco_captions,
     export_coop,

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from lit_clip.datamodules.export import export_imagefolder
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from lit_clip.datamodules import ShapesWorldCaptions
 
 import lit_clip
-from lit_clip.datamodules import ShapesWorldCaptions
 from lit_clip.metrics import retrieval_recall
 from lit_clip.optim import warmup_cosine_schedule, weight_decay_groups
 

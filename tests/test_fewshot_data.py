@@ -5,10 +5,10 @@ from collections import Counter
 
 import pytest
 import torch
-
 from lit_clip.datamodules import CoOpFewShot, ShapesWorldFewShot
 from lit_clip.datamodules.export import export_coop
 from lit_clip.datamodules.fewshot import base_and_new_labels, keep_labels, sample_shots
+
 from lit_clip.optim import warmup_cosine_per_epoch
 
 

@@ -6,9 +6,8 @@ import io
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from lit_clip.datamodules.images import BadSampleError, RobustSamples, check_caption, load_rgb, without_bad_samples
+from PIL import Image
 
 
 def _jpeg_bytes(size=(32, 24)) -> bytes:

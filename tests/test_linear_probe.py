@@ -2,10 +2,10 @@
 import math
 
 import pytest
-
 from lit_clip.datamodules import ShapesWorldClassification
+
 from lit_clip.methods import LinearProbe
-from lit_clip.methods.linear_probe import refine_C
+from lit_clip.methods.classification.linear_probe import refine_C
 
 
 def test_refine_C_walks_to_the_peak_of_a_unimodal_accuracy():

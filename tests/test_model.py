@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import lit_clip
-from lit_clip.model import ARCHITECTURES, get_config
+from lit_clip.models.clip import ARCHITECTURES, get_config
 
 REFERENCE_ARCHITECTURES = ["RN50", "RN101", "ViT-B-32", "ViT-B-16", "ViT-L-14"]
 
@@ -83,7 +83,7 @@ def test_text_longer_than_context_is_a_clear_error():
 
 def test_attention_matches_torch_multihead_attention():
     """Our SDPA attention with OpenAI's parameter names computes what nn.MultiheadAttention does."""
-    from lit_clip.transformer import Attention
+    from lit_clip.models.transformer import Attention
 
     ours = Attention(64, 4)
     reference = torch.nn.MultiheadAttention(64, 4, batch_first=True)
@@ -176,10 +176,10 @@ def test_lit_locks_freeze_what_open_clips_locks_freeze(unlocked):
     """lock_image_tower / lock_text_tower leave trainable exactly the parameters open_clip's leave trainable."""
     reference = open_clip.model.CLIP(64, dict(image_size=32, layers=3, width=64, patch_size=8),
                                      dict(context_length=16, width=64, heads=1, layers=3))  # fmt: skip
-    config = lit_clip.model.CLIPConfig(
+    config = lit_clip.models.clip.CLIPConfig(
         embed_dim=64,
-        vision=lit_clip.model.VisionConfig(image_size=32, layers=3, width=64, patch_size=8),
-        text=lit_clip.model.TextConfig(context_length=16, width=64, heads=1, layers=3),
+        vision=lit_clip.models.clip.VisionConfig(image_size=32, layers=3, width=64, patch_size=8),
+        text=lit_clip.models.clip.TextConfig(context_length=16, width=64, heads=1, layers=3),
     )
     ours = lit_clip.CLIP(config)
     assert {n for n, _ in ours.named_parameters()} == {n for n, _ in reference.named_parameters()}

@@ -7,11 +7,11 @@ import json
 
 import pytest
 import torch
-from PIL import Image
-
 from lit_clip.datamodules import CocoCaptions, CsvPairs, Flickr30k
 from lit_clip.datamodules.export import export_coco_captions, export_csv_pairs, export_flickr_karpathy
 from lit_clip.datamodules.images import BadSampleError
+from PIL import Image
+
 from lit_clip.metrics import retrieval_recall
 from lit_clip.tokenizer import tokenize
 from lit_clip.transforms import CLIP_MEAN, CLIP_STD, clip_train_transform

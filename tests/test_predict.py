@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
-
 from lit_clip.datamodules import ShapesWorldClassification
 from lit_clip.datamodules.predict import list_images
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,11 +2,11 @@
 import lightning as L
 import pytest
 import torch
+from lit_clip.datamodules import ShapesWorldFewShot
 
 import lit_clip
-from lit_clip.datamodules import ShapesWorldFewShot
 from lit_clip.methods import CoCoOp, CoOp, MaPLe
-from lit_clip.model import CLIP, CLIPConfig, TextConfig, VisionConfig
+from lit_clip.models.clip import CLIP, CLIPConfig, TextConfig, VisionConfig
 from lit_clip.tokenizer import default_tokenizer, tokenize
 
 # Class names of different token lengths, so the class-token positions are really exercised.

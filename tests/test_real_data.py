@@ -3,10 +3,10 @@ import csv
 
 import lightning as L
 import pytest
-
 from lit_clip.datamodules import CsvPairs
 from lit_clip.datamodules.export import export_csv_pairs
 from lit_clip.datamodules.images import BadSampleError
+
 from lit_clip.methods import CLIPPretraining
 
 

@@ -13,14 +13,14 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
+from lit_clip.datamodules import CocoCaptions, CsvPairs, WebDatasetPairs
+from lit_clip.datamodules.export import export_coco_captions, export_csv_pairs, export_webdataset
+from lit_clip.datamodules.images import BadSampleError
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_clip import checkpoint_io
 from lit_clip.checkpoint_io import AtomicCheckpointIO
 from lit_clip.cli import _newest_state_as_last
-from lit_clip.datamodules import CocoCaptions, CsvPairs, ShapesWorldCaptions, WebDatasetPairs
-from lit_clip.datamodules.export import export_coco_captions, export_csv_pairs, export_webdataset
-from lit_clip.datamodules.images import BadSampleError
 from lit_clip.methods import CLIPPretraining
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,9 +7,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
-
-from lit_clip.datamodules import shapesworld
-from lit_clip.datamodules.shapesworld import COLORS, SHAPES, SIZES, ShapesWorld, class_names
+from lit_clip.datamodules.shapesworld import world as shapesworld
+from lit_clip.datamodules.shapesworld.world import COLORS, SHAPES, SIZES, ShapesWorld, class_names
 
 N_SCENES = 300
 _COLOR = "|".join(COLORS)

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 
 import lit_clip
 from lit_clip.methods import CLIPPretraining, CoCoOp
+from lit_clip.models.transformer import attention
 from lit_clip.tokenizer import trim_padding
-from lit_clip.transformer import attention
 
 
 @pytest.mark.parametrize("causal", [False, True])

@@ -7,11 +7,10 @@ import io
 import pytest
 import torch
 import webdataset as wds
-from PIL import Image
-
 from lit_clip.datamodules import WebDatasetPairs
 from lit_clip.datamodules.export import export_webdataset
 from lit_clip.datamodules.images import BadSampleError
+from PIL import Image
 
 ALL_KEYS = [f"{index:06d}" for index in range(30)]
 

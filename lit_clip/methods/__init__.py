@@ -1,12 +1,12 @@
-"""One LightningModule per method, each in its own file."""
-from lit_clip.methods.clip_adapter import CLIPAdapter
-from lit_clip.methods.clip_pretraining import CLIPPretraining
-from lit_clip.methods.cocoop import CoCoOp
-from lit_clip.methods.coop import CoOp
-from lit_clip.methods.linear_probe import LinearProbe
-from lit_clip.methods.maple import MaPLe
-from lit_clip.methods.tip_adapter import TipAdapter, TipAdapterF
-from lit_clip.methods.zeroshot_classifier import ZeroShotClassifier
+"""One LightningModule per method, each in its own file, grouped by task (``pretraining/``, ``classification/``)."""
+from lit_clip.methods.classification.clip_adapter import CLIPAdapter
+from lit_clip.methods.classification.cocoop import CoCoOp
+from lit_clip.methods.classification.coop import CoOp
+from lit_clip.methods.classification.linear_probe import LinearProbe
+from lit_clip.methods.classification.maple import MaPLe
+from lit_clip.methods.classification.tip_adapter import TipAdapter, TipAdapterF
+from lit_clip.methods.classification.zeroshot_classifier import ZeroShotClassifier
+from lit_clip.methods.pretraining.clip_pretraining import CLIPPretraining
 
 __all__ = [
     "CLIPPretraining",

@@ -17,7 +17,6 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import lightning as L
@@ -25,20 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lit_clip.batches import EvaluationSet
 from lit_clip.checkpoints import load_clip
 from lit_clip.metrics import TopKAccuracy
-from lit_clip.model import CLIP
+from lit_clip.models.clip import CLIP
 from lit_clip.zeroshot import build_zeroshot_classifier
 
 CLIP_PREFIX = "clip."
-
-
-@dataclass(frozen=True)
-class EvaluationSet:
-    """A set of classes an evaluation loader is labelled over; ``name`` prefixes its metrics ("" for none)."""
-
-    name: str
-    classnames: tuple[str, ...]
 
 
 def evaluation_sets(datamodule: L.LightningDataModule, stage: str) -> list[EvaluationSet]:

@@ -21,7 +21,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from lit_clip.methods.coop import (
+from lit_clip.methods.classification.coop import (
     ClassPrompts,
     assemble_prompts,
     coop_optimization,

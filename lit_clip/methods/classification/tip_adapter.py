@@ -44,7 +44,6 @@ from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
 from lit_clip.optim import warmup_cosine_schedule
 from lit_clip.zeroshot import scaled_cosine_logits
 
-
 # Where alpha and beta are searched: the data module's loader of each choice.
 SEARCH_SPLITS = {"full_val": "full_val_dataloader", "val": "val_dataloader"}
 

@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from lit_clip.methods.coop import (
+from lit_clip.methods.classification.coop import (
     ClassPrompts,
     assemble_prompts,
     coop_optimization,
@@ -34,7 +34,7 @@ from lit_clip.methods.coop import (
     initial_context,
 )
 from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
-from lit_clip.transformer import VisionTransformer
+from lit_clip.models.transformer import VisionTransformer
 
 
 class MaPLe(FrozenCLIPClassifier):

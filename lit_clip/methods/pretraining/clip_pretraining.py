@@ -28,7 +28,7 @@ from lit_clip.checkpoints import load_clip
 from lit_clip.distributed import gather_unique
 from lit_clip.losses import ClipLoss, SigLipLoss
 from lit_clip.metrics import retrieval_recall
-from lit_clip.model import create_model
+from lit_clip.models.clip import create_model
 from lit_clip.optim import adamw_betas_and_eps, warmup_cosine_schedule, weight_decay_groups
 from lit_clip.tokenizer import trim_padding
 from lit_clip.zeroshot import ZeroShotHead
@@ -69,7 +69,7 @@ class CLIPPretraining(L.LightningModule):
     ):
         """
         Args:
-            architecture: a name from ``lit_clip.model.ARCHITECTURES`` (``-quickgelu`` for OpenAI's activation).
+            architecture: a name from ``lit_clip.models.clip.ARCHITECTURES`` (``-quickgelu`` for OpenAI's activation).
             pretrained: start from these CLIP weights (see ``lit_clip.load_clip``) instead of a random
                 ``architecture``, whose geometry is then read from the weights.
             loss: ``clip`` (symmetric InfoNCE) or ``siglip`` (pairwise sigmoid, with a learned bias).

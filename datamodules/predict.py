@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lit_clip.datamodules.images import IMAGE_EXTENSIONS, load_rgb
 from torch.utils.data import DataLoader, Dataset
 
-from lit_clip.datamodules.images import IMAGE_EXTENSIONS, load_rgb
 from lit_clip.tokenizer import tokenize
 from lit_clip.transforms import clip_eval_transform
+
 
 def list_images(source: str | Path) -> list[Path]:
     """The image files ``source`` names: a folder's (recursively, sorted), a list file's, or the file itself."""

@@ -20,7 +20,7 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_clip.methods.coop import coop_optimization
+from lit_clip.methods.classification.coop import coop_optimization
 from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
 from lit_clip.zeroshot import scaled_cosine_logits
 

@@ -13,12 +13,12 @@ from typing import Any, Callable, Sequence
 
 import lightning as L
 import torch
+from lit_clip.datamodules.images import IMAGE_EXTENSIONS
+from lit_clip.datamodules.predict import prediction_loaders
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from lit_clip.datamodules.images import IMAGE_EXTENSIONS
-from lit_clip.datamodules.predict import prediction_loaders
 from lit_clip.templates import COOP_TEMPLATES, resolve_templates
 from lit_clip.transforms import clip_eval_transform
 

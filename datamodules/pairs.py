@@ -19,17 +19,22 @@ from typing import Callable, Sequence
 
 import lightning as L
 import torch
+from lit_clip.datamodules.checks import require_one_batch
+from lit_clip.datamodules.images import (
+    BadSampleError,
+    BadSamplePolicy,
+    RobustSamples,
+    check_policy,
+    load_rgb,
+    without_bad_samples,
+)
+from lit_clip.datamodules.predict import prediction_loaders
 from PIL import Image
 from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from lit_clip.datamodules.checks import require_one_batch
-from lit_clip.datamodules.predict import prediction_loaders
-from lit_clip.datamodules.images import (
-    BadSampleError, BadSamplePolicy, RobustSamples, check_policy, load_rgb, without_bad_samples,
-)
 from lit_clip.tokenizer import tokenize
 from lit_clip.transforms import clip_eval_transform, clip_train_transform
 

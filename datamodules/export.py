@@ -13,10 +13,9 @@ import json
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from PIL import Image
-
 from lit_clip.datamodules.classification import COOP_LAYOUTS
 from lit_clip.datamodules.shapesworld import ShapesWorld, class_names
+from PIL import Image
 
 Exported = dict[str, list[tuple[Path, int]]]
 ExportedCaptions = dict[str, list[tuple[Path, list[str]]]]

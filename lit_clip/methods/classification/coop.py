@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
-from lit_clip.model import CLIP
+from lit_clip.models.clip import CLIP
 from lit_clip.optim import warmup_cosine_per_epoch
 from lit_clip.tokenizer import default_tokenizer, tokenize, trim_padding
 from lit_clip.zeroshot import scaled_cosine_logits

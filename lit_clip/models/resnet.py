@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_clip.transformer import check_images
+from lit_clip.models.transformer import check_images
 
 
 class Bottleneck(nn.Module):

@@ -1,8 +1,12 @@
-"""One LightningDataModule per data set family."""
+"""One LightningDataModule per data set family; ShapesWorld, the embedded default, in ``shapesworld/``.
+
+Installed as ``lit_clip.datamodules`` from the repository's top-level ``datamodules/``. Data
+never imports a method: batch formats are in :mod:`lit_clip.batches`.
+"""
 from lit_clip.datamodules.classification import CoOpClassification, ImageFolderClassification
-from lit_clip.datamodules.fewshot import CoOpFewShot, ShapesWorldFewShot
+from lit_clip.datamodules.fewshot import CoOpFewShot
 from lit_clip.datamodules.pairs import CocoCaptions, CsvPairs, Flickr30k
-from lit_clip.datamodules.shapes import ShapesWorldCaptions, ShapesWorldClassification
+from lit_clip.datamodules.shapesworld import ShapesWorldCaptions, ShapesWorldClassification, ShapesWorldFewShot
 from lit_clip.datamodules.webdataset import WebDatasetPairs
 
 __all__ = [

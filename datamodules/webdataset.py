@@ -3,7 +3,7 @@
 A shard is a tar file whose members are grouped into samples by name: ``<key>.jpg`` and
 ``<key>.txt`` form sample ``<key>``. The ``webdataset`` package reads the shards (local paths
 or URLs, brace-expanded); this module splits them over ranks and workers, decodes each sample
-robustly and gives the batches of :class:`~lit_clip.datamodules.shapes.ShapesWorldCaptions`.
+robustly and gives the batches of :class:`~lit_clip.datamodules.shapesworld.ShapesWorldCaptions`.
 """
 from __future__ import annotations
 
@@ -16,11 +16,17 @@ from typing import Callable, Iterable, Iterator
 import lightning as L
 import torch
 import webdataset as wds
+from lit_clip.datamodules.images import (
+    BadSampleError,
+    BadSamplePolicy,
+    bad_sample,
+    check_caption,
+    check_policy,
+    load_rgb,
+    without_bad_samples,
+)
 from torch.utils.data import DataLoader, IterableDataset
 
-from lit_clip.datamodules.images import (
-    BadSampleError, BadSamplePolicy, bad_sample, check_caption, check_policy, load_rgb, without_bad_samples,
-)
 from lit_clip.tokenizer import tokenize
 from lit_clip.transforms import clip_eval_transform, clip_train_transform
 

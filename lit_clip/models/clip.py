@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_clip.resnet import ModifiedResNet
-from lit_clip.transformer import Transformer, VisionTransformer, init_transformer_
+from lit_clip.models.resnet import ModifiedResNet
+from lit_clip.models.transformer import Transformer, VisionTransformer, init_transformer_
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,14 @@
+"""ShapesWorld, the embedded default data: the generated world and one data module per task view of it."""
+from lit_clip.datamodules.shapesworld.captions import ShapesWorldCaptions
+from lit_clip.datamodules.shapesworld.classification import SHAPES_TEMPLATES, ShapesWorldClassification
+from lit_clip.datamodules.shapesworld.fewshot import ShapesWorldFewShot
+from lit_clip.datamodules.shapesworld.world import ShapesWorld, class_names
+
+__all__ = [
+    "SHAPES_TEMPLATES",
+    "ShapesWorld",
+    "ShapesWorldCaptions",
+    "ShapesWorldClassification",
+    "ShapesWorldFewShot",
+    "class_names",
+]

@@ -1,0 +1,146 @@
+"""The batch formats: what data modules yield and methods consume, written down once.
+
+Every data module's loaders give one of these dicts (after collation), and every
+method's ``*_step`` reads one of them, so a new data set works with every method of
+its task and a new method with every data set. ``B`` is the batch size; images are
+float ``[B, 3, H, W]`` normalised with the CLIP mean and std; ``index`` numbers the
+samples of a split so that evaluation counts each once under DDP.
+
+Any batch may carry ``skipped_index`` (long ``[k]``): samples of the batch that could
+not be read and were left out (see ``lit_clip.datamodules.images.RobustSamples``). An
+evaluation batch in which every sample was bad holds ``skipped_index`` alone.
+
+Data modules and methods import from here; this module imports neither.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypedDict
+
+from torch import Tensor
+
+# Segmentation masks mark pixels that belong to no class (borders, void) with this value.
+IGNORE_INDEX = 255
+
+
+class PairsBatch(TypedDict, total=False):
+    """Image-caption pairs (CLIP pretraining). Training: one caption per image.
+
+    ``text``: long ``[B, context_length]`` token ids; ``caption``: the B strings.
+    Retrieval evaluation batches hold every caption of their images instead:
+    ``text`` ``[T, context_length]``, ``text_index`` ``[T]`` (numbered over the split),
+    ``text_image_index`` ``[T]`` (each caption's image ``index``), ``caption`` (T strings).
+    """
+
+    image: Tensor
+    text: Tensor
+    caption: list[str]
+    index: Tensor
+    text_index: Tensor
+    text_image_index: Tensor
+    key: list[str]
+    skipped_index: Tensor
+
+
+class ClassificationBatch(TypedDict, total=False):
+    """Labelled images: ``label`` long ``[B]``, indices into the data module's ``classnames``."""
+
+    image: Tensor
+    label: Tensor
+    index: Tensor
+    skipped_index: Tensor
+
+
+class SegmentationBatch(TypedDict, total=False):
+    """Images with a class per pixel: ``mask`` long ``[B, H, W]``, ``IGNORE_INDEX`` where no class applies."""
+
+    image: Tensor
+    mask: Tensor
+    index: Tensor
+    skipped_index: Tensor
+
+
+class DetectionTarget(TypedDict, total=False):
+    """One image's objects: ``boxes`` float ``[N, 4]`` as (x1, y1, x2, y2) in pixels of the batch's image,
+    ``labels`` long ``[N]`` (indices into ``classnames``), ``image_id`` (the annotation file's id, for
+    COCO-style evaluation), optional ``masks`` bool ``[N, H, W]``."""
+
+    boxes: Tensor
+    labels: Tensor
+    image_id: int
+    masks: Tensor
+
+
+class DetectionBatch(TypedDict, total=False):
+    """Images with boxes: ``targets`` holds one :class:`DetectionTarget` per image (their counts differ)."""
+
+    image: Tensor
+    targets: list[DetectionTarget]
+    index: Tensor
+    skipped_index: Tensor
+
+
+class GroundingBatch(TypedDict, total=False):
+    """Images with captions whose phrases name boxes (GLIP): ``text`` long ``[B, context_length]``;
+    ``targets[b]["boxes"]`` as in detection; ``token_spans[b][n]`` the (start, end) token positions of
+    the phrase that box n grounds (end exclusive)."""
+
+    image: Tensor
+    text: Tensor
+    caption: list[str]
+    targets: list[DetectionTarget]
+    token_spans: list[list[tuple[int, int]]]
+    index: Tensor
+    skipped_index: Tensor
+
+
+class AudioBatch(TypedDict, total=False):
+    """Sound clips: ``audio`` float ``[B, channels, samples]`` at ``sample_rate`` Hz; with ``image`` and
+    ``text`` for the audio-image-text triplets of AudioCLIP, ``label`` for classification."""
+
+    audio: Tensor
+    sample_rate: int
+    image: Tensor
+    text: Tensor
+    label: Tensor
+    index: Tensor
+    skipped_index: Tensor
+
+
+class VideoBatch(TypedDict, total=False):
+    """Clips of frames: ``video`` float ``[B, T, 3, H, W]`` normalised as images, ``frame_mask`` bool
+    ``[B, T]`` (False for padding frames of short videos); ``text`` for retrieval, ``label`` for actions."""
+
+    video: Tensor
+    frame_mask: Tensor
+    text: Tensor
+    caption: list[str]
+    label: Tensor
+    index: Tensor
+    skipped_index: Tensor
+
+
+class PointCloudBatch(TypedDict, total=False):
+    """Point clouds: ``points`` float ``[B, N, 3]`` (x, y, z), ``label`` long ``[B]``."""
+
+    points: Tensor
+    label: Tensor
+    index: Tensor
+    skipped_index: Tensor
+
+
+class DepthBatch(TypedDict, total=False):
+    """Images with metric depth: ``depth`` float ``[B, H, W]`` in metres, 0 where there is no measurement."""
+
+    image: Tensor
+    depth: Tensor
+    index: Tensor
+    skipped_index: Tensor
+
+
+@dataclass(frozen=True)
+class EvaluationSet:
+    """A set of classes an evaluation loader is labelled over; ``name`` prefixes its metrics ("" for none)."""
+
+    name: str
+    classnames: tuple[str, ...]

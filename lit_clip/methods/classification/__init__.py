@@ -1,0 +1,1 @@
+"""Classifiers on a frozen CLIP: zero-shot, linear probe, prompt learning, adapters."""
