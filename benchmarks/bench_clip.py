@@ -72,7 +72,7 @@ def build(name: str, architecture: str, images: torch.Tensor, tokens: torch.Tens
         optimizer = module.build_optimizer()
         head = ZeroShotHead()
         head.classifier = classifier
-        loss = lambda: module.contrastive_loss(*model(images, tokens))  # noqa: E731
+        loss = lambda: module.contrastive_loss(*model(images, tokens))["contrastive_loss"]  # noqa: E731
         classify = lambda: head(model.encode_image(images))  # noqa: E731
         encode_images = lambda: model.encode_image(images)  # noqa: E731
     elif name == "open_clip":

@@ -1,4 +1,5 @@
-"""Evaluation across processes without double counting.
+"""Gathering across processes: features for the contrastive losses (with gradient, ranks may
+hold fewer rows), and evaluation rows without double counting.
 
 A DistributedSampler pads the last ranks with repeated samples so that every
 rank gets the same number of batches; metrics computed on everything the ranks
@@ -8,8 +9,12 @@ each index once, sorted, so 2 processes compute on exactly what 1 would.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -39,3 +44,42 @@ def gather_unique(index: Tensor, *values: Tensor) -> tuple[Tensor, ...]:
     first = torch.ones_like(index, dtype=torch.bool)
     first[1:] = index[1:] != index[:-1]
     return (index[first], *(v[order][first] for v in values))
+
+
+def distributed_rank_and_size() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_with_grad(features: Tensor) -> Tensor:
+    """Every rank's ``features`` concatenated in rank order; gradients flow back to each owner."""
+    return torch.cat(dist_fn.all_gather(features), dim=0)
+
+
+class _Gathered(NamedTuple):
+    """Every rank's rows, each rank's block padded to the same number of rows."""
+
+    features: list[Tensor]  # one [world_size * rows, dim] tensor per input, in rank order
+    real: Tensor | None  # [world_size * rows] bool: which rows are real, not padding; None: all are
+    total: Tensor | int  # the number of real rows over all ranks
+    offset: int  # where this rank's block starts
+
+
+def gather_padded(*features: Tensor, rows: int | None) -> _Gathered:
+    """All-gather ``features`` with gradient, where ranks may hold fewer than ``rows`` rows.
+
+    A data module that leaves bad samples out of a batch gives ranks batches of different sizes,
+    which an all-gather cannot take. Each rank pads its block to ``rows`` (the batch size every rank
+    was meant to have); the real rows are known from the gathered counts, computed on the device,
+    so this adds one small all-gather and no host synchronisation. ``rows=None``: every rank holds
+    the same number of rows, nothing to pad or mask (``real`` is None).
+    """
+    rank, world_size = distributed_rank_and_size()
+    local = features[0].shape[0]
+    if rows is None:
+        return _Gathered([gather_with_grad(f) for f in features], None, world_size * local, rank * local)
+    counts = torch.cat(dist_fn.all_gather(torch.tensor([local], device=features[0].device)))
+    real = (torch.arange(rows, device=counts.device) < counts[:, None]).flatten()
+    gathered = [gather_with_grad(F.pad(f, (0, 0, 0, rows - local))) for f in features]
+    return _Gathered(gathered, real, counts.sum(), rank * rows)

@@ -1,7 +1,10 @@
 """Contrastive losses for image-text pretraining.
 
 Both take L2-normalised features and the *exponentiated* logit scale, as
-open_clip's do, so the two can be swapped in comparisons.
+open_clip's do, so the two can be swapped in comparisons, and return their
+terms by name (``{"contrastive_loss": ...}``, open_clip's ``output_dict``), so
+that methods adding terms (SLIP's SSL loss, AudioCLIP's audio pairs) log each
+and optimise their sum.
 
 Under ``torch.distributed`` the features of every rank are all-gathered **with
 gradient**. With ``local_loss`` each rank scores only its own rows against all
@@ -11,52 +14,11 @@ equal those of one process holding the whole batch.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
-import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def distributed_rank_and_size() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def gather_with_grad(features: Tensor) -> Tensor:
-    """Every rank's ``features`` concatenated in rank order; gradients flow back to each owner."""
-    return torch.cat(dist_fn.all_gather(features), dim=0)
-
-
-class _Gathered(NamedTuple):
-    """Every rank's rows, each rank's block padded to the same number of rows."""
-
-    features: list[Tensor]  # one [world_size * rows, dim] tensor per input, in rank order
-    real: Tensor | None  # [world_size * rows] bool: which rows are real, not padding; None: all are
-    total: Tensor | int  # the number of real rows over all ranks
-    offset: int  # where this rank's block starts
-
-
-def gather_padded(*features: Tensor, rows: int | None) -> _Gathered:
-    """All-gather ``features`` with gradient, where ranks may hold fewer than ``rows`` rows.
-
-    A data module that leaves bad samples out of a batch gives ranks batches of different sizes,
-    which an all-gather cannot take. Each rank pads its block to ``rows`` (the batch size every rank
-    was meant to have); the real rows are known from the gathered counts, computed on the device,
-    so this adds one small all-gather and no host synchronisation. ``rows=None``: every rank holds
-    the same number of rows, nothing to pad or mask (``real`` is None).
-    """
-    rank, world_size = distributed_rank_and_size()
-    local = features[0].shape[0]
-    if rows is None:
-        return _Gathered([gather_with_grad(f) for f in features], None, world_size * local, rank * local)
-    counts = torch.cat(dist_fn.all_gather(torch.tensor([local], device=features[0].device)))
-    real = (torch.arange(rows, device=counts.device) < counts[:, None]).flatten()
-    gathered = [gather_with_grad(F.pad(f, (0, 0, 0, rows - local))) for f in features]
-    return _Gathered(gathered, real, counts.sum(), rank * rows)
+from lit_clip.distributed import distributed_rank_and_size, gather_padded
 
 
 class ClipLoss(nn.Module):
@@ -68,9 +30,12 @@ class ClipLoss(nn.Module):
 
     def forward(
         self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor, batch_rows: int | None = None
-    ) -> Tensor:
+    ) -> dict[str, Tensor]:
         """``batch_rows``: the batch size each rank was meant to have, when some ranks may hold fewer
         rows (bad samples left out); the loss is then the mean over all real pairs of all ranks."""
+        return {"contrastive_loss": self.infonce(image_features, text_features, logit_scale, batch_rows)}
+
+    def infonce(self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor, batch_rows: int | None) -> Tensor:
         rank, world_size = distributed_rank_and_size()
         if world_size == 1:
             logits_per_image = logit_scale * image_features @ text_features.T
@@ -115,6 +80,11 @@ class SigLipLoss(nn.Module):
         logit_scale: Tensor,
         logit_bias: Tensor,
         batch_rows: int | None = None,
+    ) -> dict[str, Tensor]:
+        return {"contrastive_loss": self.sigmoid_loss(image_features, text_features, logit_scale, logit_bias, batch_rows)}
+
+    def sigmoid_loss(
+        self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor, logit_bias: Tensor, batch_rows: int | None
     ) -> Tensor:
         rank, world_size = distributed_rank_and_size()
         batch = image_features.shape[0]

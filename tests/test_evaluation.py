@@ -124,6 +124,29 @@ def test_logit_scale_is_clamped_at_100_after_each_step(trainer):
     assert module.model.logit_scale.exp().item() == pytest.approx(100.0)
 
 
+def test_pretraining_minimises_the_sum_of_its_loss_terms_and_logs_each(trainer):
+    """The hook SLIP / AudioCLIP extend: ``loss_terms`` returns named terms, training minimises their sum."""
+    from lit_clip.methods import CLIPPretraining
+
+    class WithAnExtraTerm(CLIPPretraining):
+        def loss_terms(self, batch):
+            terms = super().loss_terms(batch)
+            self.contrastive = terms["contrastive_loss"].detach()
+            return {**terms, "extra_loss": 10 * self.model.logit_scale}
+
+    module = WithAnExtraTerm(architecture="ViT-Micro-8", warmup_steps=1, lr=0.1)
+    data = ShapesWorldCaptions(image_size=32, batch_size=4, train_samples=8, val_samples=4, context_length=16,
+                               zeroshot_samples_per_class=1)  # fmt: skip
+    start_scale = module.model.logit_scale.item()
+    fitted = trainer(max_steps=1, limit_val_batches=0)
+    fitted.fit(module, data)
+    logged = fitted.callback_metrics
+    assert set(logged) >= {"train/loss", "train/contrastive_loss", "train/extra_loss"}
+    torch.testing.assert_close(logged["train/contrastive_loss"], module.contrastive)
+    torch.testing.assert_close(logged["train/loss"], logged["train/contrastive_loss"] + logged["train/extra_loss"])
+    assert module.model.logit_scale.item() < start_scale - 0.05  # the extra term's gradient pushed it down
+
+
 def test_lit_pretraining_optimises_only_the_unlocked_parameters():
     from lit_clip.methods import CLIPPretraining
 

@@ -32,9 +32,9 @@ def loss_and_grads(loss_name, images, texts, towers, scale, bias, local_loss=Tru
     image_features = F.normalize(towers["image"](images), dim=-1)
     text_features = F.normalize(towers["text"](texts), dim=-1)
     if loss_name == "clip":
-        loss = ClipLoss(local_loss=local_loss)(image_features, text_features, scale.exp(), batch_rows)
+        loss = ClipLoss(local_loss=local_loss)(image_features, text_features, scale.exp(), batch_rows)["contrastive_loss"]
     else:
-        loss = SigLipLoss()(image_features, text_features, scale.exp(), bias, batch_rows)
+        loss = SigLipLoss()(image_features, text_features, scale.exp(), bias, batch_rows)["contrastive_loss"]
     params = [*towers.parameters(), scale, bias]
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     return loss.detach(), [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
@@ -95,7 +95,7 @@ def test_clip_loss_matches_open_clip():
     images, texts = F.normalize(torch.randn(16, 32), dim=-1), F.normalize(torch.randn(16, 32), dim=-1)
     scale = torch.tensor(1 / 0.07)
     expected = open_clip.ClipLoss()(images, texts, scale)
-    torch.testing.assert_close(ClipLoss()(images, texts, scale), expected)
+    torch.testing.assert_close(ClipLoss()(images, texts, scale), {"contrastive_loss": expected})
 
 
 def test_siglip_loss_matches_open_clip():
@@ -103,12 +103,12 @@ def test_siglip_loss_matches_open_clip():
     images, texts = F.normalize(torch.randn(16, 32), dim=-1), F.normalize(torch.randn(16, 32), dim=-1)
     scale, bias = torch.tensor(10.0), torch.tensor(-10.0)
     expected = open_clip.loss.SigLipLoss()(images, texts, scale, bias)
-    torch.testing.assert_close(SigLipLoss()(images, texts, scale, bias), expected)
+    torch.testing.assert_close(SigLipLoss()(images, texts, scale, bias), {"contrastive_loss": expected})
 
 
 def test_clip_loss_is_low_for_matching_pairs():
     features = F.normalize(torch.randn(8, 16), dim=-1)
-    matched = ClipLoss()(features, features, torch.tensor(100.0))
-    shuffled = ClipLoss()(features, features.roll(1, dims=0), torch.tensor(100.0))
+    matched = ClipLoss()(features, features, torch.tensor(100.0))["contrastive_loss"]
+    shuffled = ClipLoss()(features, features.roll(1, dims=0), torch.tensor(100.0))["contrastive_loss"]
     assert matched < 0.1 < math.log(8) < shuffled
 

@@ -10,6 +10,12 @@ Prompt injection (MaPLe-style deep prompts) is an argument of
 ``[prompt_offset, prompt_offset + n)`` are replaced by ``deep_prompts[i]``.
 The tower that owns the sequence decides where its prompts live (text: right
 after SOT; image: after the class and patch tokens).
+
+Dense and multi-scale features (for LSeg, DPT-style necks, ViLD, GLIP, MaskCLIP)
+share the block code but run as their own methods, so the pooled paths do no
+extra work: :meth:`VisionTransformer.forward_intermediates` and ``feature_info``
+speak timm's vocabulary, :meth:`VisionTransformer.forward_dense` is MaskCLIP's
+value path.
 """
 from __future__ import annotations
 
@@ -54,6 +60,11 @@ class Attention(nn.Module):
         x = attention(q, k, v, causal)
         return self.out_proj(x.transpose(1, 2).reshape(batch, tokens, width))
 
+    def values(self, x: Tensor) -> Tensor:
+        """``out_proj(v_proj(x))``: the attention's output if every token attended only to itself."""
+        width = x.shape[-1]
+        return self.out_proj(F.linear(x, self.in_proj_weight[2 * width :], self.in_proj_bias[2 * width :]))
+
 
 def attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
     """``softmax(q k^T / sqrt(d)) v`` over ``[batch, heads, tokens, head_width]``, causal or not.
@@ -90,6 +101,14 @@ class ResidualAttentionBlock(nn.Module):
         x = x + self.attn(self.ln_1(x), causal=causal)
         return x + self.mlp(self.ln_2(x))
 
+    def forward_values(self, x: Tensor) -> Tensor:
+        """The block with its query-key attention dropped (MaskCLIP): ``x + out_proj(v_proj(ln_1(x)))``, then the MLP.
+
+        Each token goes through on its own, as if it attended only to itself; the residual and the MLP stay.
+        """
+        x = x + self.attn.values(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
 
 class Transformer(nn.Module):
     def __init__(
@@ -115,11 +134,33 @@ class Transformer(nn.Module):
         for i, block in enumerate(self.resblocks):
             if deep_prompts is not None and 0 < i < len(deep_prompts) and deep_prompts[i] is not None:
                 x = replace_tokens(x, deep_prompts[i], prompt_offset)
-            if self.grad_checkpointing and torch.is_grad_enabled():  # (a frozen tower in eval mode too)
-                x = checkpoint(block, x, self.causal, use_reentrant=False)
-            else:
-                x = block(x, causal=self.causal)
+            x = self.run_block(block, x)
         return x
+
+    def run_block(self, block: ResidualAttentionBlock, x: Tensor) -> Tensor:
+        """One of the blocks on ``x``, recomputed in the backward pass under gradient checkpointing."""
+        if self.grad_checkpointing and torch.is_grad_enabled():  # (a frozen tower in eval mode too)
+            return checkpoint(block, x, self.causal, use_reentrant=False)
+        return block(x, causal=self.causal)
+
+
+def take_indices(count: int, indices: int | Sequence[int] | None) -> list[int]:
+    """timm's selection of intermediate features out of ``count``, ascending: all (``None``), the last ``n`` (an int),
+    or the listed ones (negative ones count from the end)."""
+    if indices is None:
+        return list(range(count))
+    if isinstance(indices, int):
+        if not 0 < indices <= count:
+            raise ValueError(f"the last {indices} features were asked for, there are {count}")
+        return list(range(count - indices, count))
+    if not indices or any(not -count <= i < count for i in indices):
+        raise ValueError(f"feature indices must be a non-empty list in [-{count}, {count}), got {list(indices)}")
+    return sorted({i % count for i in indices})
+
+
+def check_output_fmt(output_fmt: str) -> None:
+    if output_fmt not in ("NCHW", "NLC"):
+        raise ValueError(f"output_fmt must be 'NCHW' (feature maps) or 'NLC' (token sequences), got {output_fmt!r}")
 
 
 def check_images(images: Tensor, weight: Tensor) -> Tensor:
@@ -180,6 +221,10 @@ class VisionTransformer(nn.Module):
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
         # FLIP (Li et al., 2023): the fraction of patch tokens the pooled embedding drops while training.
         self.patch_dropout = 0.0
+        # timm's description of what forward_intermediates can return: feature i is block i's output.
+        self.feature_info = [
+            {"num_chs": width, "reduction": patch_size, "module": f"transformer.resblocks.{i}"} for i in range(layers)
+        ]
 
     def embed(self, images: Tensor) -> Tensor:
         """``[batch, 1 + grid**2, width]``: class token and patch tokens with their positions."""
@@ -228,11 +273,53 @@ class VisionTransformer(nn.Module):
         x = self.transformer(self.ln_pre(x), prompts, prompt_offset=image_tokens)
         return self.ln_post(x[:, :image_tokens])
 
+    def forward_intermediates(
+        self,
+        images: Tensor,
+        indices: int | Sequence[int] | None = None,
+        output_fmt: str = "NCHW",
+        norm: bool = False,
+        intermediates_only: bool = False,
+    ) -> tuple[Tensor, list[Tensor]] | list[Tensor]:
+        """timm's ``forward_intermediates``: the pooled embedding ``[batch, output_dim]`` and the outputs of chosen blocks.
+
+        ``indices`` picks blocks as timm does (see ``feature_info``): all if None, the last n if an int n, else the
+        listed ones (negative from the end); they come back in block order. Each is the block's patch tokens, class
+        token dropped, as a map ``[batch, width, H / patch, W / patch]`` ("NCHW") or a sequence ``[batch, h * w,
+        width]`` ("NLC"), after ``ln_post`` if ``norm``. With ``intermediates_only`` the list alone comes back and
+        the blocks after the last chosen one are not run. No patch dropout: a feature map needs every patch.
+        """
+        check_output_fmt(output_fmt)
+        take = take_indices(self.transformer.layers, indices)
+        grid = images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
+        blocks = self.transformer.resblocks
+        x = self.ln_pre(self.embed(images))
+        intermediates = []
+        for i, block in enumerate(blocks[: take[-1] + 1] if intermediates_only else blocks):
+            x = self.transformer.run_block(block, x)
+            if i in take:
+                patches = (self.ln_post(x) if norm else x)[:, 1:]
+                intermediates.append(patches.transpose(1, 2).unflatten(2, grid) if output_fmt == "NCHW" else patches)
+        if intermediates_only:
+            return intermediates
+        return self.ln_post(x[:, 0]) @ self.proj, intermediates
+
     def forward_dense(self, images: Tensor) -> Tensor:
-        """Projected patch tokens as a feature map ``[batch, output_dim, grid_h, grid_w]`` (for dense methods)."""
-        grid_h, grid_w = images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
-        patches = self.forward_tokens(images)[:, 1:] @ self.proj
-        return patches.transpose(1, 2).reshape(images.shape[0], -1, grid_h, grid_w)
+        """Per-patch embeddings in the joint space, ``[batch, output_dim, H / patch, W / patch]`` (MaskCLIP).
+
+        MaskCLIP (Zhou et al., 2022) reads a dense map out of CLIP without training: the last block's query-key
+        attention is what pools the patches into the class token, so the patch tokens skip it and take the value
+        path alone. As in the official code (``chongzhou96/MaskCLIP``, ``mmseg/models/backbones/vit.py``,
+        ``return_qkv``), the rest of the last block stays: ``v = x + out_proj(v_proj(ln_1(x)))``, then
+        ``v + mlp(ln_2(v))``, then ``ln_post`` and ``proj`` (the 1x1 convolution of ``maskclip_head.py``).
+        """
+        x = self.ln_pre(self.embed(images))
+        *blocks, last = self.transformer.resblocks
+        for block in blocks:
+            x = self.transformer.run_block(block, x)
+        patches = self.ln_post(last.forward_values(x[:, 1:])) @ self.proj
+        grid = images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
+        return patches.transpose(1, 2).unflatten(2, grid)
 
 
 def drop_patches(tokens: Tensor, fraction: float) -> Tensor:
@@ -261,10 +348,12 @@ __all__ = [
     "QuickGELU",
     "attention",
     "check_images",
+    "check_output_fmt",
     "drop_patches",
     "ResidualAttentionBlock",
     "Transformer",
     "VisionTransformer",
     "init_transformer_",
     "replace_tokens",
+    "take_indices",
 ]

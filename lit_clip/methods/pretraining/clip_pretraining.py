@@ -7,8 +7,8 @@ Validation measures what the paper measures: image<->text retrieval recall on
 held-out pairs and zero-shot classification with a text classifier built from
 class names x prompt templates.
 
-Batches are dicts: ``{"image", "text", "caption"}`` for image-text pairs and
-``{"image", "label"}`` for classification; the data module names its classes
+Batches are ``lit_clip.batches.PairsBatch`` for image-text pairs and
+``ClassificationBatch`` for zero-shot classification; the data module names its classes
 (``classnames``) and prompts (``templates``). Evaluation batches also carry each
 sample's dataset ``index`` (and, with several captions per image, ``text_index``
 and ``text_image_index``), so that under DDP every sample counts once.
@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lit_clip.batches import PairsBatch
 from lit_clip.checkpoints import load_clip
 from lit_clip.distributed import gather_unique
 from lit_clip.losses import ClipLoss, SigLipLoss
@@ -117,14 +118,24 @@ class CLIPPretraining(L.LightningModule):
         self._skipped_indices: list[torch.Tensor] = []
 
     # --- training ---------------------------------------------------------------------------------
+    def loss_terms(self, batch: PairsBatch) -> dict[str, torch.Tensor]:
+        """The batch's loss terms by name; training minimises their sum and logs each.
+
+        The hook for methods that add terms to CLIP's: SLIP adds its SSL loss on two more views,
+        AudioCLIP the audio-image and audio-text pairs, by overriding this and extending the dict.
+        """
+        image_features, text_features, logit_scale = self.model(batch["image"], batch["text"])
+        return self.contrastive_loss(image_features, text_features, logit_scale, batch_rows(batch))
+
     def contrastive_loss(
         self,
         image_features: torch.Tensor,
         text_features: torch.Tensor,
         logit_scale: torch.Tensor,
         batch_rows: int | None = None,
-    ) -> torch.Tensor:
-        """``batch_rows``: the batch size every rank was meant to have, where ranks may hold fewer pairs."""
+    ) -> dict[str, torch.Tensor]:
+        """``{"contrastive_loss": ...}``; ``batch_rows``: the batch size every rank was meant to have, where
+        ranks may hold fewer pairs."""
         if isinstance(self.loss, SigLipLoss):
             return self.loss(image_features, text_features, logit_scale, self.model.logit_bias, batch_rows)
         return self.loss(image_features, text_features, logit_scale, batch_rows)
@@ -137,10 +148,14 @@ class CLIPPretraining(L.LightningModule):
             batch["text"] = trim_padding(batch["text"])
         return batch
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.contrastive_loss(*self.model(batch["image"], batch["text"]), batch_rows(batch))
+    def training_step(self, batch: PairsBatch, batch_idx: int) -> torch.Tensor:
+        terms = self.loss_terms(batch)
+        loss = sum(terms.values())
         batch_size = batch["image"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        if len(terms) > 1:
+            for name, value in terms.items():
+                self.log(f"train/{name}", value, batch_size=batch_size)
         self.log("train/logit_scale", self.model.logit_scale.exp(), batch_size=batch_size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, batch_size=batch_size)
         if "skipped_index" in batch:  # bad samples the data module left out (bad_samples: skip)
@@ -220,8 +235,8 @@ class CLIPPretraining(L.LightningModule):
             self.zeroshot.accuracy.update(logits, batch["label"], batch["index"])
         else:
             image_features, text_features, logit_scale = self.model(batch["image"], batch["text"])
-            if "text_index" not in batch:  # one caption per image: the loss sees the pairs as they are
-                loss = self.contrastive_loss(image_features, text_features, logit_scale, batch_rows(batch))
+            if "text_index" not in batch:  # one caption per image: the contrastive loss sees the pairs as they are
+                loss = self.contrastive_loss(image_features, text_features, logit_scale, batch_rows(batch))["contrastive_loss"]
                 self.log(f"{stage}/loss", loss, batch_size=batch_size, add_dataloader_idx=False, sync_dist=True)
             self._retrieval_features.append(
                 (
