@@ -1,29 +1,26 @@
-"""Pictures for the TensorBoard dashboard: what the model sees and how it matches images to captions."""
+"""Pictures for the TensorBoard dashboard: what the model sees and how it matches images to captions
+(drawn by :mod:`lit_clip.drawing`; this callback only gathers the batch and logs)."""
 from __future__ import annotations
 
-import textwrap
-
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
-from PIL import Image, ImageDraw
 
-from lit_clip.transforms import denormalize
-
-CELL = 24  # pixels per similarity-matrix cell
+from lit_clip import drawing
 
 
 class ImageTextSamples(L.Callback):
     """After each validation, logs a grid of sample images with their captions and their image-text
-    cosine-similarity matrix (rows images, columns captions; the diagonal holds the true pairs).
+    cosine similarities (a row per caption, a column per image; the diagonal holds the true pairs).
 
     Works with any LightningModule that has a CLIP-like ``model`` (``encode_image``, ``encode_text``)
-    and validation batches ``{"image", "text", "caption"}`` in its first loader.
+    and validation batches ``{"image", "text", "caption"}`` in its first loader. The pictures are
+    :func:`lit_clip.drawing.caption_grid` and :func:`lit_clip.drawing.similarity_figure`; ``image_px`` is
+    the side of the images in both.
     """
 
-    def __init__(self, num_samples: int = 8, image_px: int = 96):
+    def __init__(self, num_samples: int = 8, image_px: int = 72):
         self.num_samples, self.image_px = num_samples, image_px
         self._batch: dict | None = None
 
@@ -51,26 +48,9 @@ class ImageTextSamples(L.Callback):
         model = pl_module.model
         image_features = F.normalize(model.encode_image(batch["image"]).float(), dim=-1)
         text_features = F.normalize(model.encode_text(batch["text"]).float(), dim=-1)
-        similarity = (image_features @ text_features.T).cpu().numpy()
-        pixels = (denormalize(batch["image"]).cpu().numpy().transpose(0, 2, 3, 1) * 255).astype(np.uint8)
-        step = trainer.global_step
-        logger.experiment.add_image("val/samples", self.render_samples(pixels, batch["caption"]), step, dataformats="HWC")
-        logger.experiment.add_image("val/similarity", self.render_similarity(similarity), step, dataformats="HWC")
-
-    def render_samples(self, pixels: np.ndarray, captions: list[str]) -> np.ndarray:
-        """Images side by side, each with its wrapped caption underneath."""
-        px, text_h = self.image_px, 76
-        canvas = Image.new("RGB", (px * len(captions), px + text_h), "white")
-        draw = ImageDraw.Draw(canvas)
-        for i, (image, caption) in enumerate(zip(pixels, captions)):
-            canvas.paste(Image.fromarray(image).resize((px, px), Image.NEAREST), (i * px, 0))
-            draw.multiline_text((i * px + 2, px + 2), "\n".join(textwrap.wrap(caption, 16)[:5]), fill="black")
-        return np.asarray(canvas)
-
-    @staticmethod
-    def render_similarity(similarity: np.ndarray) -> np.ndarray:
-        """A heat map from dark blue (lowest) to yellow (highest similarity), one cell per pair."""
-        low, high = similarity.min(), similarity.max()
-        t = (similarity - low) / max(high - low, 1e-6)
-        colours = np.stack([t * 253, 40 + t * 191, 100 * (1 - t) + 37 * t], axis=-1).astype(np.uint8)
-        return colours.repeat(CELL, axis=0).repeat(CELL, axis=1)
+        similarity = (image_features @ text_features.T).cpu()
+        pictures = drawing.to_uint8_image(batch["image"])
+        samples = drawing.caption_grid(pictures, batch["caption"], self.image_px)
+        figure = drawing.similarity_figure(pictures, batch["caption"], similarity, self.image_px)
+        logger.experiment.add_image("val/samples", samples, trainer.global_step, dataformats="HWC")
+        logger.experiment.add_image("val/similarity", figure, trainer.global_step, dataformats="HWC")

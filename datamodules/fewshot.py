@@ -116,7 +116,7 @@ class FewShotDataModule(L.LightningDataModule):
         return self._classes["train"]
 
     def evaluation_sets(self, stage: str) -> list[EvaluationSet]:
-        """The class sets of the ``stage`` loaders, in order; see ``lit_clip.methods.frozen_clip``."""
+        """The class sets of the ``stage`` loaders, in order; see ``lit_clip.methods.classification.frozen_classifier``."""
         if stage == "test" and self.hparams.base_to_new:
             return [EvaluationSet("base", tuple(self.classnames)), EvaluationSet("new", tuple(self._classes["new"]))]
         return [EvaluationSet("", tuple(self.classnames))]

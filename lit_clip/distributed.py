@@ -9,13 +9,16 @@ each index once, sorted, so 2 processes compute on exactly what 1 would.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 from torch import Tensor
+
+T = TypeVar("T")
 
 
 def is_distributed() -> bool:
@@ -83,3 +86,29 @@ def gather_padded(*features: Tensor, rows: int | None) -> _Gathered:
     real = (torch.arange(rows, device=counts.device) < counts[:, None]).flatten()
     gathered = [gather_with_grad(F.pad(f, (0, 0, 0, rows - local))) for f in features]
     return _Gathered(gathered, real, counts.sum(), rank * rows)
+
+
+def evaluate_on_first_rank(local: Any, evaluate: Callable[[list[Any]], T]) -> T:
+    """``evaluate(every rank's local, in rank order)``, run on rank 0 alone and returned on every rank.
+
+    For evaluations too heavy to repeat on each rank of a node (COCO / LVIS AP need minutes and GBs of memory).
+    When ``evaluate`` raises, every rank raises, instead of the others waiting for a result that never comes.
+    """
+    if not is_distributed():
+        return evaluate([local])
+    first = dist.get_rank() == 0
+    gathered = [None] * dist.get_world_size() if first else None
+    dist.gather_object(local, gathered, dst=0)
+    result, failure = None, None
+    if first:
+        try:
+            result = evaluate(gathered)
+        except Exception as error:  # noqa: BLE001 - re-raised below, after the other ranks have heard of it
+            failure = error
+    shared = [result, None if failure is None else repr(failure)]
+    dist.broadcast_object_list(shared, src=0)
+    if failure is not None:
+        raise failure
+    if shared[1] is not None:
+        raise RuntimeError(f"the evaluation on rank 0 failed: {shared[1]}")
+    return shared[0]

@@ -138,8 +138,8 @@ def test_clip_adapter_blends_a_bias_free_bottleneck(clip_file, trainer):
     plain.set_classes(data.classnames)
     images = next(iter(data.test_dataloader()))["image"]
     with torch.no_grad():
-        text = lit_clip.build_zeroshot_classifier(plain.clip, data.classnames, data.templates)
-        expected = plain.clip.logit_scale.exp() * F.normalize(plain.clip.encode_image(images), dim=-1) @ text
+        text = lit_clip.build_zeroshot_classifier(plain.model, data.classnames, data.templates)
+        expected = plain.model.logit_scale.exp() * F.normalize(plain.model.encode_image(images), dim=-1) @ text
         torch.testing.assert_close(plain(images), expected)
 
 
@@ -150,7 +150,7 @@ def test_every_method_runs_in_bf16(method, clip_file, trainer):
     kwargs = kwargs.get(method, {})
     module = method(clip_file, **kwargs)
     tower_dtypes = set()
-    module.clip.visual.register_forward_hook(lambda tower, inputs, output: tower_dtypes.add(output.dtype))
+    module.model.visual.register_forward_hook(lambda tower, inputs, output: tower_dtypes.add(output.dtype))
     learned = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
     data = tiny_data(base_to_new=True)
     run = trainer(max_epochs=1, max_steps=2, limit_val_batches=1, limit_test_batches=1, precision="bf16-mixed")
@@ -190,12 +190,30 @@ def test_clip_adapter_blends_at_its_default_ratio(clip_file):
     for layer in module.adapter.modules():
         if isinstance(layer, torch.nn.Linear):
             torch.nn.init.normal_(layer.weight, std=0.5)  # far from zero, so A(f) weighs in
-    dim = module.clip.text_projection.shape[1]
+    dim = module.model.text_projection.shape[1]
     module.register_buffer("text_classifier", F.normalize(torch.randn(dim, 3), dim=0), persistent=False)
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        f = module.clip.encode_image(images).float()
+        f = module.model.encode_image(images).float()
         blended = F.normalize(0.2 * module.adapter(f) + 0.8 * f, dim=-1)
-        expected = module.clip.logit_scale.exp() * blended @ module.text_classifier
+        expected = module.model.logit_scale.exp() * blended @ module.text_classifier
         torch.testing.assert_close(module(images), expected)
-        assert not torch.allclose(module(images), module.clip.logit_scale.exp() * F.normalize(f, dim=-1) @ module.text_classifier)
+        assert not torch.allclose(module(images), module.model.logit_scale.exp() * F.normalize(f, dim=-1) @ module.text_classifier)
+
+
+def test_a_method_reads_its_input_through_batch_input(clip_file, trainer):
+    """The frozen base's input hook: a method whose input is another view of the batch (region crops,
+    depth views, video frames) is evaluated by the same code."""
+
+    class ZeroShotOnViews(ZeroShotClassifier):
+        def batch_input(self, batch):
+            return batch["view"]
+
+    class ImagesAsViews(L.Callback):  # the images move to "view"; "image" becomes noise
+        def on_test_batch_start(self, trainer, module, batch, *args):
+            batch["view"], batch["image"] = batch["image"], torch.randn_like(batch["image"])
+
+    data = tiny_data()
+    plain = trainer().test(ZeroShotClassifier(clip_file), data)[0]
+    on_views = ZeroShotOnViews(clip_file)
+    assert trainer(callbacks=[ImagesAsViews()]).test(on_views, data)[0] == plain

@@ -55,7 +55,7 @@ def test_coop_from_a_photo_of_a_equals_the_written_prompt(deep_clip, position, t
     coop.set_classes(NAMES)
     with torch.no_grad():
         ours = coop.text_features()
-    torch.testing.assert_close(ours, zero_shot_features(coop.clip, [text.format(n) for n in NAMES]), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ours, zero_shot_features(coop.model, [text.format(n) for n in NAMES]), atol=1e-5, rtol=1e-4)
 
 
 def test_coop_random_context_has_n_ctx_vectors_and_is_saved_alone(deep_clip, tmp_path, trainer):
@@ -87,17 +87,17 @@ def test_class_specific_context_is_per_class_and_cannot_change_classes(deep_clip
 
 def test_frozen_resnet_clip_stays_in_eval_mode_and_unchanged(resnet_clip, trainer):
     coop = CoOp(resnet_clip, n_ctx=4)
-    before = {k: v.clone() for k, v in coop.clip.state_dict().items()}
+    before = {k: v.clone() for k, v in coop.model.state_dict().items()}
     initial_context = coop.ctx.detach().clone()
     modes = []
 
     class RecordMode(L.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            modes.append((module.training, module.clip.training, module.clip.visual.bn1.training))
+            modes.append((module.training, module.model.training, module.model.visual.bn1.training))
 
     trainer(max_epochs=1, max_steps=2, limit_val_batches=0, callbacks=[RecordMode()]).fit(coop, tiny_data(image_size=64))
     assert modes == [(True, False, False)] * 2
-    for key, value in coop.clip.state_dict().items():  # BatchNorm running statistics included
+    for key, value in coop.model.state_dict().items():  # BatchNorm running statistics included
         torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=f"{key} changed")
     assert not torch.equal(coop.ctx.detach(), initial_context), "the context did not train"
 
@@ -125,8 +125,8 @@ def test_cocoop_without_the_meta_net_shift_is_zero_shot_clip(deep_clip):
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         ours = cocoop(images)
-        text = torch.nn.functional.normalize(zero_shot_features(cocoop.clip, [f"a photo of a {n}." for n in NAMES]), dim=-1)
-        expected = cocoop.clip.logit_scale.exp() * cocoop.image_features(images) @ text.T
+        text = torch.nn.functional.normalize(zero_shot_features(cocoop.model, [f"a photo of a {n}." for n in NAMES]), dim=-1)
+        expected = cocoop.model.logit_scale.exp() * cocoop.image_features(images) @ text.T
     torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-4)
 
 
@@ -135,7 +135,7 @@ def test_maple_at_depth_one_has_the_zero_shot_text_side(deep_clip):
     maple.set_classes(NAMES)
     with torch.no_grad():
         _, text = maple.encode(torch.randn(1, 3, 32, 32))
-    torch.testing.assert_close(text, zero_shot_features(maple.clip, [f"a photo of a {n}." for n in NAMES]), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(text, zero_shot_features(maple.model, [f"a photo of a {n}." for n in NAMES]), atol=1e-5, rtol=1e-4)
 
 
 class BlockInputs:
@@ -159,15 +159,15 @@ def test_maple_prompts_sit_where_the_paper_puts_them_at_every_prompted_layer(dee
     depth, n_ctx = 3, 2
     maple = MaPLe(deep_clip, n_ctx=n_ctx, prompt_depth=depth).eval()
     maple.set_classes(NAMES)
-    recorded = BlockInputs(maple.clip)
+    recorded = BlockInputs(maple.model)
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         maple.encode(images)
         text_prompts, vision_prompts = maple.layer_prompts()
     inputs = recorded.inputs
-    image_tokens = 1 + maple.clip.visual.grid_size**2
+    image_tokens = 1 + maple.model.visual.grid_size**2
     # Layer 0: text prompts in the input sequence (with positions), vision prompts appended before ln_pre.
-    positions = maple.clip.positional_embedding[1 : 1 + n_ctx]
+    positions = maple.model.positional_embedding[1 : 1 + n_ctx]
     torch.testing.assert_close(inputs[("text", 0)][:, 1 : 1 + n_ctx], (maple.ctx + positions).expand(len(NAMES), -1, -1))
     torch.testing.assert_close(inputs[("vision", "ln_pre")][:, image_tokens:], vision_prompts[0].expand(2, -1, -1))
     for layer in range(1, depth):  # replaced before each deeper prompted block
@@ -214,11 +214,11 @@ def test_maple_outputs_change_when_and_only_when_a_prompt_of_a_layer_changes(dee
 
         return tower_blocks[layer - 1].register_forward_hook(hook)
 
-    image_tokens = 1 + maple.clip.visual.grid_size**2
+    image_tokens = 1 + maple.model.visual.grid_size**2
     for layer in range(1, depth + 1):
         handles = [
-            perturb_prompt_slots(maple.clip.transformer.resblocks, 1, layer),
-            perturb_prompt_slots(maple.clip.visual.transformer.resblocks, image_tokens, layer),
+            perturb_prompt_slots(maple.model.transformer.resblocks, 1, layer),
+            perturb_prompt_slots(maple.model.visual.transformer.resblocks, image_tokens, layer),
         ]
         image, text = outputs()
         for handle in handles:

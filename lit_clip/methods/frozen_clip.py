@@ -1,19 +1,17 @@
-"""What every classifier on top of a frozen CLIP shares: zero-shot evaluation, prompt learning, adapters.
+"""What every method on a frozen CLIP shares: classifiers, and the coming segmentation, detection and depth methods.
 
-- The CLIP comes from ``pretrained`` (see :func:`lit_clip.load_clip`), is frozen and stays in
-  eval mode even while the method trains, so the BatchNorm statistics of a ResNet tower stay
-  those it was trained with (and no dropout or patch dropout wakes up).
+- The CLIP comes from ``pretrained`` (see :func:`lit_clip.load_clip`) as ``self.model`` (the name of
+  the CLIP in every method), is frozen and stays in eval mode even while the method trains, so the
+  BatchNorm statistics of a ResNet tower stay those it was trained with (and no dropout or patch
+  dropout wakes up).
 - Checkpoints hold only what the method itself learns or computes (context vectors, adapters,
-  caches): the CLIP comes back from ``pretrained``. Class-name buffers are never saved, so a
-  checkpoint can be evaluated on other class names.
-- The class names come from the data module: the training classes for fit and validation, and,
-  for testing, each of its evaluation sets in turn (all classes; or base and new classes in the
-  base-to-new protocol). A subclass rebuilds what depends on class names in :meth:`set_classes`.
-- Metrics: ``{stage}/top1`` and ``top5`` (micro, every sample counted once under DDP), with the
-  evaluation set's name in front when there are several (``test/base_top1``, ``test/new_top1``)
-  and their harmonic mean ``test/hm``, as CoCoOp reports.
-- Training minimises the cross-entropy of :meth:`forward`'s logits; optimisers and schedules are
-  the subclass's, named in its signature with the paper's values.
+  caches): the CLIP comes back from ``pretrained``. Buffers that depend on class names are never
+  saved, so a checkpoint can be evaluated on other class names.
+- Class names (labels, segmentation label sets, detection vocabularies, depth bins, action names)
+  have one life cycle: :meth:`use_classes` calls the method's :meth:`set_classes` when they, or the
+  device, change; :meth:`build_text_classifier` is zero-shot CLIP's classifier from prompt templates.
+- :meth:`batch_input` says what a batch's input to the CLIP is: images by default; region crops,
+  depth views or video frames for the methods that override it.
 """
 from __future__ import annotations
 
@@ -24,63 +22,53 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lit_clip.batches import EvaluationSet
 from lit_clip.checkpoints import load_clip
-from lit_clip.metrics import TopKAccuracy
 from lit_clip.models.clip import CLIP
 from lit_clip.zeroshot import build_zeroshot_classifier
 
-CLIP_PREFIX = "clip."
+MODEL_PREFIX = "model."
 
 
-def evaluation_sets(datamodule: L.LightningDataModule, stage: str) -> list[EvaluationSet]:
-    """The class sets of the data module's ``stage`` loaders, in loader order.
-
-    A data module that evaluates on several class sets (base-to-new) names them with
-    ``evaluation_sets(stage)``; any other has one set: its ``classnames``.
-    """
-    if hasattr(datamodule, "evaluation_sets"):
-        return datamodule.evaluation_sets(stage)
-    return [EvaluationSet("", tuple(datamodule.classnames))]
-
-
-def harmonic_mean(a: Tensor, b: Tensor) -> Tensor:
-    return 2 * a * b / (a + b) if a + b > 0 else a * 0
-
-
-class FrozenCLIPClassifier(L.LightningModule):
-    """Base class: a frozen CLIP, class names from the data module, accuracy per evaluation set.
-
-    Subclasses implement :meth:`set_classes` and :meth:`forward` and, if they train,
-    ``configure_optimizers``. ``trains = False`` marks methods used with ``test`` / ``validate`` only.
-    """
-
-    trains = True
+class FrozenCLIPMethod(L.LightningModule):
+    """Base class of the methods on a frozen CLIP: loading, the eval lock, lean checkpoints, class names."""
 
     def __init__(self, pretrained: str, architecture: str | None = None, quick_gelu: bool | None = None):
         super().__init__()
-        self.clip: CLIP = load_clip(pretrained, architecture=architecture, quick_gelu=quick_gelu).requires_grad_(False)
+        self.model: CLIP = load_clip(pretrained, architecture=architecture, quick_gelu=quick_gelu).requires_grad_(False)
         self.classnames: tuple[str, ...] = ()
         self._classes_built_on: torch.device | None = None
-        self._sets: list[EvaluationSet] = []
-        self._accuracies: list[TopKAccuracy] = []
-        self._current_set: int | None = None
 
-    # --- what a method defines -------------------------------------------------------------------
+    # --- what a method may define ----------------------------------------------------------------
     def set_classes(self, classnames: Sequence[str]) -> None:
         """Rebuild whatever depends on the class names (text features, prompt buffers, cache values)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not use class names")
 
-    def forward(self, images: Tensor) -> Tensor:
-        """Logits ``[batch, classes]`` over the classes of the last :meth:`set_classes`."""
-        raise NotImplementedError
+    def batch_input(self, batch: dict) -> Tensor:
+        """What the CLIP sees of a batch: its images (region crops, depth views, video frames elsewhere)."""
+        return batch["image"]
 
     # --- the frozen CLIP -------------------------------------------------------------------------
     def train(self, mode: bool = True):
         super().train(mode)
-        self.clip.eval()
+        self.model.eval()
         return self
 
+    def image_features(self, images: Tensor, prompts: Sequence[Tensor | None] | None = None) -> Tensor:
+        """L2-normalised image embeddings of the frozen image tower, in fp32."""
+        return F.normalize(self.model.encode_image(images, prompts).float(), dim=-1)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["state_dict"]
+        for key in [key for key in state if key.startswith(MODEL_PREFIX)]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # The CLIP is not in our checkpoints: take it from `pretrained`, already loaded, so that loading
+        # stays strict about everything the method itself saved.
+        clip_state = {MODEL_PREFIX + key: value for key, value in self.model.state_dict().items()}
+        checkpoint["state_dict"] = {**clip_state, **checkpoint["state_dict"]}
+
+    # --- class names -----------------------------------------------------------------------------
     def use_classes(self, classnames: Sequence[str]) -> None:
         """:meth:`set_classes` when the class names (or the model's device) differ from the current ones."""
         classnames = tuple(classnames)
@@ -90,93 +78,9 @@ class FrozenCLIPClassifier(L.LightningModule):
                 self.set_classes(classnames)
             self.classnames, self._classes_built_on = classnames, self.device
 
-    def build_text_classifier(self, classnames: Sequence[str]) -> None:
-        """``self.text_classifier`` ``[dim, classes]``: zero-shot CLIP's classifier from the data module's templates."""
-        classifier = build_zeroshot_classifier(self.clip, classnames, self.trainer.datamodule.templates)
+    def build_text_classifier(self, classnames: Sequence[str], templates: Sequence[str] | None = None) -> None:
+        """``self.text_classifier`` ``[dim, classes]``: zero-shot CLIP's classifier from prompt templates
+        (by default the data module's ``templates``)."""
+        templates = self.trainer.datamodule.templates if templates is None else templates
+        classifier = build_zeroshot_classifier(self.model, classnames, templates)
         self.register_buffer("text_classifier", classifier, persistent=False)
-
-    def image_features(self, images: Tensor, prompts: Sequence[Tensor | None] | None = None) -> Tensor:
-        """L2-normalised image embeddings of the frozen image tower, in fp32."""
-        return F.normalize(self.clip.encode_image(images, prompts).float(), dim=-1)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint["state_dict"]
-        for key in [key for key in state if key.startswith(CLIP_PREFIX)]:
-            del state[key]
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # The CLIP is not in our checkpoints: take it from `pretrained`, already loaded, so that loading
-        # stays strict about everything the method itself saved.
-        clip_state = {CLIP_PREFIX + key: value for key, value in self.clip.state_dict().items()}
-        checkpoint["state_dict"] = {**clip_state, **checkpoint["state_dict"]}
-
-    # --- training --------------------------------------------------------------------------------
-    def on_train_epoch_start(self) -> None:
-        # Built here, on the model's device; validation may have switched to other classes since.
-        self.use_classes(self.trainer.datamodule.classnames)
-
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        logits = self(batch["image"])
-        loss = F.cross_entropy(logits.float(), batch["label"])
-        batch_size = batch["image"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        self.log("train/top1", (logits.argmax(dim=-1) == batch["label"]).float().mean(), batch_size=batch_size)
-        return loss
-
-    # --- evaluation ------------------------------------------------------------------------------
-    def _start_evaluation(self, stage: str) -> None:
-        self._sets = evaluation_sets(self.trainer.datamodule, stage)
-        self._accuracies = [TopKAccuracy() for _ in self._sets]
-        self._current_set = None
-
-    def _evaluation_step(self, batch: dict, dataloader_idx: int) -> None:
-        if dataloader_idx != self._current_set:  # Lightning runs the loaders one after another
-            self.use_classes(self._sets[dataloader_idx].classnames)
-            self._current_set = dataloader_idx
-        logits = self(batch["image"])
-        self._accuracies[dataloader_idx].update(logits, batch["label"], batch["index"])
-
-    def _log_evaluation(self, stage: str) -> None:
-        top1 = {}
-        for evaluation_set, accuracy in zip(self._sets, self._accuracies):
-            if not accuracy.has_updates:
-                continue
-            prefix = f"{stage}/{evaluation_set.name}_" if evaluation_set.name else f"{stage}/"
-            result = accuracy.compute()
-            self.log(prefix + "top1", result["top1"], add_dataloader_idx=False)
-            self.log(prefix + "top5", result["top5"], add_dataloader_idx=False)
-            top1[evaluation_set.name] = result["top1"]
-        if "base" in top1 and "new" in top1:
-            self.log(f"{stage}/hm", harmonic_mean(top1["base"], top1["new"]), add_dataloader_idx=False)
-
-    def on_validation_epoch_start(self) -> None:
-        self._start_evaluation("validate")
-
-    def on_test_epoch_start(self) -> None:
-        self._start_evaluation("test")
-
-    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluation_step(batch, dataloader_idx)
-
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluation_step(batch, dataloader_idx)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_evaluation("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_evaluation("test")
-
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        """Class probabilities ``[batch, classes]`` over the data module's classes, the most probable
-        class with its name and probability, and the images' paths (or data set indices and labels)."""
-        self.use_classes(self.trainer.datamodule.classnames)
-        probabilities = self(batch["image"]).float().softmax(dim=-1)
-        best = probabilities.max(dim=-1)
-        return {
-            **{key: batch[key] for key in ("path", "index", "label") if key in batch},
-            "predicted_class": [self.classnames[i] for i in best.indices.tolist()],
-            "probability": best.values,
-            "predicted": best.indices,
-            "probabilities": probabilities,
-        }

@@ -10,8 +10,12 @@ Extension points used by the methods built on top:
 
 - ``encode_image(images, prompts=...)``: pooled embedding, with optional
   per-layer vision prompts (ViT towers).
-- ``visual.forward_tokens`` / ``visual.forward_dense``: all tokens / a dense
-  feature map.
+- ``visual.forward_tokens``: all tokens of a ViT tower.
+- ``encode_dense_image``: per-location embeddings in the joint space
+  (MaskCLIP), with the same meaning for either image tower.
+- ``visual.forward_intermediates`` / ``visual.feature_info``: multi-scale
+  features in timm's vocabulary, so a neck (DPT, FPN) is written once.
+- ``encode_text_tokens``: per-token text outputs with a key-padding mask.
 - ``encode_text_embeddings(embeddings, eot_positions, deep_prompts=...)``: the
   text tower from token embeddings (CoOp's learnable context) with per-layer
   prompt replacement (MaPLe).
@@ -149,12 +153,43 @@ class CLIP(nn.Module):
             raise ValueError("vision prompts need a ViT image tower; this model has a ModifiedResNet")
         return self.visual(images, prompts)
 
+    def encode_dense_image(self, images: Tensor) -> Tensor:
+        """Un-normalised per-location embeddings ``[batch, embed_dim, h, w]``, comparable with ``encode_text``'s.
+
+        MaskCLIP (Zhou et al., 2022): the last pooling step's value path at every location, the query-key
+        attention that pools dropped, read the same way from either tower (``visual.forward_dense``): one
+        embedding per patch for a ViT (``H / patch x W / patch``), per position of the last map for a ResNet
+        (``size / 32``). Normalise along dim 1 before comparing with text embeddings.
+        """
+        return self.visual.forward_dense(images)
+
     # --- text tower --------------------------------------------------------------------------------
     def encode_text(self, token_ids: Tensor) -> Tensor:
         """Un-normalised text embeddings ``[batch, embed_dim]`` from token ids ``[batch, length]``.
 
         The sequence is pooled at its end-of-text token, the highest id in CLIP's vocabulary.
         """
+        self.check_token_ids(token_ids)
+        return self.encode_text_embeddings(self.token_embedding(token_ids), token_ids.argmax(dim=-1))
+
+    def encode_text_tokens(self, token_ids: Tensor, project: bool = True) -> tuple[Tensor, Tensor]:
+        """Every token's output and a key-padding mask, for methods that attend to words (GLIP-style fusion).
+
+        ``tokens`` is ``[batch, length, embed_dim]``, after ``ln_final`` and ``text_projection`` like
+        ``encode_text``'s embedding (at the EOT position it is that embedding), or with ``project=False``
+        ``[batch, length, width]`` after ``ln_final`` alone. ``padding_mask`` ``[batch, length]`` is True after
+        the EOT token (the highest id, where ``encode_text`` pools), as attention's ``key_padding_mask`` takes it.
+        The tower is causal: a token's output has seen only itself and the tokens before it.
+        """
+        self.check_token_ids(token_ids)
+        tokens = self.ln_final(self.transform_text(self.token_embedding(token_ids)))
+        if project:
+            tokens = tokens @ self.text_projection
+        positions = torch.arange(token_ids.shape[1], device=token_ids.device)
+        return tokens, positions > token_ids.argmax(dim=-1, keepdim=True)
+
+    def check_token_ids(self, token_ids: Tensor) -> None:
+        """Integer ids inside the vocabulary, with a message rather than an error deep in the embedding."""
         if token_ids.dtype not in (torch.long, torch.int):
             raise TypeError(f"token ids must be an integer tensor (tokenize gives torch.long), got {token_ids.dtype}")
         # Out-of-range ids are an IndexError deep in the embedding on a CPU and a device-side assert on an
@@ -167,7 +202,6 @@ class CLIP(nn.Module):
                 raise ValueError(
                     f"token ids must be in [0, {vocab}) for this model's vocabulary, got ids from {low} to {high}"
                 )
-        return self.encode_text_embeddings(self.token_embedding(token_ids), token_ids.argmax(dim=-1))
 
     def encode_text_embeddings(
         self, embeddings: Tensor, eot_positions: Tensor, deep_prompts: Sequence[Tensor | None] | None = None
@@ -176,6 +210,13 @@ class CLIP(nn.Module):
 
         ``deep_prompts[i]`` for ``i >= 1`` replaces the tokens right after SOT before block ``i``.
         """
+        x = self.transform_text(embeddings, deep_prompts)
+        # Causal attention: nothing after EOT reaches it, so padding never matters.
+        pooled = x[torch.arange(x.shape[0], device=x.device), eot_positions]
+        return self.ln_final(pooled) @ self.text_projection
+
+    def transform_text(self, embeddings: Tensor, deep_prompts: Sequence[Tensor | None] | None = None) -> Tensor:
+        """Token embeddings ``[batch, length, width]``, positions added, through the causal blocks (no ``ln_final``)."""
         length = embeddings.shape[1]
         if length > self.context_length:
             raise ValueError(
@@ -183,10 +224,7 @@ class CLIP(nn.Module):
                 f"tokenize with context_length={self.context_length}"
             )
         x = embeddings + self.positional_embedding[:length].to(embeddings.dtype)
-        x = self.transformer(x, deep_prompts, prompt_offset=1)
-        # Causal attention: nothing after EOT reaches it, so padding never matters.
-        pooled = x[torch.arange(x.shape[0], device=x.device), eot_positions]
-        return self.ln_final(pooled) @ self.text_projection
+        return self.transformer(x, deep_prompts, prompt_offset=1)
 
     def forward(self, images: Tensor, token_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """L2-normalised image and text embeddings and ``exp(logit_scale)``, the inputs of the contrastive loss."""

@@ -281,7 +281,7 @@ class VisionTransformer(nn.Module):
         norm: bool = False,
         intermediates_only: bool = False,
     ) -> tuple[Tensor, list[Tensor]] | list[Tensor]:
-        """timm's ``forward_intermediates``: the pooled embedding ``[batch, output_dim]`` and the outputs of chosen blocks.
+        """timm's ``forward_intermediates``: the pooled embedding ``[batch, output_dim]`` and chosen blocks' outputs.
 
         ``indices`` picks blocks as timm does (see ``feature_info``): all if None, the last n if an int n, else the
         listed ones (negative from the end); they come back in block order. Each is the block's patch tokens, class

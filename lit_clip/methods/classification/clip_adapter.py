@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_clip.methods.classification.coop import coop_optimization
-from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
+from lit_clip.methods.classification.frozen_classifier import FrozenCLIPClassifier
 from lit_clip.zeroshot import scaled_cosine_logits
 
 
@@ -59,16 +59,16 @@ class CLIPAdapter(FrozenCLIPClassifier):
         """
         super().__init__(pretrained, architecture, quick_gelu)
         self.save_hyperparameters()
-        self.adapter = Adapter(self.clip.text_projection.shape[1], reduction)
+        self.adapter = Adapter(self.model.text_projection.shape[1], reduction)
 
     def set_classes(self, classnames: Sequence[str]) -> None:
         self.build_text_classifier(classnames)
 
     def forward(self, images: Tensor) -> Tensor:
-        features = self.clip.encode_image(images).float()
+        features = self.model.encode_image(images).float()
         ratio = self.hparams.residual_ratio
         features = ratio * self.adapter(features).float() + (1 - ratio) * features
-        return scaled_cosine_logits(self.clip.logit_scale.exp(), F.normalize(features, dim=-1), self.text_classifier)
+        return scaled_cosine_logits(self.model.logit_scale.exp(), F.normalize(features, dim=-1), self.text_classifier)
 
     def configure_optimizers(self):
         return coop_optimization(self, self.adapter.parameters())

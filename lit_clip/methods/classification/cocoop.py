@@ -28,7 +28,7 @@ from lit_clip.methods.classification.coop import (
     embed_class_prompts,
     initial_context,
 )
-from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
+from lit_clip.methods.classification.frozen_classifier import FrozenCLIPClassifier
 from lit_clip.zeroshot import scaled_cosine_logits
 
 
@@ -58,9 +58,9 @@ class CoCoOp(FrozenCLIPClassifier):
         """
         super().__init__(pretrained, architecture, quick_gelu)
         self.save_hyperparameters()
-        self.template_words, initial = initial_context(self.clip, n_ctx, ctx_init)
+        self.template_words, initial = initial_context(self.model, n_ctx, ctx_init)
         self.ctx = nn.Parameter(initial)
-        width, feature_dim = initial.shape[1], self.clip.text_projection.shape[1]
+        width, feature_dim = initial.shape[1], self.model.text_projection.shape[1]
         self.meta_net = nn.Sequential(
             OrderedDict(
                 linear1=nn.Linear(feature_dim, feature_dim // 16),
@@ -68,11 +68,11 @@ class CoCoOp(FrozenCLIPClassifier):
                 linear2=nn.Linear(feature_dim // 16, width),
             )
         )
-        self.clip.transformer.grad_checkpointing = grad_checkpointing
+        self.model.transformer.grad_checkpointing = grad_checkpointing
         self.prompts: ClassPrompts | None = None
 
     def set_classes(self, classnames: Sequence[str]) -> None:
-        self.prompts = embed_class_prompts(self.clip, classnames, self.template_words, self.ctx.shape[0])
+        self.prompts = embed_class_prompts(self.model, classnames, self.template_words, self.ctx.shape[0])
 
     def forward(self, images: Tensor) -> Tensor:
         image_features = self.image_features(images)  # [batch, dim], normalised
@@ -80,11 +80,11 @@ class CoCoOp(FrozenCLIPClassifier):
         context = self.ctx + shift[:, None, None, :]  # [batch, 1, n_ctx, width]: one context per image
         embeddings = assemble_prompts(self.prompts, context)  # [batch, classes, tokens, width]
         batch, classes = embeddings.shape[:2]
-        text_features = self.clip.encode_text_embeddings(
+        text_features = self.model.encode_text_embeddings(
             embeddings.flatten(0, 1), self.prompts.eot_positions.repeat(batch)
         ).view(batch, classes, -1)
         text_features = nn.functional.normalize(text_features.float(), dim=-1)
-        logits = scaled_cosine_logits(self.clip.logit_scale.exp(), image_features[:, None, :], text_features.transpose(1, 2))
+        logits = scaled_cosine_logits(self.model.logit_scale.exp(), image_features[:, None, :], text_features.transpose(1, 2))
         return logits.squeeze(1)  # [batch, classes]
 
     def configure_optimizers(self):

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
+from lit_clip.methods.classification.frozen_classifier import FrozenCLIPClassifier
 from lit_clip.models.clip import CLIP
 from lit_clip.optim import warmup_cosine_per_epoch
 from lit_clip.tokenizer import default_tokenizer, tokenize, trim_padding
@@ -177,7 +177,7 @@ class CoOp(FrozenCLIPClassifier):
         """
         super().__init__(pretrained, architecture, quick_gelu)
         self.save_hyperparameters()
-        self.template_words, initial = initial_context(self.clip, n_ctx, ctx_init)
+        self.template_words, initial = initial_context(self.model, n_ctx, ctx_init)
         self.n_ctx = initial.shape[0]
         # With CSC the class count is the data module's: the context is shaped in setup().
         self.ctx = nn.Parameter(initial)
@@ -206,15 +206,15 @@ class CoOp(FrozenCLIPClassifier):
                 f"this CoOp learnt class-specific contexts for {self.ctx.shape[0]} classes and cannot classify "
                 f"{len(classnames)} other classes; train with class_specific_context=false to change classes"
             )
-        self.prompts = embed_class_prompts(self.clip, classnames, self.template_words, self.n_ctx)
+        self.prompts = embed_class_prompts(self.model, classnames, self.template_words, self.n_ctx)
 
     def text_features(self) -> Tensor:
         """Un-normalised class features ``[classes, embed_dim]`` from the current context."""
         embeddings = assemble_prompts(self.prompts, self.ctx, self.class_token_position)
-        return self.clip.encode_text_embeddings(embeddings, self.prompts.eot_positions)
+        return self.model.encode_text_embeddings(embeddings, self.prompts.eot_positions)
 
     def forward(self, images: Tensor) -> Tensor:
-        return cosine_logits(self.clip.logit_scale, self.image_features(images), self.text_features())
+        return cosine_logits(self.model.logit_scale, self.image_features(images), self.text_features())
 
     def configure_optimizers(self):
         return coop_optimization(self, [self.ctx])

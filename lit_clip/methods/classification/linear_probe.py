@@ -22,14 +22,13 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from lit_clip.checkpoints import load_clip
+from lit_clip.methods.frozen_clip import FrozenCLIPMethod
 from lit_clip.metrics import TopKAccuracy
 
 # scikit-learn's C from 1e-6 to 1e6, every half decade (the paper swept the same range).
@@ -75,7 +74,7 @@ def fit_logistic_regression(features: Tensor, labels: Tensor, num_classes: int, 
     return linear.requires_grad_(False)
 
 
-class LinearProbe(L.LightningModule):
+class LinearProbe(FrozenCLIPMethod):
     def __init__(
         self,
         pretrained: str,
@@ -94,9 +93,8 @@ class LinearProbe(L.LightningModule):
             refine_steps: steps of the binary search around the sweep's best C (lpclip's 8; 0: the sweep's best).
             max_iter: L-BFGS iterations per fit.
         """
-        super().__init__()
+        super().__init__(pretrained, architecture, quick_gelu)
         self.save_hyperparameters()
-        self.model = load_clip(pretrained, architecture=architecture, quick_gelu=quick_gelu).requires_grad_(False)
         self.classifier: nn.Linear | None = None
         self.accuracy = TopKAccuracy()
 
@@ -104,7 +102,7 @@ class LinearProbe(L.LightningModule):
     def extract_features(self, loader: DataLoader) -> tuple[Tensor, Tensor]:
         features, labels = [], []
         for batch in loader:
-            features.append(self.model.encode_image(batch["image"].to(self.device)).float())
+            features.append(self.model.encode_image(self.batch_input(batch).to(self.device)).float())
             labels.append(batch["label"].to(self.device))
         return torch.cat(features), torch.cat(labels)
 
@@ -134,7 +132,7 @@ class LinearProbe(L.LightningModule):
         self.log("test/val_top1_at_best_C", best_accuracy)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self.classifier(self.model.encode_image(batch["image"]).float())
+        logits = self.classifier(self.model.encode_image(self.batch_input(batch)).float())
         self.accuracy.update(logits, batch["label"], batch["index"])
 
     def on_test_epoch_end(self) -> None:

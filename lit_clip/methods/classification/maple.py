@@ -33,7 +33,7 @@ from lit_clip.methods.classification.coop import (
     embed_class_prompts,
     initial_context,
 )
-from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
+from lit_clip.methods.classification.frozen_classifier import FrozenCLIPClassifier
 from lit_clip.models.transformer import VisionTransformer
 
 
@@ -64,15 +64,15 @@ class MaPLe(FrozenCLIPClassifier):
         """
         super().__init__(pretrained, architecture, quick_gelu)
         self.save_hyperparameters()
-        if not isinstance(self.clip.visual, VisionTransformer):
+        if not isinstance(self.model.visual, VisionTransformer):
             raise ValueError(f"MaPLe prompts a ViT image tower; {pretrained} has a ModifiedResNet")
-        depth_limit = min(self.clip.transformer.layers, self.clip.visual.transformer.layers)
+        depth_limit = min(self.model.transformer.layers, self.model.visual.transformer.layers)
         if not 1 <= prompt_depth <= depth_limit:
             raise ValueError(f"prompt_depth must be between 1 and the towers' depth {depth_limit}, got {prompt_depth}")
-        text_width = self.clip.token_embedding.embedding_dim
-        vision_width = self.clip.visual.transformer.width
+        text_width = self.model.token_embedding.embedding_dim
+        vision_width = self.model.visual.transformer.width
         # Only the first n_ctx tokens of the template are learnable; the rest ("of a") stays text.
-        self.template_words, initial = initial_context(self.clip, n_ctx, ctx_init)
+        self.template_words, initial = initial_context(self.model, n_ctx, ctx_init)
         if n_ctx > initial.shape[0]:
             raise ValueError(f"n_ctx={n_ctx} is more than the {initial.shape[0]} tokens of ctx_init {ctx_init!r}")
         initial = initial[:n_ctx]
@@ -89,7 +89,7 @@ class MaPLe(FrozenCLIPClassifier):
         self.prompts: ClassPrompts | None = None
 
     def set_classes(self, classnames: Sequence[str]) -> None:
-        self.prompts = embed_class_prompts(self.clip, classnames, self.template_words, self.n_ctx)
+        self.prompts = embed_class_prompts(self.model, classnames, self.template_words, self.n_ctx)
 
     def layer_prompts(self) -> tuple[list[Tensor], list[Tensor]]:
         """The text and vision prompts of layers 0 .. J-1, each ``[n_ctx, width]``."""
@@ -102,11 +102,11 @@ class MaPLe(FrozenCLIPClassifier):
         text_prompts, vision_prompts = self.layer_prompts()
         image_features = self.image_features(images, vision_prompts)
         embeddings = assemble_prompts(self.prompts, self.ctx)
-        text_features = self.clip.encode_text_embeddings(embeddings, self.prompts.eot_positions, text_prompts)
+        text_features = self.model.encode_text_embeddings(embeddings, self.prompts.eot_positions, text_prompts)
         return image_features, text_features
 
     def forward(self, images: Tensor) -> Tensor:
-        return cosine_logits(self.clip.logit_scale, *self.encode(images))
+        return cosine_logits(self.model.logit_scale, *self.encode(images))
 
     def configure_optimizers(self):
         learnable = [p for p in self.parameters() if p.requires_grad]  # the frozen CLIP has none

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
+from lit_clip.methods.classification.frozen_classifier import FrozenCLIPClassifier
 from lit_clip.optim import warmup_cosine_schedule
 from lit_clip.zeroshot import scaled_cosine_logits
 
@@ -92,7 +92,7 @@ class TipAdapter(FrozenCLIPClassifier):
         self.save_hyperparameters()
         if search_split not in SEARCH_SPLITS:
             raise ValueError(f"search_split must be one of {list(SEARCH_SPLITS)}, got {search_split!r}")
-        dim = self.clip.text_projection.shape[1]
+        dim = self.model.text_projection.shape[1]
         self.cache_keys = self.make_keys(torch.zeros(0, dim))
         self.register_buffer("cache_labels", torch.zeros(0, dtype=torch.long))
         self.register_buffer("alpha", torch.tensor(float(alpha)))
@@ -123,7 +123,7 @@ class TipAdapter(FrozenCLIPClassifier):
             for batch in loader:
                 # In the trainer's precision, as the test images will be encoded.
                 with self.trainer.precision_plugin.forward_context():
-                    features.append(self.clip.encode_image(batch["image"].to(self.device)).float())
+                    features.append(self.model.encode_image(self.batch_input(batch).to(self.device)).float())
                 labels.append(batch["label"].to(self.device))
             passes.append(torch.cat(features))
         keys = F.normalize(torch.stack(passes).mean(dim=0), dim=-1)
@@ -166,7 +166,7 @@ class TipAdapter(FrozenCLIPClassifier):
         features, labels = [], []
         for batch in getattr(datamodule, SEARCH_SPLITS[self.hparams.search_split])():
             with self.trainer.precision_plugin.forward_context():
-                features.append(self.image_features(batch["image"].to(self.device)))
+                features.append(self.image_features(self.batch_input(batch).to(self.device)))
             labels.append(batch["label"].to(self.device))
         features, labels = torch.cat(features), torch.cat(labels)
         clip_logits = scaled_cosine_logits(100.0, features, self.text_classifier)

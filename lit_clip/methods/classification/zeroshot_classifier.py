@@ -16,7 +16,7 @@ from typing import Sequence
 
 from torch import Tensor
 
-from lit_clip.methods.frozen_clip import FrozenCLIPClassifier
+from lit_clip.methods.classification.frozen_classifier import FrozenCLIPClassifier
 from lit_clip.zeroshot import scaled_cosine_logits
 
 

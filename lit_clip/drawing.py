@@ -1,0 +1,253 @@
+"""Every picture lit-clip logs, drawn in one place with Pillow and torchvision (no matplotlib).
+
+One convention throughout: a picture is a uint8 numpy array ``[H, W, 3]`` (RGB), what Pillow reads and
+writes and what TensorBoard's ``add_image(tag, picture, step, dataformats="HWC")`` takes. Every function
+takes its images in that form (:func:`to_uint8_image` turns the models' normalised tensors into it) and
+returns one; masks, boxes, labels, scores and similarities may be CPU tensors or arrays. Callbacks collect
+data and log; the drawing is here, so every picture shares its fonts, colours and layout.
+"""
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Sequence
+from functools import cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import ArrayLike
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+from lit_clip.batches import IGNORE_INDEX
+from lit_clip.transforms import denormalize
+
+RGB = tuple[int, int, int]
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+MARGIN = 8  # pixels around and between the parts of a picture
+TEXT_PX = 13  # font size of captions, legends and labels: readable at TensorBoard's native image size
+# The similarity colour scale: viridis at 0, 1/4, 1/2, 3/4 and 1, dark blue to yellow, evenly rising in
+# lightness, so equal steps in value look like equal steps in colour.
+_SCALE = np.array([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)], dtype=np.float64)
+_LUMA = np.array([0.299, 0.587, 0.114])  # a colour's lightness, for the colour of text on it
+
+
+def to_uint8_image(images: Tensor) -> np.ndarray:
+    """Image tensor(s) normalised with CLIP's mean and std, ``[3, H, W]`` or ``[B, 3, H, W]``, as picture(s)
+    ``[H, W, 3]`` or ``[B, H, W, 3]``."""
+    pixels = (denormalize(images) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return pixels[0] if images.dim() == 3 else pixels
+
+
+def palette(n: int) -> list[RGB]:
+    """``n`` bright colours, hues a golden-ratio step apart, so that each differs most from those just before it.
+
+    Pictures hand them out to the classes present, in order: the colours of one picture always differ (hues
+    by class index would repeat among 65 ShapesWorld classes), though a class's colour may change between them.
+    """
+    hues = [(0.02 + 0.618034 * k) % 1 for k in range(n)]
+    return [tuple(round(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.8, 0.95)) for hue in hues]
+
+
+def caption_grid(images: Sequence[np.ndarray], captions: Sequence[str], px: int = 96) -> np.ndarray:
+    """Images side by side, ``px`` pixels a side, each with its caption wrapped beneath: what a batch shows."""
+    font = _font(TEXT_PX)
+    lines = [_wrap(caption, font, px) for caption in captions]
+    line_h = _line_height(font)
+    width = MARGIN + len(images) * (px + MARGIN)
+    canvas = Image.new("RGB", (width, 2 * MARGIN + px + MARGIN // 2 + line_h * max(map(len, lines))), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (image, caption_lines) in enumerate(zip(images, lines)):
+        x = MARGIN + i * (px + MARGIN)
+        canvas.paste(_thumbnail(image, px), (x, MARGIN))
+        for k, line in enumerate(caption_lines):
+            draw.text((x, MARGIN + px + MARGIN // 2 + k * line_h), line, font=font, fill="black")
+    return np.asarray(canvas)
+
+
+def similarity_figure(
+    images: Sequence[np.ndarray], captions: Sequence[str], similarity: ArrayLike, thumb_px: int = 64, caption_px: int = 240
+) -> np.ndarray:
+    """The CLIP paper's zero-shot similarity figure: a row per caption (wrapped, at the left), a column per image
+    (its thumbnail on top), every cell coloured by the cosine similarity and labelled with it, and a colour bar.
+
+    ``similarity`` is ``[len(images), len(captions)]`` (image features times text features, as the loss
+    multiplies them). Colours span its own minimum to maximum, so a model early in training still shows
+    which pairs it prefers; the bar's labels give the range.
+    """
+    values = np.asarray(similarity, dtype=np.float64).T  # rows captions, columns images
+    font, title_font = _font(TEXT_PX), _font(TEXT_PX + 2)
+    line_h = _line_height(font)
+    lines = [_wrap(caption, font, caption_px - MARGIN) for caption in captions]
+    cell_w, cell_h = thumb_px + 4, max(thumb_px + 4, line_h * max(map(len, lines)) + MARGIN)
+    left, top = MARGIN + caption_px, 2 * MARGIN + thumb_px  # the matrix's top-left corner
+    bar_x = left + values.shape[1] * cell_w + MARGIN
+    bar_h = values.shape[0] * cell_h
+    canvas = Image.new("RGB", (bar_x + 16 + round(font.getlength("-0.00")) + 2 * MARGIN, top + bar_h + MARGIN), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((MARGIN, MARGIN), "cosine similarity", font=title_font, fill="black")
+    for j, image in enumerate(images):
+        canvas.paste(_thumbnail(image, thumb_px), (left + j * cell_w + 2, MARGIN))
+
+    low, high = values.min(), values.max()
+    colours = _scale((values - low) / max(high - low, 1e-6))
+    for i, caption_lines in enumerate(lines):
+        y = top + i * cell_h
+        first = y + (cell_h - line_h * len(caption_lines)) / 2
+        for k, line in enumerate(caption_lines):
+            draw.text((left - MARGIN, first + k * line_h), line, font=font, fill="black", anchor="ra")
+        for j, value in enumerate(values[i]):
+            x, colour = left + j * cell_w, colours[i, j]
+            draw.rectangle((x, y, x + cell_w - 1, y + cell_h - 1), fill=tuple(colour.tolist()), outline="white")
+            draw.text((x + cell_w / 2, y + cell_h / 2), f"{value:.2f}", font=font, fill=_ink(colour), anchor="mm")
+
+    gradient = _scale(np.linspace(1, 0, bar_h))[:, None].repeat(16, axis=1)
+    canvas.paste(Image.fromarray(gradient), (bar_x, top))
+    for fraction, anchor in ((0, "la"), (0.5, "lm"), (1, "ld")):
+        label = f"{high - fraction * (high - low):.2f}"
+        draw.text((bar_x + 16 + 4, top + fraction * bar_h), label, font=font, fill="black", anchor=anchor)
+    return np.asarray(canvas)
+
+
+def segmentation_overlay(
+    image: np.ndarray, mask: ArrayLike, class_names: Sequence[str], ignore_index: int = IGNORE_INDEX, min_side: int = 256
+) -> np.ndarray:
+    """Each class of ``mask`` (``[H, W]`` class indices) painted over its pixels by torchvision's
+    ``draw_segmentation_masks``, with a legend of the classes present; ``ignore_index`` pixels stay unpainted."""
+    return _regions(image, mask, class_names, min_side, ignore_index=ignore_index)
+
+
+def group_map(
+    image: np.ndarray, assignment: ArrayLike, group_names: Sequence[str] | None = None, min_side: int = 256
+) -> np.ndarray:
+    """GroupViT's grouping: each group in its colour over the image, white lines where groups meet, and a legend
+    (``group_names``, else "group k"). ``assignment`` is each pixel's group, ``[h, w]`` long; a coarser grid (one
+    group per patch) is stretched to the image by nearest neighbour."""
+    groups = torch.as_tensor(assignment)
+    names = group_names or [f"group {k}" for k in range(int(groups.max()) + 1)]
+    return _regions(image, groups, names, min_side, outline=True)
+
+
+def boxes_with_names(
+    image: np.ndarray,
+    boxes_xyxy: ArrayLike,
+    labels: ArrayLike,
+    class_names: Sequence[str],
+    scores: ArrayLike | None = None,
+    min_side: int = 256,
+) -> np.ndarray:
+    """Boxes (``[N, 4]`` x1, y1, x2, y2 in pixels of ``image``) in their class's colour, each named "name 0.87"
+    (the score, when given) by torchvision's ``draw_bounding_boxes``."""
+    picture, factor = _enlarge(image, min_side)
+    labels = torch.as_tensor(labels).tolist()
+    texts = [class_names[k] for k in labels]
+    if scores is not None:
+        texts = [f"{text} {score:.2f}" for text, score in zip(texts, torch.as_tensor(scores).tolist())]
+    present = sorted(set(labels))
+    colour_of = dict(zip(present, palette(len(present))))
+    boxes = torch.as_tensor(boxes_xyxy, dtype=torch.float32).reshape(-1, 4) * factor
+    drawn = draw_bounding_boxes(picture, boxes, colors=[colour_of[k] for k in labels], width=2)
+    canvas = Image.fromarray(drawn.permute(1, 2, 0).numpy())
+    # The names on a tag of the box's colour just above the box, in the font of every picture here: torchvision
+    # writes them inside the box in a fixed 10-pixel font of the box's colour, unreadable on a similar object.
+    draw, font = ImageDraw.Draw(canvas), _font(TEXT_PX)
+    for (x1, y1, _, _), text, k in zip(boxes.tolist(), texts, labels):
+        corner = (min(x1, canvas.width - font.getlength(text) - 3), max(y1, _line_height(font)))
+        left, top, right, bottom = draw.textbbox(corner, text, font=font, anchor="ld")
+        draw.rectangle((left - 1, top - 2, right + 2, bottom + 1), fill=colour_of[k])
+        draw.text(corner, text, font=font, fill=_ink(colour_of[k]), anchor="ld")
+    return np.asarray(canvas)
+
+
+def _regions(
+    image: np.ndarray,
+    labels: ArrayLike,
+    names: Sequence[str],
+    min_side: int,
+    ignore_index: int | None = None,
+    outline: bool = False,
+) -> np.ndarray:
+    """A label map's regions painted over the enlarged image (optionally with their borders in white), with a
+    legend of the labels present: the part segmentation masks and GroupViT's groups share."""
+    picture, _ = _enlarge(image, min_side)
+    labels = torch.as_tensor(labels)
+    labels = F.interpolate(labels[None, None].float(), size=picture.shape[1:], mode="nearest")[0, 0].long()
+    present = [k for k in labels.unique().tolist() if k != ignore_index]
+    colours = palette(len(present))
+    masks = labels[None] == torch.tensor(present, dtype=torch.long).view(-1, 1, 1)
+    painted = draw_segmentation_masks(picture, masks, alpha=0.5, colors=colours)
+    if outline:
+        border = torch.zeros_like(labels, dtype=torch.bool)
+        border[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+        border[1:] |= labels[1:] != labels[:-1]
+        painted[:, border] = 255
+    return _with_legend(painted.permute(1, 2, 0).numpy(), list(zip([names[k] for k in present], colours)))
+
+
+def _with_legend(picture: np.ndarray, entries: Sequence[tuple[str, RGB]]) -> np.ndarray:
+    """``picture`` with a legend at its right: a colour swatch and a name per entry."""
+    font = _font(TEXT_PX)
+    row_h = _line_height(font) + 4
+    text_w = max((font.getlength(name) for name, _ in entries), default=0)
+    height, width = picture.shape[:2]
+    canvas = Image.new(
+        "RGB", (width + 2 * MARGIN + row_h + round(text_w), max(height, 2 * MARGIN + len(entries) * row_h)), "white"
+    )
+    canvas.paste(Image.fromarray(picture), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, (name, colour) in enumerate(entries):
+        x, y = width + MARGIN, MARGIN + i * row_h
+        draw.rectangle((x, y + 2, x + row_h - 6, y + row_h - 4), fill=colour, outline="black")
+        draw.text((x + row_h, y + row_h / 2 - 1), name, font=font, fill="black", anchor="lm")
+    return np.asarray(canvas)
+
+
+def _enlarge(image: np.ndarray, min_side: int) -> tuple[Tensor, int]:
+    """``image`` as a uint8 ``[3, H, W]`` tensor enlarged by a whole factor (each pixel a square block) to at least
+    ``min_side`` pixels a side, so that labels and lines drawn on a small image stay readable; and the factor."""
+    factor = max(1, -(-min_side // min(image.shape[:2])))
+    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    return pixels.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2), factor
+
+
+def _thumbnail(image: np.ndarray, px: int) -> Image.Image:
+    """``image`` at ``px`` x ``px``: enlarged in crisp blocks, shrunk smoothly."""
+    resample = Image.Resampling.NEAREST if max(image.shape[:2]) <= px else Image.Resampling.LANCZOS
+    return Image.fromarray(image).resize((px, px), resample)
+
+
+def _ink(colour: ArrayLike) -> str:
+    """Black for text on a light colour, white on a dark one."""
+    return "black" if np.asarray(colour) @ _LUMA > 128 else "white"
+
+
+def _scale(t: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] as uint8 RGB colours of the similarity scale, shape ``t.shape + (3,)``."""
+    stops = np.linspace(0, 1, len(_SCALE))
+    return np.stack([np.interp(t, stops, _SCALE[:, c]) for c in range(3)], axis=-1).round().astype(np.uint8)
+
+
+@cache
+def _font(size: int) -> Font:
+    """Pillow's built-in font at ``size`` pixels; before Pillow 10.1, which cannot scale it, its small bitmap font."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def _line_height(font: Font) -> int:
+    return font.getbbox("Ag")[3] + 3
+
+
+def _wrap(text: str, font: Font, width: float) -> list[str]:
+    """``text`` broken at spaces into lines at most ``width`` pixels wide (a longer word gets a line of its own)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines

@@ -1,0 +1,166 @@
+"""The pictures of lit_clip.drawing: their shapes and dtypes, that they show what they are given where they
+should, and that ImageTextSamples logs its two to TensorBoard."""
+from __future__ import annotations
+
+import io
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from lit_clip.callbacks import ImageTextSamples
+from lit_clip.datamodules import ShapesWorldCaptions
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lit_clip import drawing
+from lit_clip.drawing import MARGIN
+from lit_clip.methods import CLIPPretraining
+from lit_clip.transforms import to_normalized_tensor
+
+RED, GREY, WHITE = (255, 0, 0), (128, 128, 128), (255, 255, 255)
+
+
+def solid(colour: tuple[int, int, int], px: int = 32) -> np.ndarray:
+    return np.full((px, px, 3), colour, dtype=np.uint8)
+
+
+def is_picture(picture: np.ndarray) -> bool:
+    return isinstance(picture, np.ndarray) and picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[2] == 3
+
+
+def count(picture: np.ndarray, colour: tuple[int, int, int]) -> int:
+    return int((picture == colour).all(axis=-1).sum())
+
+
+def test_to_uint8_image_undoes_the_normalisation_for_one_image_or_a_batch():
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 6, 3), dtype=np.uint8)
+    normalised = to_normalized_tensor(Image.fromarray(pixels))
+    one, batch = drawing.to_uint8_image(normalised), drawing.to_uint8_image(torch.stack([normalised] * 2))
+    assert is_picture(one) and np.array_equal(one, pixels)
+    assert batch.shape == (2, 8, 6, 3) and batch.dtype == np.uint8 and np.array_equal(batch[1], pixels)
+
+
+def test_palette_gives_distinct_colours():
+    colours = drawing.palette(12)
+    assert len(set(colours)) == 12
+    assert all(len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in colours)
+
+
+def test_caption_grid_puts_each_image_above_its_caption():
+    grid = drawing.caption_grid([solid(RED), solid(GREY)], ["a red square", "a grey square"], px=40)
+    assert is_picture(grid) and grid.shape[1] == MARGIN + 2 * (40 + MARGIN) and grid.shape[0] > 40
+    assert count(grid[:, : MARGIN + 40], RED) == 40 * 40 and count(grid, RED) == 40 * 40
+    caption_area = grid[MARGIN + 40 + MARGIN // 2 :]
+    assert (caption_area != 255).any(axis=-1).sum() > 50  # the captions' letters
+
+
+def test_similarity_figure_grows_with_the_images_and_shows_thumbnails_captions_and_values():
+    def figure(n: int, captions: list[str] | None = None, value: float | None = None) -> np.ndarray:
+        similarity = np.eye(n) if value is None else np.full((n, n), value)
+        captions = captions or [f"caption number {i} of a few words" for i in range(n)]
+        return drawing.similarity_figure([solid(RED)] + [solid(GREY)] * (n - 1), captions, similarity, 48, 200)
+
+    small, large = figure(2), figure(8)
+    assert is_picture(small) and is_picture(large)
+    assert large.shape[0] > small.shape[0] and large.shape[1] > small.shape[1]
+    assert 600 <= large.shape[1] <= 900  # legible at TensorBoard's native size, not wider than its card
+    assert count(small, RED) == count(large, RED) == 48 * 48  # the red image's thumbnail, once
+
+    left = MARGIN + 200  # the matrix starts right of the caption column
+    changed = (figure(8) != figure(8, ["", "", "", "", "", "", "", ""])).any(axis=-1)
+    assert changed[:, :left].sum() > 200 and not changed[:, left:].any()  # captions only in their column
+    changed = (figure(8, value=0.25) != figure(8, value=0.75)).any(axis=-1)
+    assert changed[:, left : left + 8 * 52].sum() > 8 * 8 * 20  # a number in every cell
+    # The highest similarity in the scale's top colour (viridis yellow), the lowest in its bottom one.
+    assert count(large, (253, 231, 37)) > 8 * 52 and count(large, (68, 1, 84)) > 52 * 52
+
+
+def test_segmentation_overlay_paints_the_classes_and_leaves_ignored_pixels():
+    image = solid(GREY)
+    mask = torch.full((32, 32), 255)
+    mask[:, :16] = 2
+    overlay = drawing.segmentation_overlay(image, mask, ["sky", "road", "car"], min_side=0)
+    assert is_picture(overlay) and overlay.shape[0] >= 32 and overlay.shape[1] > 32  # the legend beside
+    colour = drawing.palette(1)[0]
+    assert np.array_equal(overlay[:32, :16], np.broadcast_to((np.add(GREY, colour) // 2), (32, 16, 3)))
+    assert np.array_equal(overlay[:32, 16:32], image[:, 16:])
+    assert count(overlay[:, 32:], colour) > 50  # the swatch of the one class present
+
+    enlarged = drawing.segmentation_overlay(image, mask, ["sky", "road", "car"])
+    assert enlarged.shape[0] == 256 and np.array_equal(enlarged[:, 128:256], np.broadcast_to(GREY, (256, 128, 3)))
+
+
+def test_boxes_with_names_outline_the_box_in_its_class_colour_with_a_tag_above():
+    image = solid(GREY, 64)
+    boxes = torch.tensor([[10.0, 20.0, 40.0, 50.0]])
+    drawn = drawing.boxes_with_names(image, boxes, torch.tensor([1]), ["cat", "dog"], min_side=0)
+    assert is_picture(drawn) and drawn.shape == (64, 64, 3)
+    colour = drawing.palette(1)[0]
+    assert tuple(drawn[35, 10]) == tuple(drawn[20, 25]) == tuple(drawn[50, 25]) == colour  # the outline
+    assert tuple(drawn[35, 25]) == tuple(drawn[60, 60]) == GREY  # inside and outside
+    assert count(drawn[:20], colour) > 100  # the tag above the box
+    with_scores = drawing.boxes_with_names(image, boxes, [1], ["cat", "dog"], scores=[0.87], min_side=0)
+    assert not np.array_equal(with_scores, drawn)  # "dog 0.87", not "dog"
+
+    enlarged = drawing.boxes_with_names(image, boxes, [1], ["cat", "dog"])
+    assert enlarged.shape == (256, 256, 3) and tuple(enlarged[140, 40]) == colour
+
+
+def test_group_map_colours_each_group_and_draws_their_borders():
+    assignment = torch.tensor([[0, 1], [2, 3]])  # one group per patch of a 2 x 2 grid
+    groups = drawing.group_map(solid(GREY), assignment, min_side=0)
+    assert is_picture(groups) and groups.shape[0] >= 32 and groups.shape[1] > 32  # the legend may be taller
+    quadrants = {tuple(groups[y, x]) for y, x in ((4, 4), (4, 28), (28, 4), (28, 28))}
+    assert len(quadrants) == 4 and GREY not in quadrants
+    assert tuple(groups[4, 16]) == tuple(groups[16, 4]) == WHITE  # where groups meet
+    named = drawing.group_map(solid(GREY), assignment, ["sky", "tree", "road", "car"], min_side=0)
+    assert np.array_equal(named[:32, :32], groups[:32, :32]) and not np.array_equal(named, groups)
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda: drawing.caption_grid([solid(RED)] * 2, ["a red square", "another one"]),
+        lambda: drawing.similarity_figure([solid(RED)] * 2, ["a red square", "another one"], np.eye(2)),
+    ],
+    ids=["caption_grid", "similarity_figure"],
+)
+def test_pictures_keep_working_with_pillow_s_unscalable_bitmap_font(monkeypatch, draw):
+    """Pillow before 10.1 has no ``load_default(size=...)``: the pictures fall back to its small bitmap font."""
+    bitmap = drawing.ImageFont.load_default_imagefont()
+
+    def old_load_default(**kwargs):
+        if kwargs:
+            raise TypeError("load_default() got an unexpected keyword argument 'size'")
+        return bitmap
+
+    monkeypatch.setattr(drawing.ImageFont, "load_default", old_load_default)
+    drawing._font.cache_clear()
+    try:
+        picture = draw()
+        assert is_picture(picture) and count(picture, RED) > 0
+    finally:
+        drawing._font.cache_clear()
+
+
+def test_image_text_samples_logs_both_pictures_to_tensorboard(tmp_path):
+    data = ShapesWorldCaptions(image_size=32, batch_size=8, val_samples=8, context_length=16, zeroshot_samples_per_class=1)
+    logger = TensorBoardLogger(tmp_path, name="run")
+    trainer = L.Trainer(
+        logger=logger, callbacks=[ImageTextSamples(num_samples=4, image_px=40)],
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.validate(CLIPPretraining(architecture="ViT-Micro-8"), data)
+    logger.experiment.flush()
+
+    events = EventAccumulator(logger.log_dir)
+    events.Reload()
+    assert {"val/samples", "val/similarity"} <= set(events.Tags()["images"])
+    samples, similarity = events.Images("val/samples"), events.Images("val/similarity")
+    assert len(samples) == len(similarity) == 1
+    grid = np.asarray(Image.open(io.BytesIO(samples[0].encoded_image_string)))
+    figure = np.asarray(Image.open(io.BytesIO(similarity[0].encoded_image_string)))
+    assert grid.shape[:2] == (samples[0].height, samples[0].width) and grid.shape[1] == MARGIN + 4 * (40 + MARGIN)
+    assert figure.shape[:2] == (similarity[0].height, similarity[0].width) and figure.shape[1] > 4 * 44
