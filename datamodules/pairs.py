@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lit_clip.tokenizer import tokenize
-from lit_clip.transforms import clip_eval_transform, clip_train_transform
+from lit_clip.transforms import clip_eval_transform, clip_train_transform, image_entries
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class RandomCaptionDataset(Dataset):
         # differently in every DataLoader worker.
         caption = captions[int(torch.randint(len(captions), ()))]
         return {
-            "image": self.transform(load_rgb(path)),
+            **image_entries(self.transform, load_rgb(path)),
             "text": tokenize(caption, context_length=self.context_length)[0],
             "caption": caption,
             "index": index,
@@ -170,8 +170,12 @@ class _CaptionedImagesDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> StatefulDataLoader:
         h = self.hparams
-        dataset = RandomCaptionDataset(self.pairs("train"), clip_train_transform(h.image_size), h.context_length)
+        dataset = RandomCaptionDataset(self.pairs("train"), self.train_transform(), h.context_length)
         return self._loader(dataset, shuffle=True)
+
+    def train_transform(self) -> Transform:
+        """CLIP's training augmentation; a subclass may return a ``MultiView`` (SLIP's extra views)."""
+        return clip_train_transform(self.hparams.image_size)
 
     def val_dataloader(self) -> StatefulDataLoader | list:
         # Validation is optional where the data set has a choice: without it, fit runs with none.

@@ -28,7 +28,7 @@ from lit_clip.datamodules.images import (
 from torch.utils.data import DataLoader, IterableDataset
 
 from lit_clip.tokenizer import tokenize
-from lit_clip.transforms import clip_eval_transform, clip_train_transform
+from lit_clip.transforms import clip_eval_transform, clip_train_transform, image_entries
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +161,13 @@ class WebDatasetPairs(L.LightningDataModule):
         pipeline = (
             shards.compose(functools.partial(_number_samples, shard_numbers=_numbers(urls)))
             .shuffle(SHUFFLE_BUFFER)
-            .compose(self._decoder(clip_train_transform(h.image_size)))
+            .compose(self._decoder(self.train_transform()))
         )
         return _ExactBatches(self._loader(pipeline, train=True), batches, h.train_shards)
+
+    def train_transform(self) -> Callable:
+        """CLIP's training augmentation; a subclass may return a ``MultiView`` (SLIP's extra views)."""
+        return clip_train_transform(self.hparams.image_size)
 
     def val_dataloader(self) -> DataLoader | list:
         h = self.hparams
@@ -301,7 +305,7 @@ def _decode(sample: dict, image_keys: list[str], caption_key: str, transform: Ca
     caption = check_caption(caption, f"{name}.{caption_key}")
     image = load_rgb(sample[image_key], name=f"{name}.{image_key}")
     return {
-        "image": transform(image),
+        **image_entries(transform, image),
         "text": tokenize(caption, context_length=context_length)[0],
         "caption": caption,
         "index": sample["__index__"],

@@ -1,13 +1,25 @@
-"""Image preprocessing shared by the data modules."""
+"""Image preprocessing shared by the data modules, on ``torchvision.transforms.v2``.
+
+v2 transforms move what belongs to an image with it: called on a dict such as
+``{"image": PIL image, "mask": tv_tensors.Mask, "boxes": tv_tensors.BoundingBoxes}``, the crop,
+resize and flip of the image are applied to the mask and the boxes too (segmentation and
+detection data), and a video's frames as ``tv_tensors.Video`` share one random crop. On a PIL
+image alone they give the same pixels as open_clip's preprocessing (tested).
+
+:class:`MultiView` is the hook for methods that train on several views of one image (SLIP's
+two SSL views beside the CLIP view): a data module whose training transform returns a dict
+puts each view in the sample under its own name (see :func:`image_entries`).
+"""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision import transforms as T
+from torchvision import tv_tensors
+from torchvision.transforms import v2 as T
 
 # The normalisation every CLIP checkpoint was trained with.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -41,9 +53,8 @@ def clip_eval_transform(image_size: int) -> Callable[[Image.Image], Tensor]:
             T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC, antialias=True),
             T.CenterCrop(image_size),
             # After the resize, as open_clip does: a palette image resizes differently from its RGB version.
-            _to_rgb,
-            T.ToTensor(),
-            T.Normalize(CLIP_MEAN, CLIP_STD),
+            ConvertToRGB(),
+            *_normalized_tensor(),
         ]
     )
 
@@ -63,12 +74,51 @@ def clip_train_transform(
         [
             T.RandomResizedCrop(image_size, scale=scale, interpolation=T.InterpolationMode.BICUBIC, antialias=True),
             *([T.RandomHorizontalFlip()] if flip else []),
-            _to_rgb,
-            T.ToTensor(),
-            T.Normalize(CLIP_MEAN, CLIP_STD),
+            ConvertToRGB(),
+            *_normalized_tensor(),
         ]
     )
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    return image.convert("RGB")
+class MultiView:
+    """Several views of one image by name: ``MultiView(image=clip_view, ssl_view_1=..., ssl_view_2=...)``
+    returns ``{"image": ..., "ssl_view_1": ..., "ssl_view_2": ...}``, each view with its own random draw."""
+
+    def __init__(self, **views: Callable[[Any], Tensor]):
+        if "image" not in views:
+            raise ValueError(f"MultiView needs an 'image' view (the one CLIP sees); got {sorted(views)}")
+        self.views = views
+
+    def __call__(self, image: Any) -> dict[str, Tensor]:
+        return {name: view(image) for name, view in self.views.items()}
+
+
+def image_entries(transform: Callable[[Any], Tensor | dict[str, Tensor]], image: Any) -> dict[str, Tensor]:
+    """A sample's image entries: ``{"image": transform(image)}``, or every view of a :class:`MultiView`."""
+    transformed = transform(image)
+    return transformed if isinstance(transformed, dict) else {"image": transformed}
+
+
+class ConvertToRGB(T.Transform):
+    """PIL images to RGB (palette, grey, RGBA and CMYK files); tensors, masks and boxes pass unchanged."""
+
+    _transformed_types = (Image.Image,)
+
+    def transform(self, inpt: Image.Image, params: dict[str, Any]) -> Image.Image:
+        return inpt.convert("RGB")
+
+
+class ScaleToUnit(T.Transform):
+    """uint8 images and videos to float32 in [0, 1] by dividing by 255, as v1's ``ToTensor`` does (v2's
+    ``ToDtype(scale=True)`` multiplies by 1/255, which differs in the last bit from open_clip's pixels)."""
+
+    _transformed_types = (tv_tensors.Image, tv_tensors.Video)
+
+    def transform(self, inpt: Tensor, params: dict[str, Any]) -> Tensor:
+        return tv_tensors.wrap(inpt.to(torch.float32).div(255), like=inpt)
+
+
+def _normalized_tensor() -> list[Callable]:
+    """An image into a float ``[3, H, W]`` tensor normalised with CLIP's mean and std (v1's ``ToTensor``
+    + ``Normalize``); masks and boxes keep their values. All come out as plain tensors."""
+    return [T.ToImage(), ScaleToUnit(), T.Normalize(CLIP_MEAN, CLIP_STD), T.ToPureTensor()]

@@ -5,7 +5,7 @@ adds a zero-shot classification set of single objects.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import lightning as L
 from lit_clip.datamodules.checks import require_one_batch
@@ -16,14 +16,17 @@ from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lit_clip.tokenizer import tokenize
-from lit_clip.transforms import to_normalized_tensor
+from lit_clip.transforms import image_entries, to_normalized_tensor
 
 
 class ShapesCaptionDataset(Dataset):
     """``{"image", "text", "caption", "index"}``: a scene, its caption's token ids, the caption, its index."""
 
-    def __init__(self, world: ShapesWorld, split: str, length: int, context_length: int):
+    def __init__(
+        self, world: ShapesWorld, split: str, length: int, context_length: int, transform: Callable = to_normalized_tensor
+    ):
         self.world, self.split, self.length, self.context_length = world, split, length, context_length
+        self.transform = transform
 
     def __len__(self) -> int:
         return self.length
@@ -31,7 +34,7 @@ class ShapesCaptionDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         scene = self.world.scene(self.split, index)
         return {
-            "image": to_normalized_tensor(scene.image),
+            **image_entries(self.transform, scene.image),
             "text": tokenize(scene.caption, context_length=self.context_length)[0],
             "caption": scene.caption,
             "index": index,
@@ -106,7 +109,12 @@ class ShapesWorldCaptions(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         h = self.hparams
         require_one_batch(h.train_samples, h.batch_size, self.trainer, "training samples (train_samples)")
-        return self._loader(ShapesCaptionDataset(self.world, "train", h.train_samples, h.context_length), shuffle=True)
+        dataset = ShapesCaptionDataset(self.world, "train", h.train_samples, h.context_length, self.train_transform())
+        return self._loader(dataset, shuffle=True)
+
+    def train_transform(self) -> Callable:
+        """The scenes as they are (ShapesWorld is its own augmentation); a subclass may return a ``MultiView``."""
+        return to_normalized_tensor
 
     def val_dataloader(self) -> list[DataLoader]:
         return self._evaluation_loaders("val")
