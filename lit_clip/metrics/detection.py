@@ -105,7 +105,8 @@ class DetectionMetrics:
         self._images: Images = {}
 
     def update(self, predictions: Sequence[DetectionPrediction], targets: Sequence[DetectionTarget]) -> None:
-        """One prediction per target (image); an image already kept (a DDP padding repeat) is skipped."""
+        """``predictions[i]`` are the detections on ``targets[i]``'s image; an image already kept (a DDP padding
+        repeat) is skipped."""
         with_masks = "segm" in self.iou_types
         for prediction, target in zip(predictions, targets, strict=True):
             image_id = int(target["image_id"])
