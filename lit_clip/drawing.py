@@ -28,6 +28,7 @@ Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 MARGIN = 8  # pixels around and between the parts of a picture
 TEXT_PX = 13  # font size of captions, legends and labels: readable at TensorBoard's native image size
+BAR_PX = 16  # width of the similarity figure's colour bar
 # The similarity colour scale: viridis at 0, 1/4, 1/2, 3/4 and 1, dark blue to yellow, evenly rising in
 # lightness, so equal steps in value look like equal steps in colour.
 _SCALE = np.array([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)], dtype=np.float64)
@@ -68,7 +69,11 @@ def caption_grid(images: Sequence[np.ndarray], captions: Sequence[str], px: int 
 
 
 def similarity_figure(
-    images: Sequence[np.ndarray], captions: Sequence[str], similarity: ArrayLike, thumb_px: int = 64, caption_px: int = 240
+    images: Sequence[np.ndarray],
+    captions: Sequence[str],
+    similarity: ArrayLike,
+    thumb_px: int = 64,
+    caption_px: int = 240,
 ) -> np.ndarray:
     """The CLIP paper's zero-shot similarity figure: a row per caption (wrapped, at the left), a column per image
     (its thumbnail on top), every cell coloured by the cosine similarity and labelled with it, and a colour bar.
@@ -85,7 +90,8 @@ def similarity_figure(
     left, top = MARGIN + caption_px, 2 * MARGIN + thumb_px  # the matrix's top-left corner
     bar_x = left + values.shape[1] * cell_w + MARGIN
     bar_h = values.shape[0] * cell_h
-    canvas = Image.new("RGB", (bar_x + 16 + round(font.getlength("-0.00")) + 2 * MARGIN, top + bar_h + MARGIN), "white")
+    label_w = round(font.getlength("-0.00"))
+    canvas = Image.new("RGB", (bar_x + BAR_PX + label_w + 2 * MARGIN, top + bar_h + MARGIN), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((MARGIN, MARGIN), "cosine similarity", font=title_font, fill="black")
     for j, image in enumerate(images):
@@ -103,16 +109,20 @@ def similarity_figure(
             draw.rectangle((x, y, x + cell_w - 1, y + cell_h - 1), fill=tuple(colour.tolist()), outline="white")
             draw.text((x + cell_w / 2, y + cell_h / 2), f"{value:.2f}", font=font, fill=_ink(colour), anchor="mm")
 
-    gradient = _scale(np.linspace(1, 0, bar_h))[:, None].repeat(16, axis=1)
+    gradient = _scale(np.linspace(1, 0, bar_h))[:, None].repeat(BAR_PX, axis=1)
     canvas.paste(Image.fromarray(gradient), (bar_x, top))
     for fraction, anchor in ((0, "la"), (0.5, "lm"), (1, "ld")):
         label = f"{high - fraction * (high - low):.2f}"
-        draw.text((bar_x + 16 + 4, top + fraction * bar_h), label, font=font, fill="black", anchor=anchor)
+        draw.text((bar_x + BAR_PX + MARGIN // 2, top + fraction * bar_h), label, font=font, fill="black", anchor=anchor)
     return np.asarray(canvas)
 
 
 def segmentation_overlay(
-    image: np.ndarray, mask: ArrayLike, class_names: Sequence[str], ignore_index: int = IGNORE_INDEX, min_side: int = 256
+    image: np.ndarray,
+    mask: ArrayLike,
+    class_names: Sequence[str],
+    ignore_index: int = IGNORE_INDEX,
+    min_side: int = 256,
 ) -> np.ndarray:
     """Each class of ``mask`` (``[H, W]`` class indices) painted over its pixels by torchvision's
     ``draw_segmentation_masks``, with a legend of the classes present; ``ignore_index`` pixels stay unpainted."""

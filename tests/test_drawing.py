@@ -146,7 +146,9 @@ def test_pictures_keep_working_with_pillow_s_unscalable_bitmap_font(monkeypatch,
 
 
 def test_image_text_samples_logs_both_pictures_to_tensorboard(tmp_path):
-    data = ShapesWorldCaptions(image_size=32, batch_size=8, val_samples=8, context_length=16, zeroshot_samples_per_class=1)
+    data = ShapesWorldCaptions(
+        image_size=32, batch_size=8, val_samples=8, context_length=16, zeroshot_samples_per_class=1
+    )
     logger = TensorBoardLogger(tmp_path, name="run")
     trainer = L.Trainer(
         logger=logger, callbacks=[ImageTextSamples(num_samples=4, image_px=40)],
