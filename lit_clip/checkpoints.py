@@ -36,7 +36,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from lit_clip.models.clip import CLIP, CLIPConfig, TextConfig, VisionConfig, get_config
+from lit_clip.models.clip import CLIP, CLIPConfig, TextConfig, VisionConfig, config_from_dict, get_config
+from lit_clip.models.registry import family_of
+
+# Where CLIPPretraining records the geometry of a CLIP it did not build by name (one from `pretrained`).
+CLIP_CONFIG_KEY = "clip_config"
 
 # OpenAI's archives carry these as tensors next to the weights; they mark a file as OpenAI's.
 OPENAI_EXTRA_ENTRIES = ("input_resolution", "context_length", "vocab_size")
@@ -66,8 +70,9 @@ def load_clip(
             - open_clip's hub layout: a directory with ``open_clip_config.json`` and
               ``open_clip_model.safetensors`` or ``open_clip_pytorch_model.bin``, or an ``hf-hub:`` id of
               one such as ``hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K``;
-            - a lit-clip Lightning checkpoint of :class:`~lit_clip.methods.CLIPPretraining`.
-        architecture: a name known to :func:`~lit_clip.models.clip.get_config`; sets the geometry instead of
+            - a lit-clip Lightning checkpoint of :class:`~lit_clip.methods.CLIPPretraining`; an architecture of
+              another registered model family (``lit_clip.models.registry``) is rebuilt by that family.
+        architecture: a name of :func:`lit_clip.architecture_names`; sets the geometry instead of
             working it out. Needed when it cannot be read off the tensors: attention heads are assumed
             to be 64 wide in OpenAI / open_clip files.
         quick_gelu: the activation, overriding what the file records. open_clip state dicts record
@@ -79,6 +84,9 @@ def load_clip(
     suffix of ``architecture``, exact GELU.
     """
     checkpoint = _read(source)
+    named = architecture or checkpoint.architecture
+    if named is not None and family_of(named).name != "clip":
+        return _build_by_family(named, checkpoint, source)
     if architecture is not None:
         config, name = get_config(architecture), architecture
     elif checkpoint.config is not None:
@@ -100,6 +108,15 @@ def load_clip(
     with torch.device("meta"):
         model = CLIP(config, init_logit_bias=0.0 if "logit_bias" in checkpoint.state_dict else None)
     _load_strictly(model, checkpoint.state_dict, f"{source} ({checkpoint.kind})", name)
+    return model.eval()
+
+
+def _build_by_family(architecture: str, checkpoint: _Checkpoint, source: str | os.PathLike) -> CLIP:
+    """A model of another registered family (``lit_clip.models.registry``), rebuilt by its architecture name."""
+    with torch.device("meta"):
+        bias = 0.0 if "logit_bias" in checkpoint.state_dict else None
+        model = family_of(architecture).build(architecture, init_logit_bias=bias)
+    _load_strictly(model, checkpoint.state_dict, f"{source} ({checkpoint.kind})", architecture)
     return model.eval()
 
 
@@ -231,9 +248,14 @@ def _from_lightning(content: dict) -> _Checkpoint:
     # follow-up methods) are not part of it.
     state = {key.removeprefix("model."): value for key, value in content["state_dict"].items()
              if key.startswith("model.")}  # fmt: skip
+    if CLIP_CONFIG_KEY in content:  # a run that started from other weights records their geometry
+        config = config_from_dict(content[CLIP_CONFIG_KEY])
+        return _Checkpoint(state, "lit-clip checkpoint", config, quick_gelu=config.quick_gelu)
     architecture = content.get("hyper_parameters", {}).get("architecture")
     if architecture is None:
         return _Checkpoint(state, "Lightning checkpoint")
+    if family_of(architecture).name != "clip":  # built by its family, by name
+        return _Checkpoint(state, "lit-clip checkpoint", architecture=architecture)
     config = get_config(architecture)
     return _Checkpoint(state, "lit-clip checkpoint", config, architecture, config.quick_gelu)
 

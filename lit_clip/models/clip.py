@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lit_clip.models.registry import ModelFamily, register_family
 from lit_clip.models.resnet import ModifiedResNet
 from lit_clip.models.transformer import Transformer, VisionTransformer, init_transformer_
 
@@ -92,7 +93,7 @@ ARCHITECTURES: dict[str, CLIPConfig] = {
 QUICKGELU_SUFFIX = "-quickgelu"
 
 
-def architecture_names() -> list[str]:
+def clip_architecture_names() -> list[str]:
     return sorted([*ARCHITECTURES, *(name + QUICKGELU_SUFFIX for name in ARCHITECTURES)])
 
 
@@ -100,9 +101,17 @@ def get_config(name: str) -> CLIPConfig:
     """The config of a named architecture; ``NAME-quickgelu`` switches the activation to QuickGELU."""
     base = name.removesuffix(QUICKGELU_SUFFIX)
     if base not in ARCHITECTURES:
-        raise ValueError(f"unknown CLIP architecture {name!r}; known: {', '.join(architecture_names())}")
+        raise ValueError(f"unknown CLIP architecture {name!r}; known: {', '.join(clip_architecture_names())}")
     config = ARCHITECTURES[base]
     return dataclasses.replace(config, quick_gelu=True) if name.endswith(QUICKGELU_SUFFIX) else config
+
+
+def config_from_dict(values: dict) -> CLIPConfig:
+    """The inverse of ``dataclasses.asdict`` for a :class:`CLIPConfig` (as checkpoints record it)."""
+    vision = dict(values["vision"])
+    if not isinstance(vision["layers"], int):
+        vision["layers"] = tuple(vision["layers"])
+    return CLIPConfig(values["embed_dim"], VisionConfig(**vision), TextConfig(**values["text"]), values["quick_gelu"])
 
 
 class CLIP(nn.Module):
@@ -111,11 +120,16 @@ class CLIP(nn.Module):
         config: CLIPConfig,
         init_logit_scale: float = math.log(1 / 0.07),
         init_logit_bias: float | None = None,
+        visual: nn.Module | None = None,
     ):
+        """``visual``: an image tower to use instead of the one ``config.vision`` describes (GroupViT's, say):
+        any module mapping images to ``[batch, config.embed_dim]``; its parameters sit under ``visual.``."""
         super().__init__()
         self.config = config
         vision, text = config.vision, config.text
-        if vision.is_resnet:
+        if visual is not None:
+            self.visual = visual
+        elif vision.is_resnet:
             heads = vision.width * 32 // vision.head_width
             self.visual = ModifiedResNet(vision.layers, config.embed_dim, heads, vision.image_size, vision.width)
         else:
@@ -286,8 +300,11 @@ def _set_trainable(groups: list[list[nn.Module | nn.Parameter]], trainable: bool
             part.requires_grad_(trainable)
 
 
-def create_model(
+def build_clip(
     name: str, init_logit_scale: float = math.log(1 / 0.07), init_logit_bias: float | None = None
 ) -> CLIP:
     """A randomly initialised CLIP of a named architecture (see :data:`ARCHITECTURES`)."""
     return CLIP(get_config(name), init_logit_scale, init_logit_bias)
+
+
+register_family(ModelFamily("clip", clip_architecture_names, build_clip))

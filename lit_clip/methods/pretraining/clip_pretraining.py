@@ -15,6 +15,7 @@ and ``text_image_index``), so that under DDP every sample counts once.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import Literal
@@ -25,11 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from lit_clip.batches import PairsBatch
-from lit_clip.checkpoints import load_clip
+from lit_clip.checkpoints import CLIP_CONFIG_KEY, load_clip
 from lit_clip.distributed import gather_unique
 from lit_clip.losses import ClipLoss, SigLipLoss
 from lit_clip.metrics import retrieval_recall
-from lit_clip.models.clip import create_model
+from lit_clip.models import create_model
 from lit_clip.optim import adamw_betas_and_eps, warmup_cosine_schedule, weight_decay_groups
 from lit_clip.tokenizer import trim_padding
 from lit_clip.zeroshot import ZeroShotHead
@@ -70,7 +71,8 @@ class CLIPPretraining(L.LightningModule):
     ):
         """
         Args:
-            architecture: a name from ``lit_clip.models.clip.ARCHITECTURES`` (``-quickgelu`` for OpenAI's activation).
+            architecture: a name from ``lit_clip.architecture_names()``: the CLIP geometries of
+                ``lit_clip.models.clip.ARCHITECTURES`` (``-quickgelu`` for OpenAI's activation) or a registered family's.
             pretrained: start from these CLIP weights (see ``lit_clip.load_clip``) instead of a random
                 ``architecture``, whose geometry is then read from the weights.
             loss: ``clip`` (symmetric InfoNCE) or ``siglip`` (pairwise sigmoid, with a learned bias).
@@ -116,6 +118,12 @@ class CLIPPretraining(L.LightningModule):
         self.zeroshot = ZeroShotHead()
         self._retrieval_features: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._skipped_indices: list[torch.Tensor] = []
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # A CLIP from `pretrained` is not the `architecture` named in the hyper-parameters: record its geometry
+        # and activation, so that `load_clip` rebuilds it from this checkpoint.
+        if self.hparams.pretrained is not None:
+            checkpoint[CLIP_CONFIG_KEY] = dataclasses.asdict(self.model.config)
 
     # --- training ---------------------------------------------------------------------------------
     def loss_terms(self, batch: PairsBatch) -> dict[str, torch.Tensor]:
