@@ -1,9 +1,13 @@
-"""Shared fixtures: a real lit-clip checkpoint, made once per test session."""
+"""Shared fixtures: a real lit-clip checkpoint, made once per test session; quiet trainers; open_clip twins."""
 import lightning as L
+import open_clip
 import pytest
+import torch
 from lit_clip.datamodules import ShapesWorldCaptions
 
+import lit_clip
 from lit_clip.methods import CLIPPretraining
+from lit_clip.models.clip import get_config
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +35,23 @@ def quiet_trainer(**kwargs) -> L.Trainer:
 def trainer():
     """``trainer(**kwargs)``: a quiet Trainer (see :func:`quiet_trainer`)."""
     return quiet_trainer
+
+
+def make_open_clip_twin(name: str) -> tuple[lit_clip.CLIP, open_clip.model.CLIP]:
+    """Our model of a micro architecture and open_clip's of the same geometry, with open_clip's random weights."""
+    config = get_config(name)
+    vision, text = config.vision, config.text
+    vision_cfg = {"image_size": vision.image_size, "layers": vision.layers, "width": vision.width}
+    vision_cfg |= {"head_width": vision.head_width} if vision.is_resnet else {"patch_size": vision.patch_size}
+    text_cfg = {k: getattr(text, k) for k in ("context_length", "vocab_size", "width", "heads", "layers")}
+    torch.manual_seed(0)
+    theirs = open_clip.model.CLIP(config.embed_dim, vision_cfg, text_cfg, quick_gelu=config.quick_gelu).eval()
+    ours = lit_clip.create_model(name).eval()
+    ours.load_state_dict({k: v for k, v in theirs.state_dict().items() if k != "attn_mask"})
+    return ours, theirs
+
+
+@pytest.fixture
+def open_clip_twin():
+    """``open_clip_twin(name)``: see :func:`make_open_clip_twin`."""
+    return make_open_clip_twin

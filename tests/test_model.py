@@ -121,18 +121,10 @@ def test_forward_returns_normalised_features_and_scale():
 
 
 @pytest.mark.parametrize("name", ["ViT-Micro-8", "RN-Tiny", "ViT-Micro-8-quickgelu"])
-def test_outputs_match_open_clip_with_the_same_weights(name):
+def test_outputs_match_open_clip_with_the_same_weights(name, open_clip_twin):
     """Same geometry built by open_clip, its random weights loaded into ours: same embeddings."""
-    config = get_config(name)
-    vision, text = config.vision, config.text
-    vision_cfg = {"image_size": vision.image_size, "layers": vision.layers, "width": vision.width}
-    vision_cfg |= {"head_width": vision.head_width} if vision.is_resnet else {"patch_size": vision.patch_size}
-    text_cfg = {k: getattr(text, k) for k in ("context_length", "vocab_size", "width", "heads", "layers")}
-    torch.manual_seed(0)
-    theirs = open_clip.model.CLIP(config.embed_dim, vision_cfg, text_cfg, quick_gelu=config.quick_gelu).eval()
-    ours = lit_clip.create_model(name).eval()
-    state = {k: v for k, v in theirs.state_dict().items() if k != "attn_mask"}
-    ours.load_state_dict(state)
+    ours, theirs = open_clip_twin(name)
+    vision, text = get_config(name).vision, get_config(name).text
     images = torch.randn(3, 3, vision.image_size, vision.image_size)
     tokens = lit_clip.tokenize(["a red circle", "two blue stars", ""], context_length=text.context_length)
     with torch.no_grad():

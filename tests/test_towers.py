@@ -4,27 +4,11 @@ Intermediates are checked against open_clip's ``forward_intermediates`` with its
 ours; the dense maps against independent computations of MaskCLIP's value path (the ordinary attention of a
 one-token sequence, the pooling head with uniform attention) and against a translation-invariance property.
 """
-import open_clip
 import pytest
 import torch
 
 import lit_clip
-from lit_clip.models.clip import get_config
 from lit_clip.models.resnet import ModifiedResNet
-
-
-def open_clip_twin(name: str) -> tuple[lit_clip.CLIP, open_clip.model.CLIP]:
-    """Our model of a micro architecture and open_clip's of the same geometry, with open_clip's random weights."""
-    config = get_config(name)
-    vision, text = config.vision, config.text
-    vision_cfg = {"image_size": vision.image_size, "layers": vision.layers, "width": vision.width}
-    vision_cfg |= {"head_width": vision.head_width} if vision.is_resnet else {"patch_size": vision.patch_size}
-    text_cfg = {k: getattr(text, k) for k in ("context_length", "vocab_size", "width", "heads", "layers")}
-    torch.manual_seed(0)
-    theirs = open_clip.model.CLIP(config.embed_dim, vision_cfg, text_cfg, quick_gelu=config.quick_gelu).eval()
-    ours = lit_clip.create_model(name).eval()
-    ours.load_state_dict({k: v for k, v in theirs.state_dict().items() if k != "attn_mask"})
-    return ours, theirs
 
 
 def randomize_batch_norms_(model: torch.nn.Module) -> None:
@@ -42,7 +26,7 @@ def randomize_batch_norms_(model: torch.nn.Module) -> None:
 @pytest.mark.parametrize("indices", [None, 1, [0, -1]])
 @pytest.mark.parametrize("norm", [False, True])
 @torch.no_grad()
-def test_vit_intermediates_match_open_clip(output_fmt, indices, norm):
+def test_vit_intermediates_match_open_clip(output_fmt, indices, norm, open_clip_twin):
     ours, theirs = open_clip_twin("ViT-Micro-8")
     images = torch.randn(2, 3, 32, 32)
     pooled, intermediates = ours.visual.forward_intermediates(images, indices, output_fmt, norm)
@@ -58,7 +42,7 @@ def test_vit_intermediates_match_open_clip(output_fmt, indices, norm):
 
 
 @torch.no_grad()
-def test_resnet_intermediates_match_open_clip():
+def test_resnet_intermediates_match_open_clip(open_clip_twin):
     ours, theirs = open_clip_twin("RN-Tiny")
     randomize_batch_norms_(theirs)
     ours.load_state_dict({k: v for k, v in theirs.state_dict().items() if k != "attn_mask"})
