@@ -15,7 +15,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from lit_clip.metrics import DetectionMetrics, SegmentationMetrics
+from lit_clip.metrics import DEPTH_METRICS, DepthMetrics, DetectionMetrics, SegmentationMetrics
 from lit_clip.metrics.detection import xyxy_to_xywh
 
 # ---------------------------------------------------------------- segmentation
@@ -328,3 +328,28 @@ def test_two_processes_count_every_sample_once(tmp_path):
             torch.testing.assert_close(segmentation[name], value, equal_nan=True)
         assert detection == expected_detection
     assert (results[0][2], results[1][2]) == ("FileNotFoundError", "RuntimeError")
+
+
+# --- depth ------------------------------------------------------------------------------------------
+
+
+def test_depth_metrics_by_hand_per_image_then_averaged():
+    # Image 0: truth (1, 2, 4, 0=unmeasured), prediction (1, 3, 2, 5). Image 1: perfect. Image 2: nothing measured.
+    truth = torch.tensor([[[1.0, 2.0], [4.0, 0.0]], [[2.0, 2.0], [2.0, 2.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    prediction = torch.tensor([[[1.0, 3.0], [2.0, 5.0]], [[2.0, 2.0], [2.0, 2.0]], [[1.0, 1.0], [1.0, 1.0]]])
+    metrics = DepthMetrics(max_depth=10.0)
+    metrics.update(prediction, truth, torch.tensor([0, 1, 2]))
+    metrics.update(prediction[:1], truth[:1], torch.tensor([0]))  # a DDP padding repeat: counted once
+    result = metrics.compute()
+    pred, true = torch.tensor([1.0, 3.0, 2.0], dtype=torch.float64), torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64)
+    first = {  # ratios max(p/t, t/p) = 1, 1.5, 2
+        "delta1": 1 / 3, "delta2": 2 / 3, "delta3": 2 / 3,  # 1.25^2 = 1.5625 > 1.5; 1.25^3 = 1.953 < 2
+        "abs_rel": (0 + 0.5 + 0.5) / 3, "sq_rel": (0 + 1 / 2 + 4 / 4) / 3, "rmse": math.sqrt((0 + 1 + 4) / 3),
+        "rmse_log": (pred.log() - true.log()).pow(2).mean().sqrt().item(),
+        "log10": (pred.log10() - true.log10()).abs().mean().item(),
+    }  # fmt: skip
+    perfect = {"delta1": 1.0, "delta2": 1.0, "delta3": 1.0}
+    assert set(result) == set(DEPTH_METRICS)
+    for name in DEPTH_METRICS:
+        assert result[name].item() == pytest.approx((first[name] + perfect.get(name, 0.0)) / 2, rel=1e-6), name
+    assert not metrics.has_updates

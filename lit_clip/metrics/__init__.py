@@ -1,7 +1,16 @@
 """Evaluation metrics, each counting every sample once under DDP."""
 from lit_clip.metrics.classification import TopKAccuracy
+from lit_clip.metrics.depth import DEPTH_METRICS, DepthMetrics
 from lit_clip.metrics.detection import DetectionMetrics, DetectionPrediction
 from lit_clip.metrics.retrieval import retrieval_recall
 from lit_clip.metrics.segmentation import SegmentationMetrics
 
-__all__ = ["DetectionMetrics", "DetectionPrediction", "SegmentationMetrics", "TopKAccuracy", "retrieval_recall"]
+__all__ = [
+    "DEPTH_METRICS",
+    "DepthMetrics",
+    "DetectionMetrics",
+    "DetectionPrediction",
+    "SegmentationMetrics",
+    "TopKAccuracy",
+    "retrieval_recall",
+]
