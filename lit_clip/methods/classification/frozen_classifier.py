@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-
 import lightning as L
 import torch.nn.functional as F
 from torch import Tensor
@@ -76,7 +75,7 @@ class FrozenCLIPClassifier(FrozenCLIPMethod):
         self._accuracies = [TopKAccuracy() for _ in self._sets]
         self._current_set = None
 
-    def _evaluation_step(self, batch: dict, dataloader_idx: int) -> None:
+    def _evaluation_step(self, batch: ClassificationBatch, dataloader_idx: int) -> None:
         if dataloader_idx != self._current_set:  # Lightning runs the loaders one after another
             self.use_classes(self._sets[dataloader_idx].classnames)
             self._current_set = dataloader_idx
@@ -102,10 +101,10 @@ class FrozenCLIPClassifier(FrozenCLIPMethod):
     def on_test_epoch_start(self) -> None:
         self._start_evaluation("test")
 
-    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(self, batch: ClassificationBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, dataloader_idx)
 
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def test_step(self, batch: ClassificationBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, dataloader_idx)
 
     def on_validation_epoch_end(self) -> None:

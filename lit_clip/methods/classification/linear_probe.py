@@ -28,6 +28,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from lit_clip.batches import ClassificationBatch
 from lit_clip.methods.frozen_clip import FrozenCLIPMethod
 from lit_clip.metrics import TopKAccuracy
 
@@ -131,7 +132,7 @@ class LinearProbe(FrozenCLIPMethod):
         self.log("test/best_C", best_C)
         self.log("test/val_top1_at_best_C", best_accuracy)
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
+    def test_step(self, batch: ClassificationBatch, batch_idx: int) -> None:
         logits = self.classifier(self.model.encode_image(self.batch_input(batch)).float())
         self.accuracy.update(logits, batch["label"], batch["index"])
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_clip.batches import PairsBatch
+from lit_clip.batches import ClassificationBatch, PairsBatch
 from lit_clip.checkpoints import CLIP_CONFIG_KEY, load_clip
 from lit_clip.distributed import gather_unique
 from lit_clip.losses import ClipLoss, SigLipLoss
@@ -210,10 +210,10 @@ class CLIPPretraining(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._start_evaluation()
 
-    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(self, batch: PairsBatch | ClassificationBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, "val")
 
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def test_step(self, batch: PairsBatch | ClassificationBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
@@ -230,7 +230,7 @@ class CLIPPretraining(L.LightningModule):
         if getattr(datamodule, "classnames", None):
             self.zeroshot.build(self.model, datamodule.classnames, datamodule.templates)
 
-    def _evaluation_step(self, batch: dict, stage: str) -> None:
+    def _evaluation_step(self, batch: PairsBatch | ClassificationBatch, stage: str) -> None:
         if "skipped_index" in batch:
             self._skipped_indices.append(batch["skipped_index"].to(self.device))
         if "image" not in batch:  # every sample of this batch was bad
