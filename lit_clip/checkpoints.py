@@ -38,8 +38,12 @@ from torch import Tensor
 
 from lit_clip.models.clip import CLIP, CLIPConfig, TextConfig, VisionConfig, config_from_dict, get_config
 from lit_clip.models.registry import family_of
+from lit_clip.models.timm_tower import TIMM_ARCHITECTURES
+from lit_clip.models.transformer import VisionTransformer
 
-# Where CLIPPretraining records the geometry of a CLIP it did not build by name (one from `pretrained`).
+# Where CLIPPretraining records what a CLIP it did not build by name (one from `pretrained`) is: another family's
+# architecture name, or a CLIP's geometry.
+CLIP_ARCHITECTURE_KEY = "clip_architecture"
 CLIP_CONFIG_KEY = "clip_config"
 
 # OpenAI's archives carry these as tensors next to the weights; they mark a file as OpenAI's.
@@ -74,11 +78,12 @@ def load_clip(
               another registered model family (``lit_clip.models.registry``) is rebuilt by that family.
         architecture: a name of :func:`lit_clip.architecture_names`; sets the geometry instead of
             working it out. Needed when it cannot be read off the tensors: attention heads are assumed
-            to be 64 wide in OpenAI / open_clip files.
+            to be 64 wide in OpenAI / open_clip files, and open_clip's CLIPs with a timm image tower are
+            known by their config name only (``convnext_base_w``: ``lit_clip.models.TIMM_ARCHITECTURES``).
         quick_gelu: the activation, overriding what the file records. open_clip state dicts record
             nothing and load with exact GELU (right for LAION weights of non-``-quickgelu`` configs);
             for OpenAI-trained or ``-quickgelu``-trained open_clip weights pass ``quick_gelu=True`` or
-            an ``-quickgelu`` architecture.
+            an ``-quickgelu`` architecture. The architectures of other families set their own activation.
 
     The activation is, in order: ``quick_gelu`` if given, what the file records, the ``-quickgelu``
     suffix of ``architecture``, exact GELU.
@@ -86,7 +91,7 @@ def load_clip(
     checkpoint = _read(source)
     named = architecture or checkpoint.architecture
     if named is not None and family_of(named).name != "clip":
-        return _build_by_family(named, checkpoint, source)
+        return _build_by_family(named, checkpoint, source, quick_gelu)
     if architecture is not None:
         config, name = get_config(architecture), architecture
     elif checkpoint.config is not None:
@@ -111,12 +116,28 @@ def load_clip(
     return model.eval()
 
 
-def _build_by_family(architecture: str, checkpoint: _Checkpoint, source: str | os.PathLike) -> CLIP:
-    """A model of another registered family (``lit_clip.models.registry``), rebuilt by its architecture name."""
+def _build_by_family(
+    architecture: str, checkpoint: _Checkpoint, source: str | os.PathLike, quick_gelu: bool | None = None
+) -> CLIP:
+    """A model of another registered family (``lit_clip.models.registry``), rebuilt by its architecture name, which
+    sets the activation too: ``quick_gelu`` may only agree with it."""
+    family = family_of(architecture)
+    bias = 0.0 if "logit_bias" in checkpoint.state_dict else None
     with torch.device("meta"):
-        bias = 0.0 if "logit_bias" in checkpoint.state_dict else None
-        model = family_of(architecture).build(architecture, init_logit_bias=bias)
+        model = family.build(architecture, init_logit_bias=bias)
+    if quick_gelu is not None and quick_gelu != model.config.quick_gelu:
+        activation = "QuickGELU" if model.config.quick_gelu else "exact GELU"
+        raise ValueError(
+            f"architecture {architecture!r} (family {family.name!r}) has {activation} in its text tower; "
+            f"quick_gelu={quick_gelu} cannot change it"
+        )
+    # Buffers that a model computes when built and does not store (the relative-position indices of timm's Swin
+    # and relpos ViTs) would stay empty on the meta device: such a model is built for real.
+    stored = model.state_dict()
+    if any(name not in stored for name, _ in model.named_buffers()):
+        model = family.build(architecture, init_logit_bias=bias)
     _load_strictly(model, checkpoint.state_dict, f"{source} ({checkpoint.kind})", architecture)
+    model.architecture = architecture
     return model.eval()
 
 
@@ -248,6 +269,8 @@ def _from_lightning(content: dict) -> _Checkpoint:
     # follow-up methods) are not part of it.
     state = {key.removeprefix("model."): value for key, value in content["state_dict"].items()
              if key.startswith("model.")}  # fmt: skip
+    if CLIP_ARCHITECTURE_KEY in content:  # a run that started from another family's weights records their name
+        return _Checkpoint(state, "lit-clip checkpoint", architecture=content[CLIP_ARCHITECTURE_KEY])
     if CLIP_CONFIG_KEY in content:  # a run that started from other weights records their geometry
         config = config_from_dict(content[CLIP_CONFIG_KEY])
         return _Checkpoint(state, "lit-clip checkpoint", config, quick_gelu=config.quick_gelu)
@@ -431,6 +454,12 @@ def _infer_config(
             )
         return width // 64
 
+    if any(key.startswith("visual.trunk.") for key in state):
+        raise ValueError(
+            f"{source} holds an open_clip CLIP with a timm image tower (visual.trunk.*), whose architecture its "
+            "tensors do not tell: pass architecture= with open_clip's config name, one of the timm family's "
+            f"{', '.join(sorted(TIMM_ARCHITECTURES))}"
+        )
     try:
         if "visual.proj" in state:  # a ViT; ModifiedResNets pool with attention instead
             conv = state["visual.conv1.weight"]
@@ -521,12 +550,12 @@ def _load_strictly(model: CLIP, state: dict[str, Tensor], source: str, name: str
 def save_huggingface(model: CLIP, directory: str | os.PathLike) -> None:
     """Write config.json + model.safetensors that ``transformers.CLIPModel.from_pretrained(directory)`` loads.
 
-    ViT models only: transformers has no ModifiedResNet. A ``logit_bias`` (SigLIP loss) is written
+    Models with our ViT image tower only: transformers has no ResNet or timm towers. A ``logit_bias`` (SigLIP loss) is written
     too; transformers' CLIPModel has no such parameter and ignores it, :func:`load_clip` reads it back.
     """
-    if model.config.vision.is_resnet:
+    if not isinstance(model.visual, VisionTransformer):
         raise ValueError(
-            "Hugging Face's CLIPModel has only ViT image towers and this model has a ModifiedResNet; "
+            f"Hugging Face's CLIPModel has only ViT image towers and this model has a {type(model.visual).__name__}; "
             "save it with save_open_clip instead"
         )
     directory = Path(directory)

@@ -7,7 +7,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from lit_clip.models.resnet import ModifiedResNet
+from lit_clip.models.transformer import VisionTransformer
 
 # open_clip's `CLIP.no_weight_decay()`: the text and ViT positional embeddings and the ViT class token.
 # The token embedding is decayed, and so is a ResNet tower's attention-pool position table.
@@ -26,11 +26,12 @@ def exempt_from_weight_decay(name: str, param: nn.Parameter) -> bool:
 
 
 def adamw_betas_and_eps(image_tower: nn.Module) -> tuple[tuple[float, float], float]:
-    """The CLIP paper's AdamW betas and eps for a model, by its image tower (open_clip's ``get_default_params``):
-    (0.9, 0.98) and 1e-6 for a ViT, (0.9, 0.999) and 1e-8 for a ResNet."""
-    if isinstance(image_tower, ModifiedResNet):
-        return (0.9, 0.999), 1e-8
-    return (0.9, 0.98), 1e-6
+    """The CLIP paper's AdamW betas and eps for a model, by its image tower (open_clip's ``get_default_params``,
+    which decides by "vit" in the model's name): (0.9, 0.98) and 1e-6 for a ViT, (0.9, 0.999) and 1e-8 for any
+    other (ResNet, ConvNeXt, Swin)."""
+    if isinstance(image_tower, VisionTransformer) or "vit" in getattr(image_tower, "model_name", "").lower():
+        return (0.9, 0.98), 1e-6
+    return (0.9, 0.999), 1e-8
 
 
 def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict]:

@@ -115,6 +115,10 @@ def config_from_dict(values: dict) -> CLIPConfig:
 
 
 class CLIP(nn.Module):
+    # The registered architecture a family rebuilt this model as (``load_clip``), when ``config`` alone does not
+    # describe it (a given image tower); None for CLIPs that their config describes.
+    architecture: str | None = None
+
     def __init__(
         self,
         config: CLIPConfig,
@@ -123,7 +127,9 @@ class CLIP(nn.Module):
         visual: nn.Module | None = None,
     ):
         """``visual``: an image tower to use instead of the one ``config.vision`` describes (GroupViT's, say):
-        any module mapping images to ``[batch, config.embed_dim]``; its parameters sit under ``visual.``."""
+        any module mapping images to ``[batch, config.embed_dim]``; its parameters sit under ``visual.``. Where it
+        has them, ``lock(unlocked_groups)`` and ``set_grad_checkpointing(enabled)`` (open_clip's names) are what
+        :meth:`lock_image_tower` and :meth:`set_grad_checkpointing` call."""
         super().__init__()
         self.config = config
         vision, text = config.vision, config.text
@@ -251,7 +257,7 @@ class CLIP(nn.Module):
         if not 0 <= fraction < 1:
             raise ValueError(f"patch dropout must be in [0, 1), got {fraction}")
         if not isinstance(self.visual, VisionTransformer):
-            raise ValueError("patch dropout needs a ViT image tower; this model has a ModifiedResNet")
+            raise ValueError(f"patch dropout needs a ViT image tower; this model has a {type(self.visual).__name__}")
         self.visual.patch_dropout = fraction
 
     def lock_image_tower(self, unlocked_groups: int = 0) -> None:
@@ -259,12 +265,18 @@ class CLIP(nn.Module):
 
         A ViT's groups, first to last: the patch stem (conv1, class and position embeddings, ln_pre), each
         residual block but the last, the last block with ln_post, the projection. A ResNet tower is locked whole.
+        A given tower with a ``lock`` method locks itself (the timm tower as open_clip's ``TimmModel``).
         """
+        if hasattr(self.visual, "lock"):
+            self.visual.lock(unlocked_groups)
+            return
         self.visual.requires_grad_(False)
         if unlocked_groups == 0:
             return
         if not isinstance(self.visual, VisionTransformer):
-            raise ValueError("a ModifiedResNet image tower locks whole (unlocked_groups=0), as in open_clip")
+            raise ValueError(
+                f"a {type(self.visual).__name__} image tower locks whole (unlocked_groups=0), as in open_clip"
+            )
         v = self.visual
         groups = [
             [v.conv1, v.class_embedding, v.positional_embedding, v.ln_pre],
@@ -288,10 +300,13 @@ class CLIP(nn.Module):
             _set_trainable(groups[-unlocked_layers:], True)
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
-        """Recompute transformer activations in the backward pass: less memory, ~30% more compute."""
+        """Recompute transformer activations in the backward pass: less memory, ~30% more compute. A given image
+        tower with a ``set_grad_checkpointing`` method is told too."""
         self.transformer.grad_checkpointing = enabled
         if isinstance(self.visual, VisionTransformer):
             self.visual.transformer.grad_checkpointing = enabled
+        elif hasattr(self.visual, "set_grad_checkpointing"):
+            self.visual.set_grad_checkpointing(enabled)
 
 
 def _set_trainable(groups: list[list[nn.Module | nn.Parameter]], trainable: bool) -> None:

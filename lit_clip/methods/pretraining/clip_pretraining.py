@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lit_clip.batches import ClassificationBatch, PairsBatch
-from lit_clip.checkpoints import CLIP_CONFIG_KEY, load_clip
+from lit_clip.checkpoints import CLIP_ARCHITECTURE_KEY, CLIP_CONFIG_KEY, load_clip
 from lit_clip.distributed import gather_unique
 from lit_clip.losses import ClipLoss, SigLipLoss
 from lit_clip.metrics import retrieval_recall
@@ -120,9 +120,13 @@ class CLIPPretraining(L.LightningModule):
         self._skipped_indices: list[torch.Tensor] = []
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A CLIP from `pretrained` is not the `architecture` named in the hyper-parameters: record its geometry
-        # and activation, so that `load_clip` rebuilds it from this checkpoint.
-        if self.hparams.pretrained is not None:
+        # A CLIP from `pretrained` is not the `architecture` named in the hyper-parameters: record what it is (its
+        # family's architecture name, or its geometry and activation), so that `load_clip` rebuilds it.
+        if self.hparams.pretrained is None:
+            return
+        if self.model.architecture is not None:  # a registered family's model, rebuilt by name
+            checkpoint[CLIP_ARCHITECTURE_KEY] = self.model.architecture
+        else:
             checkpoint[CLIP_CONFIG_KEY] = dataclasses.asdict(self.model.config)
 
     # --- training ---------------------------------------------------------------------------------
