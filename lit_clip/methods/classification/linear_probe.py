@@ -28,7 +28,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from lit_clip.batches import ClassificationBatch
+from lit_clip.batches import ClassificationBatch, EvaluationSet
 from lit_clip.methods.frozen_clip import FrozenCLIPMethod
 from lit_clip.metrics import TopKAccuracy
 
@@ -97,7 +97,6 @@ class LinearProbe(FrozenCLIPMethod):
         super().__init__(pretrained, architecture, quick_gelu)
         self.save_hyperparameters()
         self.classifier: nn.Linear | None = None
-        self.accuracy = TopKAccuracy()
 
     @torch.no_grad()
     def extract_features(self, loader: DataLoader) -> tuple[Tensor, Tensor]:
@@ -131,12 +130,16 @@ class LinearProbe(FrozenCLIPMethod):
         self.classifier = fit_logistic_regression(features, labels, num_classes, best_C, self.hparams.max_iter)
         self.log("test/best_C", best_C)
         self.log("test/val_top1_at_best_C", best_accuracy)
+        super().on_test_epoch_start()
 
-    def test_step(self, batch: ClassificationBatch, batch_idx: int) -> None:
-        logits = self.classifier(self.model.encode_image(self.batch_input(batch)).float())
-        self.accuracy.update(logits, batch["label"], batch["index"])
+    def set_classes(self, classnames: Sequence[str]) -> None:
+        # The regression's outputs are the classes it was fitted on: nothing to rebuild, and no other set to score.
+        fitted = tuple(self.trainer.datamodule.classnames)
+        if tuple(classnames) != fitted:
+            raise ValueError(f"a linear probe scores the {len(fitted)} classes it was fitted on, not {len(classnames)} others")
 
-    def on_test_epoch_end(self) -> None:
-        accuracy = self.accuracy.compute()
-        self.log("test/top1", accuracy["top1"])
-        self.log("test/top5", accuracy["top5"])
+    def evaluation_metric(self, evaluation_set: EvaluationSet) -> TopKAccuracy:
+        return TopKAccuracy()
+
+    def evaluate_batch(self, batch: ClassificationBatch, metric: TopKAccuracy) -> None:
+        metric.update(self.classifier(self.model.encode_image(self.batch_input(batch)).float()), batch["label"], batch["index"])
