@@ -6,7 +6,18 @@ never imports a method: batch formats are in :mod:`lit_clip.batches`.
 from lit_clip.datamodules.classification import CoOpClassification, ImageFolderClassification
 from lit_clip.datamodules.fewshot import CoOpFewShot
 from lit_clip.datamodules.pairs import CocoCaptions, CsvPairs, Flickr30k
-from lit_clip.datamodules.shapesworld import ShapesWorldCaptions, ShapesWorldClassification, ShapesWorldFewShot
+from lit_clip.datamodules.segmentation import (
+    ADE20KSegmentation,
+    COCOStuffSegmentation,
+    PascalContextSegmentation,
+    PascalVOCSegmentation,
+)
+from lit_clip.datamodules.shapesworld import (
+    ShapesWorldCaptions,
+    ShapesWorldClassification,
+    ShapesWorldFewShot,
+    ShapesWorldSegmentation,
+)
 from lit_clip.datamodules.webdataset import WebDatasetPairs
 
 __all__ = [
@@ -20,4 +31,9 @@ __all__ = [
     "Flickr30k",
     "CsvPairs",
     "WebDatasetPairs",
+    "ShapesWorldSegmentation",
+    "PascalVOCSegmentation",
+    "ADE20KSegmentation",
+    "PascalContextSegmentation",
+    "COCOStuffSegmentation",
 ]

@@ -1,10 +1,11 @@
 """Write ShapesWorld samples to disk in the layouts of real data sets.
 
-The files exercise the real parsers of :mod:`lit_clip.datamodules.classification` and
-:mod:`lit_clip.datamodules.pairs` (tests, demos) without downloading anything. The
-classification exporters return the written ``(image path, label)`` pairs per split, labels
-indexing ``class_names(vocabulary)``; the caption exporters return ``(image path, captions)``
-per split, in the order the data modules list them.
+The files exercise the real parsers of :mod:`lit_clip.datamodules.classification`,
+:mod:`lit_clip.datamodules.pairs` and :mod:`lit_clip.datamodules.segmentation` (tests, demos) without
+downloading anything. The classification exporters return the written ``(image path, label)`` pairs per
+split, labels indexing ``class_names(vocabulary)``; the caption exporters return ``(image path, captions)``
+per split, the segmentation exporters ``(image path, mask path)`` per split, in the order the data
+modules list them.
 """
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import json
 from pathlib import Path
 from typing import Iterator, Mapping
 
+import numpy as np
 from lit_clip.datamodules.classification import COOP_LAYOUTS
 from lit_clip.datamodules.shapesworld import ShapesWorld, class_names
 from PIL import Image
 
 Exported = dict[str, list[tuple[Path, int]]]
 ExportedCaptions = dict[str, list[tuple[Path, list[str]]]]
+ExportedMasks = dict[str, list[tuple[Path, Path]]]
 
 
 def export_imagefolder(
@@ -309,12 +312,132 @@ def export_webdataset(
     return [Path(shard) for shard in shards]
 
 
+# -- semantic segmentation ----------------------------------------------------------------------
+
+
+def export_voc_segmentation(
+    root: str | Path,
+    per_split: Mapping[str, int],
+    augmented: int = 0,
+    vocabulary: str = "shape",
+    image_size: int = 64,
+    seed: int = 0,
+) -> ExportedMasks:
+    """PASCAL VOC 2012's segmentation layout under ``root/VOCdevkit/VOC2012``, masks as VOC stores them.
+
+    ``JPEGImages/<id>.jpg``; ``SegmentationClass/<id>.png``: palette PNGs with VOC's colour map whose indices
+    are the labels (0 background, 1 + the class index in ``vocabulary``), with VOC's 255 ("void") on the
+    border between labels; ``ImageSets/Segmentation/<split>.txt``. With ``augmented`` > 0, SBD's augmented
+    set too: the training scenes and ``augmented`` more, as grey PNGs in ``SegmentationClassAug/`` and listed
+    in ``ImageSets/SegmentationAug/train_aug.txt`` ("<image path> <mask path>" lines, as DeepLab's list).
+    Returns the pairs per split, and under "train_aug" those of the augmented list.
+
+    Args:
+        root: output folder.
+        per_split: scenes of each split, e.g. ``{"train": 4, "val": 2}``.
+        augmented: training scenes that only the augmented list has (0: no augmented set).
+        vocabulary: the labels: ``shape`` (8 + background fit VOC's 21 ids) or ``color``.
+        image_size, seed: image side and ShapesWorld world.
+    """
+    if len(class_names(vocabulary)) > 20:
+        raise ValueError(f"VOC has 20 object labels; vocabulary {vocabulary!r} has {len(class_names(vocabulary))}")
+    voc = Path(root) / "VOCdevkit" / "VOC2012"
+    world = ShapesWorld(image_size=image_size, seed=seed)
+    exported: ExportedMasks = {}
+    for split, count in per_split.items():
+        ids = [f"{split}_{index:06d}" for index in range(count)]
+        exported[split] = []
+        for index, sample_id in enumerate(ids):
+            scene = world.scene(split, index)
+            mask = Image.fromarray(_with_void_borders(scene.semantic_mask(vocabulary)), "P")
+            mask.putpalette(_voc_palette())
+            exported[split].append(_save_pair(scene.image, mask, voc, sample_id, "SegmentationClass"))
+        _write_lines(_parent(voc / "ImageSets" / "Segmentation" / f"{split}.txt"), ids)
+    if augmented:
+        train = per_split.get("train", 0)
+        lines, exported["train_aug"] = [], []
+        for index in range(train + augmented):
+            sample_id = f"train_{index:06d}"
+            scene = world.scene("train", index)
+            mask = Image.fromarray(scene.semantic_mask(vocabulary).astype(np.uint8), "L")
+            exported["train_aug"].append(_save_pair(scene.image, mask, voc, sample_id, "SegmentationClassAug"))
+            lines.append(f"/JPEGImages/{sample_id}.jpg /SegmentationClassAug/{sample_id}.png")
+        _write_lines(_parent(voc / "ImageSets" / "SegmentationAug" / "train_aug.txt"), lines)
+    return exported
+
+
+def export_ade20k(
+    root: str | Path, per_split: Mapping[str, int], vocabulary: str = "color_shape", image_size: int = 64, seed: int = 0
+) -> ExportedMasks:
+    """ADE20K's layout under ``root/ADEChallengeData2016``: ``images/<folder>/ADE_<split>_<n>.jpg`` and grey
+    ``annotations/<folder>/ADE_<split>_<n>.png`` (folder "training" or "validation"): 0 for the background,
+    which ADE20K calls "other" and leaves unlabelled, 1 + the class index in ``vocabulary`` for objects.
+
+    Args:
+        root: output folder.
+        per_split: scenes of "train" and / or "val", e.g. ``{"train": 4, "val": 2}``.
+        vocabulary, image_size, seed: the ShapesWorld labels, image side and world.
+    """
+    base = Path(root) / "ADEChallengeData2016"
+    world = ShapesWorld(image_size=image_size, seed=seed)
+    exported: ExportedMasks = {}
+    for split, count in per_split.items():
+        folder = {"train": "training", "val": "validation"}[split]
+        exported[split] = []
+        for index in range(count):
+            scene = world.scene(split, index)
+            mask = Image.fromarray(scene.semantic_mask(vocabulary).astype(np.uint8), "L")
+            name = f"{folder}/ADE_{split}_{index + 1:08d}"
+            exported[split].append(_save_pair(scene.image, mask, base, name, "annotations", image_folder="images"))
+    return exported
+
+
+def _save_pair(
+    image: Image.Image, mask: Image.Image, base: Path, name: str, mask_folder: str, image_folder: str = "JPEGImages"
+) -> tuple[Path, Path]:
+    image_path, mask_path = base / image_folder / f"{name}.jpg", base / mask_folder / f"{name}.png"
+    _save(image, image_path)
+    _save(mask, mask_path)
+    return image_path, mask_path
+
+
+def _with_void_borders(labels: np.ndarray) -> np.ndarray:
+    """uint8 labels with 255 on every pixel next to (4-neighbourhood) a pixel of another label, as VOC marks
+    the uncertain outlines of its objects."""
+    border = np.zeros(labels.shape, dtype=bool)
+    vertical, horizontal = labels[1:] != labels[:-1], labels[:, 1:] != labels[:, :-1]
+    border[1:] |= vertical
+    border[:-1] |= vertical
+    border[:, 1:] |= horizontal
+    border[:, :-1] |= horizontal
+    return np.where(border, 255, labels).astype(np.uint8)
+
+
+def _voc_palette() -> list[int]:
+    """VOC's colour map: the bits of the label index spread over R, G and B, high bits first; 255 is (224, 224, 192)."""
+    palette = []
+    for label in range(256):
+        rgb, bits = [0, 0, 0], label
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((bits >> channel) & 1) << shift
+            bits >>= 3
+        palette += rgb
+    return palette
+
+
+def _parent(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def main(args: list[str] | None = None) -> None:
     """``python -m lit_clip.datamodules.export LAYOUT ROOT``: ShapesWorld on disk, to try a real-data config."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("layout", choices=["coco", "flickr30k", "csv", "webdataset", "imagefolder", "coop"])
+    layouts = ["coco", "flickr30k", "csv", "webdataset", "imagefolder", "coop", "voc", "ade20k"]
+    parser.add_argument("layout", choices=layouts)
     parser.add_argument("root", type=Path)
     parser.add_argument("--train", type=int, default=1000, help="training samples (per class for classification)")
     parser.add_argument("--val", type=int, default=100, help="validation samples (per class for classification)")
@@ -334,6 +457,10 @@ def main(args: list[str] | None = None) -> None:
     elif options.layout == "webdataset":
         export_webdataset(options.root, options.train, options.shard_size, **size)
         export_webdataset(options.root / "val", options.val, options.shard_size, split="val", **size)
+    elif options.layout == "voc":
+        export_voc_segmentation(options.root, {"train": options.train, "val": options.val}, **size)
+    elif options.layout == "ade20k":
+        export_ade20k(options.root, {"train": options.train, "val": options.val}, **size)
     elif options.layout == "imagefolder":
         export_imagefolder(options.root, splits, **size)
     else:

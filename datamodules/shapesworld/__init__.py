@@ -2,6 +2,7 @@
 from lit_clip.datamodules.shapesworld.captions import ShapesWorldCaptions
 from lit_clip.datamodules.shapesworld.classification import SHAPES_TEMPLATES, ShapesWorldClassification
 from lit_clip.datamodules.shapesworld.fewshot import ShapesWorldFewShot
+from lit_clip.datamodules.shapesworld.segmentation import ShapesWorldSegmentation
 from lit_clip.datamodules.shapesworld.world import ShapesWorld, class_names
 
 __all__ = [
@@ -10,5 +11,6 @@ __all__ = [
     "ShapesWorldCaptions",
     "ShapesWorldClassification",
     "ShapesWorldFewShot",
+    "ShapesWorldSegmentation",
     "class_names",
 ]

@@ -243,10 +243,23 @@ class ShapesWorld:
 
     # -- public API ---------------------------------------------------------------
 
-    def scene(self, split: str, index: int) -> Scene:
-        """Scene ``index`` of ``split``; a function of (seed, split, index) only."""
-        rng = np.random.default_rng([self.seed, self._split_id(split), index])
-        pairs = self._pairs[split]
+    def scene(self, split: str, index: int, allowed: Sequence[str] | None = None) -> Scene:
+        """Scene ``index`` of ``split``; a function of (seed, split, index) only.
+
+        ``allowed``: colour-shape names ("purple star") to draw the objects from instead of all those of
+        the split, e.g. only the held-out ones for a zero-shot test. Each set has its own stream of
+        scenes, a function of (seed, split, index, set).
+        """
+        split_id = self._split_id(split)
+        if allowed is None:
+            rng = np.random.default_rng([self.seed, split_id, index])
+            pairs = self._pairs[split]
+        else:
+            pairs = self._allowed_pairs(split, allowed)
+            # 1 + len(VOCABULARIES) tells this stream from single_object_scene's (1 + a vocabulary's index
+            # there); the set's bit mask from every other set's.
+            bits = sum(1 << int(pair) for pair in pairs)
+            rng = np.random.default_rng([self.seed, split_id, index, 1 + len(VOCABULARIES), bits])
         # An object that finds no room is dropped; the rare scene left with too few is
         # drawn again from the same stream, so it stays deterministic.
         for _ in range(_SCENE_TRIES):
@@ -298,6 +311,17 @@ class ShapesWorld:
         if split not in self.SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {list(self.SPLITS)}")
         return self.SPLITS.index(split)
+
+    def _allowed_pairs(self, split: str, allowed: Sequence[str]) -> np.ndarray:
+        pair_names = class_names("color_shape")
+        unknown = [name for name in allowed if name not in pair_names]
+        if unknown or not allowed:
+            raise ValueError(f"allowed must name colour-shape classes from {pair_names}, got {list(allowed)}")
+        pairs = np.array(sorted({pair_names.index(name) for name in allowed}), dtype=np.int64)
+        excluded = [pair_names[pair] for pair in pairs if pair not in self._pairs[split]]
+        if excluded:
+            raise ValueError(f"{excluded} are held out and cannot be drawn in split {split!r}")
+        return pairs
 
     def _pairs_of_class(self, split: str, class_index: int, vocabulary: str) -> np.ndarray:
         n_classes = len(class_names(vocabulary))
