@@ -3,5 +3,6 @@ from lit_clip.callbacks.hp_metric import MonitoredHpMetric
 from lit_clip.callbacks.image_text import ImageTextSamples
 from lit_clip.callbacks.last_checkpoint import LastCheckpoint
 from lit_clip.callbacks.predictions import PredictionWriter
+from lit_clip.callbacks.segmentation import SegmentationSamples
 
-__all__ = ["ImageTextSamples", "LastCheckpoint", "MonitoredHpMetric", "PredictionWriter"]
+__all__ = ["ImageTextSamples", "LastCheckpoint", "MonitoredHpMetric", "PredictionWriter", "SegmentationSamples"]

@@ -129,6 +129,40 @@ def segmentation_overlay(
     return _regions(image, mask, class_names, min_side, ignore_index=ignore_index)
 
 
+def segmentation_comparison(
+    images: Sequence[np.ndarray],
+    truths: Sequence[ArrayLike],
+    predictions: Sequence[ArrayLike],
+    class_names: Sequence[str],
+    ignore_index: int = IGNORE_INDEX,
+    min_side: int = 128,
+) -> np.ndarray:
+    """A row per image: its ground-truth mask (``[H, W]`` class indices) and its predicted one painted over it side
+    by side, under the titles "ground truth" and "prediction", with one legend of the classes present.
+
+    Each class keeps one colour in the whole picture: separate :func:`segmentation_overlay` pictures hand colours to
+    the classes each one shows, so a class could change colour between its mask and its prediction.
+    """
+    truths, predictions = [torch.as_tensor(t) for t in truths], [torch.as_tensor(p) for p in predictions]
+    present = sorted({k for labels in truths + predictions for k in labels.unique().tolist()} - {ignore_index})
+    colour_of = dict(zip(present, palette(len(present))))
+    rows = [
+        [_paint(image, labels, colour_of, min_side) for labels in (truth, prediction)]
+        for image, truth, prediction in zip(images, truths, predictions)
+    ]
+    font = _font(TEXT_PX)
+    cell_h, cell_w = rows[0][0].shape[:2]
+    top = MARGIN + _line_height(font)
+    canvas = Image.new("RGB", (MARGIN + 2 * (cell_w + MARGIN), top + len(rows) * (cell_h + MARGIN)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for column, title in enumerate(("ground truth", "prediction")):
+        x = MARGIN + column * (cell_w + MARGIN)
+        draw.text((x + cell_w / 2, MARGIN), title, font=font, fill="black", anchor="ma")
+        for row, cells in enumerate(rows):
+            canvas.paste(Image.fromarray(cells[column]), (x, top + row * (cell_h + MARGIN)))
+    return _with_legend(np.asarray(canvas), [(class_names[k], colour_of[k]) for k in present])
+
+
 def group_map(
     image: np.ndarray, assignment: ArrayLike, group_names: Sequence[str] | None = None, min_side: int = 256
 ) -> np.ndarray:
@@ -194,6 +228,16 @@ def _regions(
         border[1:] |= labels[1:] != labels[:-1]
         painted[:, border] = 255
     return _with_legend(painted.permute(1, 2, 0).numpy(), list(zip([names[k] for k in present], colours)))
+
+
+def _paint(image: np.ndarray, labels: Tensor, colour_of: dict[int, RGB], min_side: int) -> np.ndarray:
+    """The labels of ``colour_of`` painted in their colours over the enlarged image; other labels stay unpainted."""
+    picture, _ = _enlarge(image, min_side)
+    labels = F.interpolate(labels[None, None].float(), size=picture.shape[1:], mode="nearest")[0, 0].long()
+    shown = [k for k in labels.unique().tolist() if k in colour_of]
+    masks = labels[None] == torch.tensor(shown, dtype=torch.long).view(-1, 1, 1)
+    painted = draw_segmentation_masks(picture, masks, alpha=0.5, colors=[colour_of[k] for k in shown])
+    return painted.permute(1, 2, 0).numpy()
 
 
 def _with_legend(picture: np.ndarray, entries: Sequence[tuple[str, RGB]]) -> np.ndarray:

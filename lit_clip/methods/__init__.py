@@ -1,4 +1,5 @@
-"""One LightningModule per method, each in its own file, grouped by task (``pretraining/``, ``classification/``)."""
+"""One LightningModule per method, each in its own file, grouped by task (``pretraining/``, ``classification/``,
+``segmentation/``)."""
 from lit_clip.methods.classification.clip_adapter import CLIPAdapter
 from lit_clip.methods.classification.cocoop import CoCoOp
 from lit_clip.methods.classification.coop import CoOp
@@ -7,6 +8,7 @@ from lit_clip.methods.classification.maple import MaPLe
 from lit_clip.methods.classification.tip_adapter import TipAdapter, TipAdapterF
 from lit_clip.methods.classification.zeroshot_classifier import ZeroShotClassifier
 from lit_clip.methods.pretraining.clip_pretraining import CLIPPretraining
+from lit_clip.methods.segmentation.zeroshot_segmentation import ZeroShotSegmentation
 
 __all__ = [
     "CLIPPretraining",
@@ -18,4 +20,5 @@ __all__ = [
     "CLIPAdapter",
     "TipAdapter",
     "TipAdapterF",
+    "ZeroShotSegmentation",
 ]

@@ -56,8 +56,10 @@ class FrozenCLIPMethod(L.LightningModule):
 
     ``harmonic_pair``: the names of two evaluation sets, and ``headline`` the number of theirs whose harmonic
     mean is logged as ``{stage}/{harmonic_name}`` (CoCoOp's base / new H, the zero-shot segmentation hIoU).
+    ``trains = False`` marks methods used with ``test`` / ``validate`` only.
     """
 
+    trains = True
     harmonic_pair: tuple[str, str] = ("base", "new")
     headline: str = "top1"
     harmonic_name: str = "hm"

@@ -25,10 +25,8 @@ class FrozenCLIPClassifier(FrozenCLIPMethod):
     """Base class: a frozen CLIP, class names from the data module, accuracy per evaluation set.
 
     Subclasses implement :meth:`set_classes` and :meth:`forward` and, if they train,
-    ``configure_optimizers``. ``trains = False`` marks methods used with ``test`` / ``validate`` only.
+    ``configure_optimizers``.
     """
-
-    trains = True
 
     def forward(self, images: Tensor) -> Tensor:
         """Logits ``[batch, classes]`` over the classes of the last :meth:`set_classes`."""
