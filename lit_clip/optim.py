@@ -1,4 +1,4 @@
-"""Optimiser pieces shared by the methods: decay groups and the warm-up + cosine schedule."""
+"""Optimiser pieces shared by the methods: decay groups, the warm-up + cosine schedules and the poly schedule."""
 from __future__ import annotations
 
 import math
@@ -77,3 +77,15 @@ def warmup_cosine_per_epoch(optimizer: Optimizer, max_epochs: int, warmup_epochs
         return factor
 
     return LambdaLR(optimizer, [factor_for(group["lr"]) for group in optimizer.param_groups])
+
+
+def poly_schedule(optimizer: Optimizer, total: int, power: float = 0.9) -> LambdaLR:
+    """The segmentation papers' poly decay: step (or epoch) ``t`` runs at ``lr * (1 - t / total) ** power``,
+    ``0`` from ``total`` on (LSeg: power 0.9, stepped per epoch over ``max_epochs``)."""
+    if total <= 0:
+        raise ValueError(f"a poly schedule needs a positive number of steps, got {total}")
+
+    def factor(step: int) -> float:
+        return (1 - min(step, total) / total) ** power
+
+    return LambdaLR(optimizer, factor)

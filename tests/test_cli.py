@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from lit_clip.datamodules.export import (
+    export_ade20k,
     export_coco_captions,
     export_coop,
     export_csv_pairs,
@@ -77,7 +78,12 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
         export_webdataset(data, 16, shard_size=8)
         arguments += [f"--data.init_args.train_shards={data}/shard-{{000000..000001}}.tar"]
         arguments.append("--data.init_args.train_samples_per_epoch=16")
-    if not data_class.startswith("ShapesWorld"):
+    elif data_class == "ADE20KSegmentation":
+        export_ade20k(data, {"train": 2, "val": 1}, image_size=32)
+        arguments += [f"--data.init_args.root={data}", "--data.init_args.base_size=36", "--data.init_args.crop_size=32"]
+    if data_class.endswith("Segmentation") and not data_class.startswith("ShapesWorld"):
+        arguments += ["--data.init_args.num_workers=0", "--data.init_args.batch_size=2"]
+    elif not data_class.startswith("ShapesWorld"):
         arguments += ["--data.init_args.num_workers=0", "--data.init_args.image_size=32", "--data.init_args.batch_size=8"]
     if data_class in ("CocoCaptions", "CsvPairs", "WebDatasetPairs"):
         arguments.append("--data.init_args.context_length=16")  # the tiny checkpoint's context
@@ -89,6 +95,8 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
         arguments.append("--model.init_args.n_ctx=4")
     if "augment_epochs" in model:
         arguments.append("--model.init_args.augment_epochs=1")
+    if str(parsed["model"]["init_args"].get("backbone", "")).startswith("vit_"):  # a timm ViT-L/16 or B/32: the same code at test size
+        arguments += ["--model.init_args.backbone=test_vit", "--model.init_args.features=16"]
     return arguments
 
 

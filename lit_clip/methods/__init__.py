@@ -8,6 +8,7 @@ from lit_clip.methods.classification.maple import MaPLe
 from lit_clip.methods.classification.tip_adapter import TipAdapter, TipAdapterF
 from lit_clip.methods.classification.zeroshot_classifier import ZeroShotClassifier
 from lit_clip.methods.pretraining.clip_pretraining import CLIPPretraining
+from lit_clip.methods.segmentation.lseg import LSeg
 from lit_clip.methods.segmentation.zeroshot_segmentation import ZeroShotSegmentation
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "CLIPAdapter",
     "TipAdapter",
     "TipAdapterF",
+    "LSeg",
     "ZeroShotSegmentation",
 ]
