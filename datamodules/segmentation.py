@@ -217,19 +217,46 @@ class SegmentationFiles(Dataset):
         return {"image": sample["image"], "mask": sample["mask"].long(), "index": index}
 
 
-class _SegmentationDataModule(L.LightningDataModule):
+class SegmentationDataModule(L.LightningDataModule):
     """Loaders over ``samples(split)``; subclasses set ``classes`` (the label names, ``classnames`` once built),
-    ``lookup`` and ``layout`` (the expected tree, for errors), save their arguments (root, base_size, crop_size,
-    templates, batch_size, eval_batch_size, num_workers, bad_samples) and list the samples."""
+    ``lookup``, ``data_folder`` (under ``root``) and ``layout`` (the expected tree, for errors), and list the
+    samples of ``self.base``."""
 
     classes: tuple[str, ...]
     lookup: np.ndarray
+    data_folder: str
+    required_folder = ""  # a folder under data_folder that must be there (the images, where masks sit apart)
     layout: str
 
-    def _setup_common(self, folder: Path, templates: str | Sequence[str], bad_samples: str) -> None:
+    def __init__(
+        self,
+        root: str,
+        base_size: int = 520,
+        crop_size: int = 480,
+        templates: str | Sequence[str] = ("a photo of a {}.",),
+        batch_size: int = 16,
+        eval_batch_size: int = 1,
+        num_workers: int = 4,
+        bad_samples: BadSamplePolicy = "skip",
+    ):
+        """
+        Args:
+            root: the folder holding the data set's top folder (``data_folder``: see ``layout``).
+            base_size, crop_size: training crops: the long side scaled to [0.5, 2] x base_size, then a random
+                crop_size square (LSeg: 520 and 480).
+            templates: prompt templates with one ``{}`` for a label (LSeg prompts the bare label: ``["{}"]``).
+            batch_size: training images per process; eval_batch_size: evaluation images per batch (1: each at
+                its own size; more: padded, images with 0 and masks with 255).
+            num_workers: DataLoader worker processes.
+            bad_samples: "skip" an undecodable image or mask (left out of its batch, its index in
+                ``skipped_index``) or "raise" an error naming it.
+        """
+        super().__init__()
+        self.save_hyperparameters()
         check_policy(bad_samples)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} not found; {self.layout}")
+        self.base = Path(root) / self.data_folder
+        if not (self.base / self.required_folder).is_dir():
+            raise FileNotFoundError(f"{self.base / self.required_folder} not found; {self.layout}")
         self.classnames = list(self.classes)
         self.templates = resolve_templates(templates)
 
@@ -265,10 +292,12 @@ class _SegmentationDataModule(L.LightningDataModule):
         return self._loader("val", train=False)
 
 
-class PascalVOCSegmentation(_SegmentationDataModule):
+class PascalVOCSegmentation(SegmentationDataModule):
     """PASCAL VOC 2012: 21 labels, "background" first; training on SBD's augmented set when it is there."""
 
     classes = VOC_CLASSES
+    data_folder = "VOCdevkit/VOC2012"
+    required_folder = "JPEGImages"
     lookup = label_lookup(0, len(VOC_CLASSES))
     layout = """expected PASCAL VOC 2012's layout:
   <root>/VOCdevkit/VOC2012/
@@ -296,82 +325,48 @@ class PascalVOCSegmentation(_SegmentationDataModule):
             root: the folder holding ``VOCdevkit/``.
             augmented: train on ``train_aug`` (10,582 images with SBD's masks): None when it is present,
                 True always (an error when it is missing), False never (the 1,464 of ``train``).
-            base_size, crop_size: training crops: the long side scaled to [0.5, 2] x base_size, then a random
-                crop_size square (LSeg: 520 and 480).
-            templates: prompt templates with one ``{}`` for a label (LSeg prompts the bare label: ``["{}"]``).
-            batch_size: training images per process; eval_batch_size: evaluation images per batch (1: each at
-                its own size; more: padded, images with 0 and masks with 255).
-            num_workers: DataLoader worker processes.
-            bad_samples: "skip" an undecodable image or mask (left out of its batch, its index in
-                ``skipped_index``) or "raise" an error naming it.
+            base_size, crop_size, templates, batch_size, eval_batch_size, num_workers, bad_samples: as for
+                every ``SegmentationDataModule``.
         """
-        super().__init__()
-        self.save_hyperparameters()
-        self.voc = Path(root) / "VOCdevkit" / "VOC2012"
-        self._setup_common(self.voc / "JPEGImages", templates, bad_samples)
-        aug_list = self.voc / "ImageSets" / "SegmentationAug" / "train_aug.txt"
-        present = aug_list.is_file() and (self.voc / "SegmentationClassAug").is_dir()
+        super().__init__(root, base_size, crop_size, templates, batch_size, eval_batch_size, num_workers, bad_samples)
+        aug_list = self.base / "ImageSets" / "SegmentationAug" / "train_aug.txt"
+        present = aug_list.is_file() and (self.base / "SegmentationClassAug").is_dir()
         if augmented and not present:
             raise FileNotFoundError(
-                f"augmented=True but {aug_list} or {self.voc / 'SegmentationClassAug'} is missing; {self.layout}"
+                f"augmented=True but {aug_list} or {self.base / 'SegmentationClassAug'} is missing; {self.layout}"
             )
         self.augmented = present if augmented is None else augmented
 
     def samples(self, split: str) -> list[SegmentationSample]:
         if split == "train" and self.augmented:
-            list_file, masks = self.voc / "ImageSets" / "SegmentationAug" / "train_aug.txt", "SegmentationClassAug"
+            list_file, masks = self.base / "ImageSets" / "SegmentationAug" / "train_aug.txt", "SegmentationClassAug"
         else:
-            list_file, masks = self.voc / "ImageSets" / "Segmentation" / f"{split}.txt", "SegmentationClass"
-        return _listed(self.voc, list_file, masks, self.layout)
+            list_file, masks = self.base / "ImageSets" / "Segmentation" / f"{split}.txt", "SegmentationClass"
+        return _listed(self.base, list_file, masks, self.layout)
 
 
-class ADE20KSegmentation(_SegmentationDataModule):
+class ADE20KSegmentation(SegmentationDataModule):
     """ADE20K (SceneParsing, ADEChallengeData2016): 150 labels; its unlabelled 0 is ignored."""
 
     classes = ADE20K_CLASSES
+    data_folder = "ADEChallengeData2016"
     lookup = label_lookup(1, len(ADE20K_CLASSES))
     layout = """expected ADE20K's layout (ADEChallengeData2016.zip):
   <root>/ADEChallengeData2016/
     images/{training,validation}/<name>.jpg
     annotations/{training,validation}/<name>.png    grey PNGs: 0 unlabelled, 1..150 the classes"""
 
-    def __init__(
-        self,
-        root: str,
-        base_size: int = 520,
-        crop_size: int = 480,
-        templates: str | Sequence[str] = ("a photo of a {}.",),
-        batch_size: int = 16,
-        eval_batch_size: int = 1,
-        num_workers: int = 4,
-        bad_samples: BadSamplePolicy = "skip",
-    ):
-        """
-        Args:
-            root: the folder holding ``ADEChallengeData2016/``.
-            base_size, crop_size: training crops: the long side scaled to [0.5, 2] x base_size, then a random
-                crop_size square (LSeg: 520 and 480).
-            templates: prompt templates with one ``{}`` for a label (LSeg prompts the bare label: ``["{}"]``).
-            batch_size: training images per process; eval_batch_size: evaluation images per batch (1: each at
-                its own size; more: padded, images with 0 and masks with 255).
-            num_workers: DataLoader worker processes.
-            bad_samples: "skip" an undecodable image or mask (left out of its batch, its index in
-                ``skipped_index``) or "raise" an error naming it.
-        """
-        super().__init__()
-        self.save_hyperparameters()
-        self.base = Path(root) / "ADEChallengeData2016"
-        self._setup_common(self.base, templates, bad_samples)
-
     def samples(self, split: str) -> list[SegmentationSample]:
         folder = {"train": "training", "val": "validation"}[split]
         return _paired_folders(self.base / "images" / folder, self.base / "annotations" / folder, ".png", self.layout)
 
 
-class PascalContextSegmentation(_SegmentationDataModule):
+class PascalContextSegmentation(SegmentationDataModule):
     """PASCAL Context with 59 labels, in mmseg's converted layout; its background (0) is ignored."""
 
     classes = PASCAL_CONTEXT_59_CLASSES
+    data_folder = "VOCdevkit/VOC2010"
+    required_folder = "JPEGImages"
     lookup = label_lookup(1, len(PASCAL_CONTEXT_59_CLASSES))
     layout = """expected PASCAL Context in mmseg's layout (tools/dataset_converters/pascal_context.py):
   <root>/VOCdevkit/VOC2010/
@@ -379,76 +374,21 @@ class PascalContextSegmentation(_SegmentationDataModule):
     SegmentationClassContext/<id>.png            grey PNGs: 0 background, 1..59 the classes
     ImageSets/SegmentationContext/{train,val}.txt  one id per line"""
 
-    def __init__(
-        self,
-        root: str,
-        base_size: int = 520,
-        crop_size: int = 480,
-        templates: str | Sequence[str] = ("a photo of a {}.",),
-        batch_size: int = 16,
-        eval_batch_size: int = 1,
-        num_workers: int = 4,
-        bad_samples: BadSamplePolicy = "skip",
-    ):
-        """
-        Args:
-            root: the folder holding ``VOCdevkit/`` (with ``VOC2010/``).
-            base_size, crop_size: training crops: the long side scaled to [0.5, 2] x base_size, then a random
-                crop_size square (LSeg: 520 and 480).
-            templates: prompt templates with one ``{}`` for a label (LSeg prompts the bare label: ``["{}"]``).
-            batch_size: training images per process; eval_batch_size: evaluation images per batch (1: each at
-                its own size; more: padded, images with 0 and masks with 255).
-            num_workers: DataLoader worker processes.
-            bad_samples: "skip" an undecodable image or mask (left out of its batch, its index in
-                ``skipped_index``) or "raise" an error naming it.
-        """
-        super().__init__()
-        self.save_hyperparameters()
-        self.voc = Path(root) / "VOCdevkit" / "VOC2010"
-        self._setup_common(self.voc / "JPEGImages", templates, bad_samples)
-
     def samples(self, split: str) -> list[SegmentationSample]:
-        list_file = self.voc / "ImageSets" / "SegmentationContext" / f"{split}.txt"
-        return _listed(self.voc, list_file, "SegmentationClassContext", self.layout)
+        list_file = self.base / "ImageSets" / "SegmentationContext" / f"{split}.txt"
+        return _listed(self.base, list_file, "SegmentationClassContext", self.layout)
 
 
-class COCOStuffSegmentation(_SegmentationDataModule):
+class COCOStuffSegmentation(SegmentationDataModule):
     """COCO-Stuff 164k with 171 labels, in mmseg's layout (``*_labelTrainIds.png``: 0..170, 255 unlabelled)."""
 
     classes = COCO_STUFF_171_CLASSES
+    data_folder = "coco_stuff164k"
     lookup = label_lookup(0, len(COCO_STUFF_171_CLASSES))
     layout = """expected COCO-Stuff 164k in mmseg's layout (tools/dataset_converters/coco_stuff164k.py):
   <root>/coco_stuff164k/
     images/{train2017,val2017}/<id>.jpg
     annotations/{train2017,val2017}/<id>_labelTrainIds.png    grey PNGs: 0..170, 255 unlabelled"""
-
-    def __init__(
-        self,
-        root: str,
-        base_size: int = 520,
-        crop_size: int = 480,
-        templates: str | Sequence[str] = ("a photo of a {}.",),
-        batch_size: int = 16,
-        eval_batch_size: int = 1,
-        num_workers: int = 4,
-        bad_samples: BadSamplePolicy = "skip",
-    ):
-        """
-        Args:
-            root: the folder holding ``coco_stuff164k/``.
-            base_size, crop_size: training crops: the long side scaled to [0.5, 2] x base_size, then a random
-                crop_size square (LSeg: 520 and 480).
-            templates: prompt templates with one ``{}`` for a label (LSeg prompts the bare label: ``["{}"]``).
-            batch_size: training images per process; eval_batch_size: evaluation images per batch (1: each at
-                its own size; more: padded, images with 0 and masks with 255).
-            num_workers: DataLoader worker processes.
-            bad_samples: "skip" an undecodable image or mask (left out of its batch, its index in
-                ``skipped_index``) or "raise" an error naming it.
-        """
-        super().__init__()
-        self.save_hyperparameters()
-        self.base = Path(root) / "coco_stuff164k"
-        self._setup_common(self.base, templates, bad_samples)
 
     def samples(self, split: str) -> list[SegmentationSample]:
         folder = f"{split}2017"
