@@ -95,7 +95,7 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
         arguments.append("--model.init_args.n_ctx=4")
     if "augment_epochs" in model:
         arguments.append("--model.init_args.augment_epochs=1")
-    if str(parsed["model"]["init_args"].get("backbone", "")).startswith("vit_"):  # a timm ViT-L/16 or B/32: the same code at test size
+    if str(parsed["model"].get("init_args", {}).get("backbone", "")).startswith("vit_"):  # timm ViT-L/16, B/32: test size
         arguments += ["--model.init_args.backbone=test_vit", "--model.init_args.features=16"]
     return arguments
 
