@@ -23,7 +23,12 @@ class ShapesCaptionDataset(Dataset):
     """``{"image", "text", "caption", "index"}``: a scene, its caption's token ids, the caption, its index."""
 
     def __init__(
-        self, world: ShapesWorld, split: str, length: int, context_length: int, transform: Callable = to_normalized_tensor
+        self,
+        world: ShapesWorld,
+        split: str,
+        length: int,
+        context_length: int,
+        transform: Callable = to_normalized_tensor,
     ):
         self.world, self.split, self.length, self.context_length = world, split, length, context_length
         self.transform = transform

@@ -136,10 +136,13 @@ class LinearProbe(FrozenCLIPMethod):
         # The regression's outputs are the classes it was fitted on: nothing to rebuild, and no other set to score.
         fitted = tuple(self.trainer.datamodule.classnames)
         if tuple(classnames) != fitted:
-            raise ValueError(f"a linear probe scores the {len(fitted)} classes it was fitted on, not {len(classnames)} others")
+            raise ValueError(
+                f"a linear probe scores the {len(fitted)} classes it was fitted on, not {len(classnames)} others"
+            )
 
     def evaluation_metric(self, evaluation_set: EvaluationSet) -> TopKAccuracy:
         return TopKAccuracy()
 
     def evaluate_batch(self, batch: ClassificationBatch, metric: TopKAccuracy) -> None:
-        metric.update(self.classifier(self.model.encode_image(self.batch_input(batch)).float()), batch["label"], batch["index"])
+        features = self.model.encode_image(self.batch_input(batch)).float()
+        metric.update(self.classifier(features), batch["label"], batch["index"])
