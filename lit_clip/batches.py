@@ -52,10 +52,16 @@ class ClassificationBatch(TypedDict, total=False):
 
 
 class SegmentationBatch(TypedDict, total=False):
-    """Images with a class per pixel: ``mask`` long ``[B, H, W]``, ``IGNORE_INDEX`` where no class applies."""
+    """Images with a class per pixel: ``mask`` long ``[B, H, W]``, ``IGNORE_INDEX`` where no class applies.
+
+    Few-shot segmentation episodes label each image over its own labels: ``labels`` long ``[B, K]`` holds
+    indices into the label set, and a mask value ``k`` means ``labels[b, k]`` (an episode: ``[others, its
+    class]``, mask 1 on the class and 0 elsewhere).
+    """
 
     image: Tensor
     mask: Tensor
+    labels: Tensor
     index: Tensor
     skipped_index: Tensor
 
@@ -140,7 +146,12 @@ class DepthBatch(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class EvaluationSet:
-    """A set of classes an evaluation loader is labelled over; ``name`` prefixes its metrics ("" for none)."""
+    """A set of classes an evaluation loader is labelled over; ``name`` prefixes its metrics ("" for none).
+
+    ``episodic``: the loader's batches are few-shot segmentation episodes (see :class:`SegmentationBatch`),
+    scored per class as those benchmarks do; ``classnames[0]`` is then the label of everything else ("others").
+    """
 
     name: str
     classnames: tuple[str, ...]
+    episodic: bool = False
