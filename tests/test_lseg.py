@@ -12,6 +12,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -19,6 +20,7 @@ import lit_clip
 from lit_clip.methods import frozen_clip
 from lit_clip.methods.segmentation.lseg import (
     OFFICIAL_UNUSED,
+    FromCLIPNormalization,
     LSeg,
     SpatialRegularization,
     convert_official_state_dict,
@@ -52,6 +54,14 @@ def micro_lseg(clip_files, architecture="ViT-Micro-8", **kwargs) -> LSeg:
     return model
 
 
+def decoder_levels(model: LSeg, images: torch.Tensor) -> list[torch.Tensor]:
+    """The four maps the DPT decoder takes: reassembled ViT tokens, or a CNN's stages as they are."""
+    features = model.encoder(images)
+    if model.reassemble is None:
+        return [feature for feature, _ in features]
+    return [reassemble(*feature) for reassemble, feature in zip(model.reassemble, features)]
+
+
 def meta_lseg(monkeypatch, clip_architecture: str, **kwargs) -> LSeg:
     """An LSeg on the meta device (no memory, no weights), its CLIP a random ``clip_architecture``."""
     monkeypatch.setattr(frozen_clip, "load_clip", lambda *args, **kw: lit_clip.create_model(clip_architecture))
@@ -72,9 +82,30 @@ def test_timm_vit_levels_and_embeddings_have_the_dpt_strides(monkeypatch, backbo
     assert model.encoder.hooks == ([5, 11, 17, 23] if "large" in backbone else [2, 5, 8, 11])
     assert [r.project.out_channels for r in model.reassemble] == channels
     images = torch.zeros(2, 3, 480, 480, device="meta")
-    levels = [r(*f) for r, f in zip(model.reassemble, model.encoder(images))]
-    assert [level.shape[-1] for level in levels] == [120, 60, 30, 15]  # strides 4, 8, 16, 32
+    assert [level.shape[-1] for level in decoder_levels(model, images)] == [120, 60, 30, 15]  # strides 4, 8, 16, 32
     assert model.pixel_embeddings(images).shape == (2, 512, 240, 240)
+
+
+def test_the_official_resnet_101_stages_go_into_the_decoder_as_they_are(monkeypatch):
+    model = meta_lseg(monkeypatch, "ViT-B-32", backbone="resnet101.tv_in1k", readout="ignore")
+    assert model.reassemble is None and model.encoder.channels == [256, 512, 1024, 2048]
+    assert [conv.in_channels for conv in model.decoder.layer_rn] == [256, 512, 1024, 2048]
+    images = torch.zeros(2, 3, 480, 480, device="meta")
+    assert [level.shape[-1] for level in decoder_levels(model, images)] == [120, 60, 30, 15]
+    assert model.pixel_embeddings(images).shape == (2, 512, 240, 240)
+    # ImageNet's mean and std, from CLIP's: a black image stays black, a CLIP-mean grey becomes ImageNet's grey
+    black = -torch.tensor(lit_clip.transforms.CLIP_MEAN) / torch.tensor(lit_clip.transforms.CLIP_STD)
+    normalize = FromCLIPNormalization(model.encoder.cnn.pretrained_cfg)
+    imagenet_black = -torch.tensor([0.485, 0.456, 0.406]) / torch.tensor([0.229, 0.224, 0.225])
+    torch.testing.assert_close(normalize(black.view(1, 3, 1, 1)).flatten(), imagenet_black)
+    with pytest.raises(ValueError, match="readout 'ignore'"):
+        meta_lseg(monkeypatch, "ViT-B-32", backbone="resnet101.tv_in1k", readout="project")
+
+
+def test_a_small_timm_cnn_gives_logits_at_the_image_size(clip_files):
+    model = micro_lseg(clip_files, backbone="test_resnet.r160_in1k")
+    assert model.encoder.reductions == [4, 8, 16, 32]
+    assert model(torch.randn(2, 3, 64, 96)).shape == (2, len(LABELS), 64, 96)
 
 
 def test_a_small_timm_vit_gives_logits_at_the_image_size(clip_files):
@@ -89,17 +120,27 @@ def test_clip_tower_decoder_sizes_and_unused_tower_parts_frozen(clip_files, arch
     model = micro_lseg(clip_files, architecture)
     assert model.encoder.hooks == hooks
     images = torch.randn(2, 3, 64, 64)
-    levels = [r(*f) for r, f in zip(model.reassemble, model.encoder(images))]
-    assert [level.shape[-1] for level in levels] == [16, 8, 4, 2]
+    assert [level.shape[-1] for level in decoder_levels(model, images)] == [16, 8, 4, 2]
+    assert (model.reassemble is None) == (architecture == "RN-Tiny")  # a ResNet's stages need no reassembly
     assert model.pixel_embeddings(images).shape == (2, model.model.text_projection.shape[1], 32, 32)
     assert model(torch.randn(1, 3, 40, 72)).shape == (1, len(LABELS), 40, 72)  # padded to 64 x 96, cropped back
     frozen = {name.split(".")[1] for name, p in model.encoder.tower.named_parameters(prefix="t") if not p.requires_grad}
     assert frozen == ({"ln_post", "proj"} if architecture == "ViT-Micro-8" else {"attnpool"})
 
 
-def test_clip_tower_needs_the_ignore_readout(clip_files):
+@torch.no_grad()
+def test_a_clip_vit_tower_gives_its_class_tokens_to_the_project_readout(clip_files):
+    model = micro_lseg(clip_files, readout="project")
+    images = torch.randn(2, 3, 64, 64)
+    features = model.encoder(images)
+    tokens = model.encoder.tower.forward_intermediates(images, indices=[0, 1], return_prefix_tokens=True)[1]
+    torch.testing.assert_close(features[-1][1], tokens[-1][1][:, 0])  # the last hooked block's class token
+    assert [token.shape for _, token in features] == [(2, model.encoder.channels[0])] * 4
+    before = model(images)
+    model.encoder.tower.class_embedding += 1.0  # the class token reaches the pixels only through the readout
+    assert not torch.allclose(model(images), before)
     with pytest.raises(ValueError, match="readout 'ignore'"):
-        LSeg(str(clip_files["ViT-Micro-8"]), architecture="ViT-Micro-8", backbone="clip", readout="project")
+        LSeg(str(clip_files["RN-Tiny"]), architecture="RN-Tiny", backbone="clip", readout="project")
 
 
 def test_quarter_hooks_are_the_official_ones():
@@ -115,7 +156,7 @@ def test_logits_are_the_scaled_cosines_of_pixels_and_labels(clip_files):
     pixels = F.normalize(model.pixel_embeddings(images), dim=1)
     texts = F.normalize(model.model.encode_text(lit_clip.tokenize(LABELS, context_length=16)), dim=-1)
     expected = torch.einsum("bdhw,cd->bchw", pixels, texts) / 0.07
-    torch.testing.assert_close(model.pixel_logits(model.pixel_embeddings(images)), expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(model.cosine_logits(1 / 0.07, pixels), expected, atol=1e-4, rtol=1e-4)
     upsampled = F.interpolate(expected, scale_factor=2, mode="bilinear", align_corners=True)
     torch.testing.assert_close(model(images), upsampled, atol=1e-4, rtol=1e-4)
     assert not isinstance(model.logit_scale, nn.Parameter) and "logit_scale" not in model.state_dict()
@@ -132,6 +173,19 @@ def test_another_label_order_permutes_the_channels(clip_files):
     order = [2, 0, 1]
     model.build_text_classifier([LABELS[i] for i in order], ["{}"])
     torch.testing.assert_close(model(images), logits[:, order])
+
+
+@torch.no_grad()
+def test_each_image_s_own_labels_pick_its_channels(clip_files):
+    """Few-shot episodes: image b's logits over ``labels[b]`` are those channels of the logits over every label,
+    also through multi-scale, flipped, windowed evaluation."""
+    model = micro_lseg(clip_files, test_scales=[0.75, 1.0], flip=True, test_crop_size=48)
+    images = torch.randn(2, 3, 64, 64)
+    labels = torch.tensor([[0, 2], [0, 1]])
+    full, own = model(images), model(images, labels)
+    torch.testing.assert_close(own, torch.stack([full[b, labels[b]] for b in range(2)]))
+    full, own = model.evaluation_logits(images), model.evaluation_logits(images, labels)
+    torch.testing.assert_close(own, torch.stack([full[b, labels[b]] for b in range(2)]))
 
 
 # --- the spatial regularisation blocks -----------------------------------------------------------------
@@ -192,7 +246,7 @@ def ramp_model(clip_files, calls: list, **kwargs) -> LSeg:
     """An LSeg whose "network" is known: logit 0 = the image's first channel, logit 1 = the column index, 2 = 0."""
     model = micro_lseg(clip_files, **kwargs)
 
-    def forward(images):
+    def forward(images, labels=None):
         calls.append(tuple(images.shape[-2:]))
         columns = torch.arange(images.shape[-1], dtype=images.dtype).expand_as(images[:, :1])
         return torch.cat([images[:, :1], columns, torch.zeros_like(columns)], dim=1)
@@ -251,22 +305,31 @@ def test_small_images_are_padded_to_one_window_and_scaled_sizes_follow_the_base_
 # --- the official checkpoints --------------------------------------------------------------------------
 def official_lseg_tree(backbone: str, arch_option: int) -> nn.Module:
     """The official LSegModule's parameter tree (lang-seg ``modules/models/lseg_net.py``, ``lseg_blocks.py``,
-    ``lseg_vit.py``), rebuilt from their module definitions with placeholders where a module has no tensors."""
-    large = "large" in backbone
-    vit_features, features = (1024, [256, 512, 1024, 1024]) if large else (768, [96, 192, 384, 768])
-    # act_postprocess: readout, Transpose, Unflatten, 1x1 conv, resampling (none for the level at the ViT's stride)
-    up = lambda channels, factor: nn.ConvTranspose2d(channels, channels, factor, factor)  # noqa: E731
-    down = nn.Conv2d(1024, 1024, 3, 2, 1)
-    resample = [up(256, 4), up(512, 2), None, down] if large else [up(96, 8), up(192, 4), up(384, 2), None]
+    ``lseg_vit.py``; the few-shot ResNet-101 of ``lseg_net_zs.py``, ``lseg_vit_zs.py``), rebuilt from their
+    module definitions with placeholders where a module has no tensors."""
     net = nn.Module()
     net.clip_pretrained = open_clip.create_model("ViT-B-32-quickgelu", device="meta")  # OpenAI's names
     net.pretrained = nn.Module()
-    net.pretrained.model = timm.create_model(backbone)
-    for level in range(4):
-        readout = nn.Module()
-        readout.project = nn.Sequential(nn.Linear(2 * vit_features, vit_features), nn.GELU())
-        stages = [readout, nn.Identity(), nn.Identity(), nn.Conv2d(vit_features, features[level], 1)]
-        setattr(net.pretrained, f"act_postprocess{level + 1}", nn.Sequential(*stages, *filter(None, [resample[level]])))
+    if backbone == "resnet101":  # _make_resnet_backbone(torchvision's resnet101)
+        resnet = torchvision.models.resnet101()
+        net.pretrained.layer1 = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool, resnet.layer1)
+        for stage in (2, 3, 4):
+            setattr(net.pretrained, f"layer{stage}", getattr(resnet, f"layer{stage}"))
+        features = [256, 512, 1024, 2048]
+    else:
+        large = "large" in backbone
+        vit_features, features = (1024, [256, 512, 1024, 1024]) if large else (768, [96, 192, 384, 768])
+        # act_postprocess: readout, Transpose, Unflatten, 1x1 conv, resampling (none at the ViT's own stride)
+        up = lambda channels, factor: nn.ConvTranspose2d(channels, channels, factor, factor)  # noqa: E731
+        down = nn.Conv2d(1024, 1024, 3, 2, 1)
+        resample = [up(256, 4), up(512, 2), None, down] if large else [up(96, 8), up(192, 4), up(384, 2), None]
+        net.pretrained.model = timm.create_model(backbone)
+        for level in range(4):
+            readout = nn.Module()
+            readout.project = nn.Sequential(nn.Linear(2 * vit_features, vit_features), nn.GELU())
+            stages = [readout, nn.Identity(), nn.Identity(), nn.Conv2d(vit_features, features[level], 1)]
+            postprocess = nn.Sequential(*stages, *filter(None, [resample[level]]))
+            setattr(net.pretrained, f"act_postprocess{level + 1}", postprocess)
     net.scratch = nn.Module()
     for level in range(4):
         setattr(net.scratch, f"layer{level + 1}_rn", nn.Conv2d(features[level], 256, 3, padding=1, bias=False))
@@ -295,15 +358,20 @@ def official_lseg_tree(backbone: str, arch_option: int) -> nn.Module:
         ("vit_large_patch16_384", None, 0),
         ("vit_large_patch16_384", "bottleneck", 1),
         ("vit_base_patch32_384", "depthwise", 2),
+        ("resnet101", None, 0),
     ],
 )
 def test_official_names_map_one_to_one_onto_ours(monkeypatch, backbone, spatial_block, arch_option):
     with torch.device("meta"):
         official = official_lseg_tree(backbone, arch_option).state_dict()
-    ours = meta_lseg(monkeypatch, "ViT-B-32-quickgelu", backbone=backbone, spatial_block=spatial_block).state_dict()
+    ours_backbone = {"backbone": backbone}
+    if backbone == "resnet101":
+        ours_backbone = {"backbone": "resnet101.tv_in1k", "readout": "ignore"}
+    ours = meta_lseg(monkeypatch, "ViT-B-32-quickgelu", spatial_block=spatial_block, **ours_backbone).state_dict()
     mapped = convert_official_state_dict(official)
     unused = [key for key in official if official_key(key) is None]
-    assert {prefix for prefix in OFFICIAL_UNUSED for key in unused if key.startswith(prefix)} == set(OFFICIAL_UNUSED)
+    expected_unused = {"net.scratch.refinenet4.resConfUnit1."} if backbone == "resnet101" else set(OFFICIAL_UNUSED)
+    assert {prefix for prefix in OFFICIAL_UNUSED for key in unused if key.startswith(prefix)} == expected_unused
     assert set(mapped) == set(ours), (sorted(set(mapped) - set(ours))[:5], sorted(set(ours) - set(mapped))[:5])
     assert len(mapped) == len(official) - len(unused)  # no two official names land on one of ours
     assert all(mapped[name].shape == ours[name].shape for name in ours)

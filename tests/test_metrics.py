@@ -11,11 +11,18 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch import Tensor
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from lit_clip.metrics import DEPTH_METRICS, DepthMetrics, DetectionMetrics, SegmentationMetrics
+from lit_clip.metrics import (
+    DEPTH_METRICS,
+    DepthMetrics,
+    DetectionMetrics,
+    EpisodicSegmentationMetrics,
+    SegmentationMetrics,
+)
 from lit_clip.metrics.detection import xyxy_to_xywh
 
 # ---------------------------------------------------------------- segmentation
@@ -70,6 +77,35 @@ def test_segmentation_metrics_count_a_repeated_index_once():
     metric.update(PREDICTIONS, MASKS, torch.tensor([0, 1]))
     metric.update(PREDICTIONS[1:], MASKS[1:], torch.tensor([1]))
     torch.testing.assert_close(metric.compute()["IoU_per_class"], torch.tensor(EXPECTED_IOU), equal_nan=True)
+
+
+# Few-shot episodes over the label set (others, cat, dog, bird): two cat episodes, one dog, no bird.
+EPISODE_MASKS = torch.tensor([
+    [[1, 1, 0, 255], [0, 0, 0, 0]],
+    [[1, 1, 1, 1], [1, 1, 1, 1]],
+    [[0, 0, 0, 0], [0, 0, 1, 1]],
+])  # fmt: skip
+EPISODE_PREDICTIONS = torch.tensor([
+    [[1, 0, 0, 1], [0, 1, 0, 0]],
+    [[1, 1, 1, 1], [1, 1, 0, 0]],
+    [[0, 0, 0, 0], [0, 0, 0, 0]],
+])  # fmt: skip
+EPISODE_CLASSES = torch.tensor([1, 1, 2])
+
+
+def test_episodic_metrics_equal_a_hand_computation():
+    """By hand (the ignored pixel left out). Episode 0: foreground intersection 1, union 3; background 4, 6.
+    Episode 1: foreground 6, 8; background 0, 2. Episode 2: foreground 0, 2; background 6, 8. Per class, cat
+    (7 / 11), dog (0 / 2), and bird without episodes at 0, as the official clamped union; FB-IoU pools every class."""
+    metric = EpisodicSegmentationMetrics(num_labels=4)
+    metric.update(EPISODE_PREDICTIONS[:2], EPISODE_MASKS[:2], EPISODE_CLASSES[:2], torch.tensor([0, 1]))
+    metric.update(EPISODE_PREDICTIONS[2:], EPISODE_MASKS[2:], EPISODE_CLASSES[2:], torch.tensor([2]))
+    metric.update(EPISODE_PREDICTIONS[:1], EPISODE_MASKS[:1], EPISODE_CLASSES[:1], torch.tensor([0]))  # a repeat
+    result = metric.compute()
+    torch.testing.assert_close(result["IoU_per_class"], torch.tensor([math.nan, 7 / 11, 0, 0]), equal_nan=True)
+    assert result["mIoU"].item() == pytest.approx(7 / 11 / 3)
+    assert result["FB_IoU"].item() == pytest.approx((10 / 16 + 7 / 13) / 2)
+    assert not metric.has_updates
 
 
 # ------------------------------------------------------------------- detection
@@ -289,6 +325,12 @@ def segmentation_sample(index):
     return torch.randint(0, 4, (2, 5, 6), generator=generator).unbind()  # prediction, mask
 
 
+def episode_sample(index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Binary predictions and masks of episodes ``index``, and their classes (1-3), from the index alone."""
+    predictions, masks = (torch.stack(parts) % 2 for parts in zip(*map(segmentation_sample, index)))
+    return predictions, masks, index % 3 + 1
+
+
 def ddp_worker(rank, init_file, results):
     """Ranks see overlapping samples (0-2 and 2-4; images 11, 12 and 12, 13), as a padded DistributedSampler."""
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
@@ -297,6 +339,8 @@ def ddp_worker(rank, init_file, results):
         index = torch.arange(3) + 2 * rank
         predictions, masks = zip(*map(segmentation_sample, index))
         segmentation.update(torch.stack(predictions), torch.stack(masks), index)
+        episodes = EpisodicSegmentationMetrics(num_labels=4)
+        episodes.update(*episode_sample(index), index)
         detection = DetectionMetrics()
         images = slice(0, 2) if rank == 0 else slice(1, 3)
         detection.update(batch(IMPERFECT, scored=True)[images], batch(TRUTH, scored=False)[images])
@@ -308,7 +352,8 @@ def ddp_worker(rank, init_file, results):
             failure = type(error).__name__
         else:
             failure = None
-        results[rank] = (segmentation.compute(), detection.compute(), failure)
+        episodic = {f"episodic_{name}": value for name, value in episodes.compute().items()}
+        results[rank] = ({**segmentation.compute(), **episodic}, detection.compute(), failure)
     finally:
         dist.destroy_process_group()
 
@@ -321,7 +366,11 @@ def test_two_processes_count_every_sample_once(tmp_path):
     single = SegmentationMetrics(num_classes=4)
     predictions, masks = zip(*map(segmentation_sample, range(5)))
     single.update(torch.stack(predictions), torch.stack(masks), torch.arange(5))
-    expected_segmentation, expected_detection = single.compute(), evaluate(DetectionMetrics(), IMPERFECT)
+    single_episodes = EpisodicSegmentationMetrics(num_labels=4)
+    single_episodes.update(*episode_sample(torch.arange(5)), torch.arange(5))
+    episodic = {f"episodic_{name}": value for name, value in single_episodes.compute().items()}
+    expected_segmentation = {**single.compute(), **episodic}
+    expected_detection = evaluate(DetectionMetrics(), IMPERFECT)
     for rank in (0, 1):
         segmentation, detection, _ = results[rank]
         for name, value in expected_segmentation.items():

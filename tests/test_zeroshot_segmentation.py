@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from lit_clip.callbacks import SegmentationSamples
+from lit_clip.callbacks.segmentation import in_label_set
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import Tensor
@@ -25,7 +26,7 @@ from lit_clip.methods.segmentation.zeroshot_segmentation import (
     denoise_prompts,
     threshold_background,
 )
-from lit_clip.metrics import SegmentationMetrics
+from lit_clip.metrics import EpisodicSegmentationMetrics, SegmentationMetrics
 
 SEEN = ("background", "red circle", "blue square", "green star")
 UNSEEN = ("background", "purple cross", "yellow triangle")
@@ -186,6 +187,49 @@ def test_test_logs_seen_and_unseen_miou_and_their_harmonic_mean(segmenter, train
         for label, iou in zip(labels, expected[name]["IoU_per_class"]):
             assert iou.isnan() or torch.isclose(logged[f"test/{name}_IoU/{label}"], iou)
     torch.testing.assert_close(logged["test/hIoU"], harmonic_mean(expected["seen"]["mIoU"], expected["unseen"]["mIoU"]))
+
+
+class FakeEpisodes(L.LightningDataModule):
+    """Few-shot segmentation episodes as the PASCAL-5i-style modules give them: each image with [others, its
+    class] as its labels and a binary mask; evaluation over the fold's label set."""
+
+    LABELS = ("others", "red circle", "blue square", "green star")
+
+    def __init__(self):
+        super().__init__()
+        self.classnames, self.templates = list(self.LABELS), list(TEMPLATES)
+        self.episodes = segmentation_samples(6, 2, seed=2)
+        for episode in self.episodes:
+            episode["labels"] = torch.tensor([0, 1 + episode["index"] % 3])
+
+    def evaluation_sets(self, stage: str) -> list[EvaluationSet]:
+        return [EvaluationSet("", self.LABELS, episodic=True)]
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.episodes, batch_size=4)
+
+
+def test_episodes_are_scored_over_each_image_s_own_labels(segmenter, trainer):
+    model, data = segmenter(), FakeEpisodes()
+    trainer().test(model, datamodule=data)
+    logged = model.trainer.callback_metrics
+    metric = EpisodicSegmentationMetrics(len(data.LABELS))
+    with torch.no_grad():
+        for batch in data.test_dataloader():
+            all_labels = model(batch["image"])
+            own = torch.stack([logits[labels] for logits, labels in zip(all_labels, batch["labels"])])
+            metric.update(own.argmax(dim=1), batch["mask"], batch["labels"][:, 1], batch["index"])
+    expected = metric.compute()
+    torch.testing.assert_close(logged["test/mIoU"], expected["mIoU"])
+    torch.testing.assert_close(logged["test/FB_IoU"], expected["FB_IoU"])
+    assert "test/IoU/others" not in logged and "test/IoU/green star" in logged
+
+
+def test_episode_masks_are_drawn_with_their_labels_names():
+    masks = torch.tensor([[[0, 1], [IGNORE_INDEX, 1]], [[1, 0], [0, 0]]])
+    labels = torch.tensor([[0, 3], [0, 2]])
+    expected = torch.tensor([[[0, 3], [IGNORE_INDEX, 3]], [[2, 0], [0, 0]]])
+    assert torch.equal(in_label_set(masks, labels), expected)
 
 
 def test_validation_logs_miou_without_a_prefix(segmenter, trainer):

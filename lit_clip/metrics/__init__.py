@@ -3,13 +3,14 @@ from lit_clip.metrics.classification import TopKAccuracy
 from lit_clip.metrics.depth import DEPTH_METRICS, DepthMetrics
 from lit_clip.metrics.detection import DetectionMetrics, DetectionPrediction
 from lit_clip.metrics.retrieval import retrieval_recall
-from lit_clip.metrics.segmentation import SegmentationMetrics
+from lit_clip.metrics.segmentation import EpisodicSegmentationMetrics, SegmentationMetrics
 
 __all__ = [
     "DEPTH_METRICS",
     "DepthMetrics",
     "DetectionMetrics",
     "DetectionPrediction",
+    "EpisodicSegmentationMetrics",
     "SegmentationMetrics",
     "TopKAccuracy",
     "retrieval_recall",

@@ -280,14 +280,16 @@ class VisionTransformer(nn.Module):
         output_fmt: str = "NCHW",
         norm: bool = False,
         intermediates_only: bool = False,
+        return_prefix_tokens: bool = False,
     ) -> tuple[Tensor, list[Tensor]] | list[Tensor]:
         """timm's ``forward_intermediates``: the pooled embedding ``[batch, output_dim]`` and chosen blocks' outputs.
 
         ``indices`` picks blocks as timm does (see ``feature_info``): all if None, the last n if an int n, else the
         listed ones (negative from the end); they come back in block order. Each is the block's patch tokens, class
         token dropped, as a map ``[batch, width, H / patch, W / patch]`` ("NCHW") or a sequence ``[batch, h * w,
-        width]`` ("NLC"), after ``ln_post`` if ``norm``. With ``intermediates_only`` the list alone comes back and
-        the blocks after the last chosen one are not run. No patch dropout: a feature map needs every patch.
+        width]`` ("NLC"), after ``ln_post`` if ``norm``; with ``return_prefix_tokens`` each is a pair of that and the
+        block's class token ``[batch, 1, width]`` (timm's format). With ``intermediates_only`` the list alone comes
+        back and the blocks after the last chosen one are not run. No patch dropout: a feature map needs every patch.
         """
         check_output_fmt(output_fmt)
         take = take_indices(self.transformer.layers, indices)
@@ -298,8 +300,9 @@ class VisionTransformer(nn.Module):
         for i, block in enumerate(blocks[: take[-1] + 1] if intermediates_only else blocks):
             x = self.transformer.run_block(block, x)
             if i in take:
-                patches = (self.ln_post(x) if norm else x)[:, 1:]
-                intermediates.append(patches.transpose(1, 2).unflatten(2, grid) if output_fmt == "NCHW" else patches)
+                tokens = self.ln_post(x) if norm else x
+                patches = tokens[:, 1:].transpose(1, 2).unflatten(2, grid) if output_fmt == "NCHW" else tokens[:, 1:]
+                intermediates.append((patches, tokens[:, :1]) if return_prefix_tokens else patches)
         if intermediates_only:
             return intermediates
         return self.ln_post(x[:, 0]) @ self.proj, intermediates

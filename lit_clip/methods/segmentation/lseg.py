@@ -7,17 +7,23 @@ at test time, labels never trained on included.
 1. **Image encoder.** (a) A timm ViT, as the official code: ``vit_large_patch16_384`` read at blocks
    [5, 11, 17, 23], ``vit_base_patch32_384`` at [2, 5, 8, 11] (every quarter of the blocks by default),
    ImageNet weights with ``backbone_pretrained``. It runs as the official ``forward_flex``: positions resized
-   bilinearly to the input's grid, the class token kept for the readout; images are re-normalised from
-   CLIP's mean and std to the ViT's. (b) ``backbone="clip"``: a trainable copy of the CLIP's own image tower,
-   read through its ``forward_intermediates`` (four evenly spaced blocks of a ViT, the four stages of a
-   ResNet, or ``hooks``); it gives no class token, so its readout is "ignore".
-2. **DPT decoder** (:mod:`lit_clip.models.dpt`): reassemble to strides 4-32 (readout "project" as the
-   official code), 3x3 convolutions to ``features`` (256), four fusion blocks with BatchNorm residual units
-   and 2x bilinear upsampling, then a 1x1 head to the text embedding dimension (512 for CLIP ViT-B/32).
+   bilinearly to the input's grid, the class token kept for the readout. (b) A timm CNN, its four stages at
+   strides 4-32: the official few-shot models' ``clip_resnet101`` is torchvision's ImageNet ResNet-101,
+   timm's ``resnet101.tv_in1k``. Images are re-normalised from CLIP's mean and std to the timm model's.
+   (c) ``backbone="clip"``: a trainable copy of the CLIP's own image tower, read through its
+   ``forward_intermediates`` (four evenly spaced blocks of a ViT, with their class tokens for a readout; the
+   four stages of a ResNet; or ``hooks``).
+2. **DPT decoder** (:mod:`lit_clip.models.dpt`): a ViT's tokens are reassembled to strides 4-32 (readout
+   "project" as the official code); a CNN's stages already are at those strides and go in as they are (the
+   official ResNet model). Then 3x3 convolutions to ``features`` (256), four fusion blocks with BatchNorm
+   residual units and 2x bilinear upsampling, and a 1x1 head to the text embedding dimension (512 for CLIP
+   ViT-B/32).
 3. **Logits**: L2-normalised pixel embeddings against the L2-normalised text embeddings of the labels, times
    ``logit_scale``, a constant 1/0.07 in the code (``learnable_logit_scale`` makes it the paper's learnable
    temperature); the optional spatial regularisation blocks (``spatial_block``, the code's ``arch_option``)
    work on the logits; a bilinear 2x upsampling brings them to the image size.
+   Few-shot episodes (PASCAL-5i, COCO-20i, FSS-1000) take each image's logits over its own two labels,
+   "others" and its class, as the official zero-shot model (``lseg_net_zs.py``) does.
 4. **Training**: per-pixel cross-entropy, unlabelled pixels (255) ignored (:class:`CLIPSegmenter`); SGD,
    momentum 0.9, weight decay 1e-4, the poly schedule of power 0.9 stepped per epoch; the encoder and the
    reassembly (the official ``pretrained`` module) at ``lr``, the rest of the decoder and the head at
@@ -75,6 +81,30 @@ def reassembled_channels(channels: Sequence[int]) -> list[int]:
 
 
 # --- 1. the image encoder ------------------------------------------------------------------------
+def timm_encoder(name: str, pretrained: bool = False, hooks: Sequence[int] | None = None) -> nn.Module:
+    """:class:`TimmViTEncoder` for a timm ViT with a class token, :class:`TimmCNNEncoder` for any other model."""
+    with torch.device("meta"):  # only to look at the architecture: no memory, no weights
+        probe = timm.create_model(name, pretrained=False)
+    if hasattr(probe, "blocks") and getattr(probe, "has_class_token", False):
+        return TimmViTEncoder(name, pretrained, hooks)
+    return TimmCNNEncoder(name, pretrained, hooks)
+
+
+class FromCLIPNormalization(nn.Module):
+    """Images normalised with CLIP's mean and std, re-normalised to a timm model's (the ViTs': 0.5, 0.5; the
+    ResNets': ImageNet's)."""
+
+    def __init__(self, pretrained_cfg: dict):
+        super().__init__()
+        mean, std = torch.tensor(pretrained_cfg["mean"]), torch.tensor(pretrained_cfg["std"])
+        clip_mean, clip_std = torch.tensor(CLIP_MEAN), torch.tensor(CLIP_STD)
+        self.register_buffer("scale", (clip_std / std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", ((clip_mean - mean) / std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return images * self.scale + self.shift
+
+
 class TimmViTEncoder(nn.Module):
     """A timm ViT run as the official ``forward_flex``, giving the hooked blocks' tokens.
 
@@ -93,11 +123,7 @@ class TimmViTEncoder(nn.Module):
         self.patch_size = vit.patch_embed.patch_size[0]
         self.channels = [vit.embed_dim] * 4
         self.reductions = [self.patch_size] * 4
-        # Images come normalised with CLIP's mean and std; the ViT was trained with its own (0.5, 0.5 for these).
-        mean, std = torch.tensor(vit.pretrained_cfg["mean"]), torch.tensor(vit.pretrained_cfg["std"])
-        clip_mean, clip_std = torch.tensor(CLIP_MEAN), torch.tensor(CLIP_STD)
-        self.register_buffer("input_scale", (clip_std / std).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("input_shift", ((clip_mean - mean) / std).view(1, 3, 1, 1), persistent=False)
+        self.normalize = FromCLIPNormalization(vit.pretrained_cfg)
 
     def positions(self, grid: tuple[int, int]) -> Tensor:
         """The class token's position and the patch positions resized bilinearly to ``grid`` (``_resize_pos_embed``)."""
@@ -110,7 +136,7 @@ class TimmViTEncoder(nn.Module):
     def forward(self, images: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Per hook, the block's patch tokens as a map ``[B, C, h, w]`` and its class token ``[B, C]``."""
         vit = self.vit
-        x = vit.patch_embed.proj(images * self.input_scale + self.input_shift)
+        x = vit.patch_embed.proj(self.normalize(images))
         grid = x.shape[-2:]
         x = vit.patch_embed.norm(x.flatten(2).transpose(1, 2))
         x = torch.cat([vit.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.positions(grid)
@@ -121,21 +147,45 @@ class TimmViTEncoder(nn.Module):
         return [(outputs[h][:, 1:].transpose(1, 2).unflatten(2, grid), outputs[h][:, 0]) for h in self.hooks]
 
 
+class TimmCNNEncoder(nn.Module):
+    """A timm CNN's feature maps (``features_only``): by default its last four, the stages at strides 4-32;
+    ``hooks`` index timm's ``feature_info`` instead."""
+
+    def __init__(self, name: str, pretrained: bool = False, hooks: Sequence[int] | None = None):
+        super().__init__()
+        self.cnn = timm.create_model(name, pretrained=pretrained, features_only=True)
+        info = self.cnn.feature_info
+        count = len(info.channels())
+        self.hooks = [h % count for h in (range(count - 4, count) if hooks is None else hooks)]
+        self.channels = [info.channels()[h] for h in self.hooks]
+        self.reductions = [info.reduction()[h] for h in self.hooks]
+        self.normalize = FromCLIPNormalization(self.cnn.pretrained_cfg)
+
+    def forward(self, images: Tensor) -> list[tuple[Tensor, None]]:
+        """Per hook, the feature map ``[B, C, h, w]`` (and no class token)."""
+        maps = self.cnn(self.normalize(images))
+        return [(maps[h], None) for h in self.hooks]
+
+
 class CLIPTowerEncoder(nn.Module):
     """A trainable copy of a CLIP image tower, read through its ``forward_intermediates``.
 
     ``hooks`` index the tower's ``feature_info``: by default four evenly spaced blocks of a ViT, the last four
-    features (the stages) of a ResNet or other hierarchical tower. Parameters the features do not depend on
-    (the pooling head, later blocks) are frozen, so the optimiser and DDP never wait for their gradients.
+    features (the stages) of a ResNet or other hierarchical tower. ``class_token``: give a ViT's class token
+    with each block's map, for a readout. Parameters the features do not depend on (the pooling head, later
+    blocks) are frozen, so the optimiser and DDP never wait for their gradients.
     """
 
-    def __init__(self, tower: nn.Module, hooks: Sequence[int] | None = None):
+    def __init__(self, tower: nn.Module, hooks: Sequence[int] | None = None, class_token: bool = False):
         super().__init__()
         info = tower.feature_info
         plain = len({entry["reduction"] for entry in info}) == 1
+        if class_token and not plain:
+            raise ValueError("a ResNet-like CLIP tower has no class token to read out: use readout 'ignore'")
         if hooks is None:
             hooks = quarter_hooks(len(info)) if plain else range(len(info) - 4, len(info))
         self.hooks = [h % len(info) for h in hooks]
+        self.class_token = class_token
         self.tower = copy.deepcopy(tower).requires_grad_(True)
         self.channels = [info[h]["num_chs"] for h in self.hooks]
         self.reductions = [info[h]["reduction"] for h in self.hooks]
@@ -146,17 +196,22 @@ class CLIPTowerEncoder(nn.Module):
         side = 2 * max(self.reductions)
         with torch.enable_grad():
             features = self(torch.zeros(1, 3, side, side, device=next(self.tower.parameters()).device))
-            sum(feature.sum() for feature, _ in features).backward()
+            sum(feature.sum() + (0 if token is None else token.sum()) for feature, token in features).backward()
         for param in self.tower.parameters():
             if param.grad is None:
                 param.requires_grad_(False)
             param.grad = None
 
-    def forward(self, images: Tensor) -> list[tuple[Tensor, None]]:
-        """Per hook, the feature map ``[B, C, h, w]`` (and no class token)."""
+    def forward(self, images: Tensor) -> list[tuple[Tensor, Tensor | None]]:
+        """Per hook, the feature map ``[B, C, h, w]`` and, with ``class_token``, the block's class token ``[B, C]``."""
         taken = sorted(set(self.hooks))
-        maps = dict(zip(taken, self.tower.forward_intermediates(images, indices=taken, intermediates_only=True)))
-        return [(maps[h], None) for h in self.hooks]
+        if not self.class_token:
+            maps = self.tower.forward_intermediates(images, indices=taken, intermediates_only=True)
+            return [(maps[taken.index(h)], None) for h in self.hooks]
+        outputs = self.tower.forward_intermediates(
+            images, indices=taken, intermediates_only=True, return_prefix_tokens=True
+        )
+        return [(outputs[taken.index(h)][0], outputs[taken.index(h)][1][:, 0]) for h in self.hooks]
 
 
 # --- 3. the spatial regularisation blocks -----------------------------------------------------------
@@ -216,13 +271,14 @@ class LSeg(CLIPSegmenter):
         """
         Args:
             pretrained: the frozen CLIP whose text tower embeds the labels (the official code: OpenAI ViT-B/32).
-            backbone: a timm ViT name (``vit_large_patch16_384``, ``vit_base_patch32_384``), or "clip" for a
-                trainable copy of the CLIP's image tower.
-            backbone_pretrained: timm's ImageNet weights for the ViT (downloaded by timm; the official code does).
-            hooks: which blocks (or ``feature_info`` entries of a CLIP tower) feed the four levels, coarser last;
-                by default the last block of every quarter (a ResNet tower: its four stages).
-            readout: the class token's part in the reassembly, "project" (official), "add" or "ignore" (the only
-                one for a CLIP tower, which gives no class token).
+            backbone: a timm ViT name (``vit_large_patch16_384``, ``vit_base_patch32_384``), a timm CNN name (the
+                official few-shot models' ``resnet101.tv_in1k``), or "clip" for a trainable copy of the CLIP's
+                image tower.
+            backbone_pretrained: timm's ImageNet weights (downloaded by timm, as the official code does).
+            hooks: which blocks (or ``feature_info`` entries of a CNN or a CLIP tower) feed the four levels,
+                coarser last; by default the last block of every quarter (a CNN or ResNet tower: its four stages).
+            readout: the class token's part in a ViT's reassembly, "project" (official), "add" or "ignore" (the
+                only one for CNNs, which give no class token).
             features: the decoder's channels (256).
             batch_norm: BatchNorm in the residual units (LSeg's; DPT's plain units have none).
             spatial_block, block_depth, block_activation: the optional regularisation blocks after the logits
@@ -242,14 +298,22 @@ class LSeg(CLIPSegmenter):
         super().__init__(pretrained, architecture, quick_gelu)
         self.save_hyperparameters()
         if backbone == "clip":
-            if readout != "ignore":
-                raise ValueError("a CLIP tower's forward_intermediates gives no class token: use readout 'ignore'")
-            self.encoder = CLIPTowerEncoder(self.model.visual, hooks)
+            self.encoder = CLIPTowerEncoder(self.model.visual, hooks, class_token=readout != "ignore")
         else:
-            self.encoder = TimmViTEncoder(backbone, backbone_pretrained, hooks)
-        channels = reassembled_channels(self.encoder.channels)
-        levels = zip(self.encoder.channels, channels, self.encoder.reductions, TARGET_REDUCTIONS)
-        self.reassemble = nn.ModuleList(Reassemble(*level, readout) for level in levels)
+            self.encoder = timm_encoder(backbone, backbone_pretrained, hooks)
+        if len(set(self.encoder.reductions)) == 1:  # a ViT's tokens: reassembled to the four strides
+            channels = reassembled_channels(self.encoder.channels)
+            levels = zip(self.encoder.channels, channels, self.encoder.reductions, TARGET_REDUCTIONS)
+            self.reassemble = nn.ModuleList(Reassemble(*level, readout) for level in levels)
+        else:  # a CNN's stages: used as they are, as the official ResNet model
+            if readout != "ignore":
+                raise ValueError(f"{backbone!r} gives feature maps and no class token: use readout 'ignore'")
+            if tuple(self.encoder.reductions) != TARGET_REDUCTIONS:
+                raise ValueError(
+                    f"the DPT decoder takes maps at strides {TARGET_REDUCTIONS}; {backbone!r}'s hooked features are at "
+                    f"{tuple(self.encoder.reductions)}: choose hooks of those strides"
+                )
+            channels, self.reassemble = self.encoder.channels, None
         self.decoder = DPTDecoder(channels, features, batch_norm)
         self.head = nn.Conv2d(features, self.model.text_projection.shape[1], kernel_size=1)
         self.spatial_block = (
@@ -264,34 +328,33 @@ class LSeg(CLIPSegmenter):
     # --- per-pixel logits --------------------------------------------------------------------------
     def pixel_embeddings(self, images: Tensor) -> Tensor:
         """Un-normalised pixel embeddings ``[B, dim, H / 2, W / 2]`` of images whose sides are multiples of 32."""
-        levels = [reassemble(*feature) for reassemble, feature in zip(self.reassemble, self.encoder(images))]
+        features = self.encoder(images)
+        if self.reassemble is None:
+            levels = [feature for feature, _ in features]
+        else:
+            levels = [reassemble(*feature) for reassemble, feature in zip(self.reassemble, features)]
         return self.head(self.decoder(levels))
 
-    def pixel_logits(self, embeddings: Tensor) -> Tensor:
-        """``scale * normalize(pixel) . normalize(label)`` for every pixel and label, ``[B, labels, h, w]``, fp32."""
-        with torch.autocast(embeddings.device.type, enabled=False):
-            pixels = F.normalize(embeddings.float(), dim=1)
-            return self.logit_scale.exp() * torch.einsum("bdhw,dc->bchw", pixels, self.text_classifier.float())
-
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
         height, width = images.shape[-2:]
         padded = F.pad(images, (0, -width % STRIDE, 0, -height % STRIDE))
-        logits = self.pixel_logits(self.pixel_embeddings(padded))
+        pixels = F.normalize(self.pixel_embeddings(padded).float(), dim=1)
+        logits = self.cosine_logits(self.logit_scale.exp(), pixels, labels)
         if self.spatial_block is not None:
             logits = self.spatial_block(logits)
         logits = F.interpolate(logits, scale_factor=2, mode="bilinear", align_corners=True)
         return logits[..., :height, :width]
 
     # --- evaluation: multi-scale, flipped, sliding windows -------------------------------------------
-    def predict_masks(self, images: Tensor) -> Tensor:
+    def predict_masks(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
         """Validation is single-scale, as the official training's; testing, predicting and direct calls take the
         multi-scale, flipped, windowed logits of :meth:`evaluation_logits` (when those options are set)."""
         trainer = self._trainer
         if trainer is not None and (trainer.validating or trainer.sanity_checking):
-            return self(images).argmax(dim=1)
-        return self.evaluation_logits(images).argmax(dim=1)
+            return self(images, labels).argmax(dim=1)
+        return self.evaluation_logits(images, labels).argmax(dim=1)
 
-    def evaluation_logits(self, images: Tensor) -> Tensor:
+    def evaluation_logits(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
         """The logits averaged over ``test_scales`` (each resized back to the image size), flipped if ``flip``."""
         height, width = images.shape[-2:]
         scales = self.hparams.test_scales or [1.0]
@@ -299,7 +362,7 @@ class LSeg(CLIPSegmenter):
         for scale in scales:
             size = self.scaled_size(height, width, scale)
             scaled = images if size == (height, width) else resize(images, size)
-            logits = self.window_logits(scaled)
+            logits = self.window_logits(scaled, labels)
             total = total + (logits if size == (height, width) else resize(logits, (height, width)))
         return total / len(scales)
 
@@ -312,33 +375,35 @@ class LSeg(CLIPSegmenter):
             return long, int(width * long / height + 0.5)
         return int(height * long / width + 0.5), long
 
-    def window_logits(self, images: Tensor) -> Tensor:
+    def window_logits(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
         """Whole-image logits, or with ``test_crop_size`` the average over sliding windows (each padded with
         black to the crop size), as the official evaluation."""
         crop = self.hparams.test_crop_size
         if crop is None:
-            return self.flip_logits(images)
+            return self.flip_logits(images, labels)
         height, width = images.shape[-2:]
         padded = pad_black(images, crop, crop)
         if max(height, width) <= crop:
-            return self.flip_logits(padded)[..., :height, :width]
+            return self.flip_logits(padded, labels)[..., :height, :width]
         stride = int(crop * 2 / 3)
         full_height, full_width = padded.shape[-2:]
-        total = padded.new_zeros(padded.shape[0], self.text_classifier.shape[1], full_height, full_width).float()
+        count_labels = self.text_classifier.shape[1] if labels is None else labels.shape[1]
+        total = padded.new_zeros(padded.shape[0], count_labels, full_height, full_width).float()
         count = total.new_zeros(1, 1, full_height, full_width)
         for top in range(0, stride * math.ceil((full_height - crop) / stride) + 1, stride):
             for left in range(0, stride * math.ceil((full_width - crop) / stride) + 1, stride):
                 bottom, right = min(top + crop, full_height), min(left + crop, full_width)
                 window = pad_black(padded[..., top:bottom, left:right], crop, crop)
-                total[..., top:bottom, left:right] += self.flip_logits(window)[..., : bottom - top, : right - left]
+                logits = self.flip_logits(window, labels)
+                total[..., top:bottom, left:right] += logits[..., : bottom - top, : right - left]
                 count[..., top:bottom, left:right] += 1
         return (total / count)[..., :height, :width]
 
-    def flip_logits(self, images: Tensor) -> Tensor:
+    def flip_logits(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
         """The logits, averaged with those of the mirrored image (mirrored back) if ``flip``."""
-        logits = self(images)
+        logits = self(images, labels)
         if self.hparams.flip:
-            logits = (logits + self(images.flip(-1)).flip(-1)) / 2
+            logits = (logits + self(images.flip(-1), labels).flip(-1)) / 2
         return logits
 
     # --- optimisation ------------------------------------------------------------------------------
@@ -346,7 +411,7 @@ class LSeg(CLIPSegmenter):
         """The official ``configure_optimizers``: the encoder and the reassembly at ``lr``, the decoder's
         convolutions, the head, the regularisation blocks (and a learnable scale) at ``lr * decoder_lr_multiplier``."""
         h = self.hparams
-        encoder = [*self.encoder.parameters(), *self.reassemble.parameters()]
+        encoder = [*self.encoder.parameters(), *(self.reassemble.parameters() if self.reassemble is not None else [])]
         decoder = [*self.decoder.parameters(), *self.head.parameters()]
         decoder += [*self.spatial_block.parameters()] if self.spatial_block is not None else []
         decoder += [self.logit_scale] if isinstance(self.logit_scale, nn.Parameter) else []
@@ -369,11 +434,14 @@ class LSeg(CLIPSegmenter):
 
     # --- the official checkpoints ------------------------------------------------------------------
     def load_official_checkpoint(self, path: str | Path) -> None:
-        """Load a lang-seg Lightning checkpoint (``demo_e200.ckpt``, ``fss_l16.ckpt``, ...) into this model.
+        """Load a lang-seg Lightning checkpoint (``demo_e200.ckpt``, ``fss_l16.ckpt``, ``pascal_fold0.ckpt``, ...)
+        into this model.
 
         Build the model as the checkpoint's: ``backbone`` and ``spatial_block`` as its ``--backbone`` and
-        ``--arch_option``, ``pretrained`` the CLIP it embeds labels with (OpenAI ViT-B/32; its weights, stored in
-        the file too, are loaded as well), a constant ``logit_scale``.
+        ``--arch_option`` (``clip_vitl16_384`` is ``vit_large_patch16_384``, ``clip_vitb32_384``
+        ``vit_base_patch32_384``, ``clip_resnet101`` ``resnet101.tv_in1k`` with readout "ignore"), ``pretrained``
+        the CLIP it embeds labels with (OpenAI ViT-B/32; its weights, stored in the file too, are loaded as well),
+        a constant ``logit_scale``.
         """
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         self.load_state_dict(convert_official_state_dict(checkpoint.get("state_dict", checkpoint)))
@@ -402,6 +470,11 @@ _REFINENET = r"net\.scratch\.refinenet(?P<level>[1-4])\."
 OFFICIAL_NAMES: tuple[tuple[str, str], ...] = (
     (r"net\.clip_pretrained\.(?P<rest>.+)", "model.{rest}"),
     (r"net\.pretrained\.model\.(?P<rest>.+)", "encoder.vit.{rest}"),
+    # The few-shot models' ResNet-101: torchvision's stem and first stage in one Sequential (layer1), then layer2-4.
+    (r"net\.pretrained\.layer1\.0\.(?P<rest>.+)", "encoder.cnn.conv1.{rest}"),
+    (r"net\.pretrained\.layer1\.1\.(?P<rest>.+)", "encoder.cnn.bn1.{rest}"),
+    (r"net\.pretrained\.layer1\.4\.(?P<rest>.+)", "encoder.cnn.layer1.{rest}"),
+    (r"net\.pretrained\.layer(?P<stage>[2-4])\.(?P<rest>.+)", "encoder.cnn.layer{stage}.{rest}"),
     (_POSTPROCESS + r"0\.(?P<rest>project\..+)", "reassemble.{level}.readout.{rest}"),
     (_POSTPROCESS + r"3\.(?P<rest>.+)", "reassemble.{level}.project.{rest}"),
     (_POSTPROCESS + r"4\.(?P<rest>.+)", "reassemble.{level}.resample.{rest}"),

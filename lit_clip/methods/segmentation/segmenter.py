@@ -6,6 +6,10 @@
   embeddings (``self.text_classifier``, ``[dim, labels]``) from the data module's prompt templates.
 - :meth:`forward` gives per-pixel logits ``[batch, labels, H, W]`` at the images' resolution; the
   prediction is their argmax. Masks mark unlabelled pixels with ``IGNORE_INDEX`` (255).
+- Few-shot segmentation episodes (PASCAL-5i, COCO-20i, FSS-1000, the zero-shot protocol LSeg reports on) label
+  each image over its own labels: the batch's ``labels`` ``[batch, 2]`` ("others" and the episode's class, as
+  indices into the label set) pick which text embeddings its logits are over, and the episodes are scored by
+  the benchmarks' mIoU over classes and FB-IoU (:class:`~lit_clip.metrics.EpisodicSegmentationMetrics`).
 - Metrics: ``{stage}/mIoU``, ``pixel_accuracy`` and per-label ``IoU/<label>``, every image counted
   once under DDP, prefixed with the evaluation set's name when there are several
   (``test/seen_mIoU``, ``test/unseen_mIoU``), and their harmonic mean ``test/hIoU`` (the zero-shot
@@ -16,12 +20,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from lit_clip.batches import IGNORE_INDEX, EvaluationSet, SegmentationBatch
 from lit_clip.methods.frozen_clip import FrozenCLIPMethod
-from lit_clip.metrics import SegmentationMetrics
+from lit_clip.metrics import EpisodicSegmentationMetrics, SegmentationMetrics
+
+Metric = SegmentationMetrics | EpisodicSegmentationMetrics
 
 
 class CLIPSegmenter(FrozenCLIPMethod):
@@ -31,9 +38,20 @@ class CLIPSegmenter(FrozenCLIPMethod):
     headline = "mIoU"
     harmonic_name = "hIoU"
 
-    def forward(self, images: Tensor) -> Tensor:
-        """Per-pixel logits ``[batch, labels, H, W]`` over the labels of the last :meth:`set_classes`."""
+    def forward(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Per-pixel logits ``[batch, labels, H, W]`` over the labels of the last :meth:`set_classes`, or, given
+        ``labels`` ``[batch, K]`` (indices into them), over each image's own K labels."""
         raise NotImplementedError
+
+    def cosine_logits(self, scale: float | Tensor, pixels: Tensor, labels: Tensor | None = None) -> Tensor:
+        """``scale * pixel . label`` ``[B, L or K, h, w]`` in fp32 for L2-normalised ``pixels`` ``[B, dim, h, w]``,
+        against every label's text embedding or each image's ``labels``. Never under autocast: bf16 would round
+        the logits and tie close labels."""
+        with torch.autocast(pixels.device.type, enabled=False):
+            pixels, weights = pixels.float(), self.text_classifier.float()
+            if labels is None:
+                return scale * torch.einsum("bdhw,dl->blhw", pixels, weights)
+            return scale * torch.einsum("bdhw,bkd->bkhw", pixels, weights.T[labels])
 
     def set_classes(self, classnames: Sequence[str]) -> None:
         duplicates = sorted({name for name in classnames if list(classnames).count(name) > 1})
@@ -45,7 +63,7 @@ class CLIPSegmenter(FrozenCLIPMethod):
     def training_step(self, batch: SegmentationBatch, batch_idx: int) -> Tensor:
         # Per step, not per epoch: a validation in mid-epoch (val_check_interval) may switch to its label set.
         self.use_classes(self.trainer.datamodule.classnames)
-        logits = self(self.batch_input(batch))
+        logits = self(self.batch_input(batch), batch.get("labels"))
         labelled = batch["mask"] != IGNORE_INDEX
         loss = F.cross_entropy(logits.float(), batch["mask"], ignore_index=IGNORE_INDEX)
         batch_size = batch["mask"].shape[0]
@@ -55,11 +73,20 @@ class CLIPSegmenter(FrozenCLIPMethod):
         return loss
 
     # --- evaluation ------------------------------------------------------------------------------
-    def evaluation_metric(self, evaluation_set: EvaluationSet) -> SegmentationMetrics:
+    def evaluation_metric(self, evaluation_set: EvaluationSet) -> Metric:
+        if evaluation_set.episodic:
+            return EpisodicSegmentationMetrics(len(evaluation_set.classnames))
         return SegmentationMetrics(len(evaluation_set.classnames))
 
-    def evaluate_batch(self, batch: SegmentationBatch, metric: SegmentationMetrics) -> None:
-        metric.update(self.predict_masks(self.batch_input(batch)), batch["mask"], batch["index"])
+    def evaluate_batch(self, batch: SegmentationBatch, metric: Metric) -> None:
+        labels = batch.get("labels")
+        predictions = self.predict_masks(self.batch_input(batch), labels)
+        if isinstance(metric, EpisodicSegmentationMetrics):
+            if labels is None:
+                raise ValueError("an episodic evaluation set needs the episodes' 'labels' in its batches")
+            metric.update(predictions, batch["mask"], labels[:, 1], batch["index"])
+        else:
+            metric.update(predictions, batch["mask"], batch["index"])
 
     def log_result(self, prefix: str, result: dict[str, Tensor], evaluation_set: EvaluationSet) -> None:
         super().log_result(prefix, result, evaluation_set)
@@ -67,15 +94,20 @@ class CLIPSegmenter(FrozenCLIPMethod):
             if not iou.isnan():  # a label in neither the masks nor the predictions has no IoU
                 self.log(f"{prefix}IoU/{label}", iou, add_dataloader_idx=False)
 
-    def predict_masks(self, images: Tensor) -> Tensor:
-        """The label of every pixel, ``[batch, H, W]``."""
-        return self(images).argmax(dim=1)
+    def predict_masks(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The label of every pixel, ``[batch, H, W]`` (with ``labels``: indices into each image's labels)."""
+        return self(images, labels).argmax(dim=1)
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        """Per-pixel labels (indices into ``labels``) of the data module's label set, with the images' paths."""
+        """Per-pixel labels (indices into ``labels``, or into each image's ``episode_labels``) of the data module's
+        label set, with the images' paths."""
         self.use_classes(self.trainer.datamodule.classnames)
-        return {
+        episode_labels = batch.get("labels")
+        prediction = {
             **{key: batch[key] for key in ("path", "index") if key in batch},
-            "masks": self.predict_masks(self.batch_input(batch)),
+            "masks": self.predict_masks(self.batch_input(batch), episode_labels),
             "labels": list(self.classnames),
         }
+        if episode_labels is not None:
+            prediction["episode_labels"] = episode_labels
+        return prediction

@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lit_clip.methods.segmentation.segmenter import CLIPSegmenter
-from lit_clip.zeroshot import scaled_cosine_logits
 
 LOGIT_SCALE = 100.0
 # The logit of a label prompt denoising removes: MaskCLIP's cosine of -100 at our scale, far below any cosine logit.
@@ -71,18 +70,19 @@ class ZeroShotSegmentation(CLIPSegmenter):
         self.background_label = background_label
         self.prompt_denoising = prompt_denoising
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
         """Per-pixel logits ``[B, labels, H, W]``: ``100 * cosine`` of the dense features and the label texts."""
         features = F.normalize(self.model.encode_dense_image(images).float(), dim=1)
-        logits = scaled_cosine_logits(LOGIT_SCALE, features.movedim(1, -1), self.text_classifier).movedim(-1, 1)
+        logits = self.cosine_logits(LOGIT_SCALE, features, labels)
         if self.prompt_denoising is not None:
             logits = denoise_prompts(logits, self.prompt_denoising)
         return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
-    def predict_masks(self, images: Tensor) -> Tensor:
-        """The label of every pixel, ``[B, H, W]``: the argmax, or the background threshold's rule when it is set."""
-        logits = self(images)
-        if self.background_threshold is None or self.background_label not in self.classnames:
+    def predict_masks(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The label of every pixel, ``[B, H, W]``: the argmax, or the background threshold's rule when it is set
+        and the label set has the background label (not for episodes, whose labels are their own)."""
+        logits = self(images, labels)
+        if labels is not None or self.background_threshold is None or self.background_label not in self.classnames:
             return logits.argmax(dim=1)
         background = self.classnames.index(self.background_label)
         return threshold_background(logits, background, self.background_threshold)
