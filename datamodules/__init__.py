@@ -5,6 +5,11 @@ never imports a method: batch formats are in :mod:`lit_clip.batches`.
 """
 from lit_clip.datamodules.classification import CoOpClassification, ImageFolderClassification
 from lit_clip.datamodules.fewshot import CoOpFewShot
+from lit_clip.datamodules.fewshot_segmentation import (
+    COCO20iSegmentation,
+    FSS1000Segmentation,
+    Pascal5iSegmentation,
+)
 from lit_clip.datamodules.pairs import CocoCaptions, CsvPairs, Flickr30k
 from lit_clip.datamodules.segmentation import (
     ADE20KSegmentation,
@@ -36,4 +41,7 @@ __all__ = [
     "ADE20KSegmentation",
     "PascalContextSegmentation",
     "COCOStuffSegmentation",
+    "Pascal5iSegmentation",
+    "COCO20iSegmentation",
+    "FSS1000Segmentation",
 ]

@@ -5,18 +5,23 @@ The files exercise the real parsers of :mod:`lit_clip.datamodules.classification
 downloading anything. The classification exporters return the written ``(image path, label)`` pairs per
 split, labels indexing ``class_names(vocabulary)``; the caption exporters return ``(image path, captions)``
 per split, the segmentation exporters ``(image path, mask path)`` per split, in the order the data
-modules list them.
+modules list them. The few-shot segmentation exporters (HSNet's layouts, which
+:mod:`lit_clip.datamodules.fewshot_segmentation` reads) write the split files too and return what they list.
 """
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import pickle
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 from lit_clip.datamodules.classification import COOP_LAYOUTS
+from lit_clip.datamodules.fewshot_segmentation import COCO20iSegmentation, Pascal5iSegmentation
 from lit_clip.datamodules.shapesworld import ShapesWorld, class_names
+from lit_clip.datamodules.shapesworld.world import Scene
 from PIL import Image
 
 Exported = dict[str, list[tuple[Path, int]]]
@@ -390,6 +395,159 @@ def export_ade20k(
             name = f"{folder}/ADE_{split}_{index + 1:08d}"
             exported[split].append(_save_pair(scene.image, mask, base, name, "annotations", image_folder="images"))
     return exported
+
+
+# -- few-shot segmentation (HSNet's layouts) -----------------------------------------------------
+
+# Draws of a scene of two compositions until one shows the episode's (after them, a scene of it alone).
+_EPISODE_TRIES = 10
+
+
+def export_pascal5i(
+    root: str | Path, per_fold: Mapping[str, int], image_size: int = 64, seed: int = 0
+) -> dict[str, list[list[tuple[Path, Path, int]]]]:
+    """HSNet's PASCAL-5i layout under ``root``: ``VOC2012/JPEGImages/<id>.jpg``, grey
+    ``VOC2012/SegmentationClassAug/<id>.png`` (0 background, class id + 1 on objects, 255 on the border between
+    labels, as VOC marks outlines) and ``splits/pascal/{trn,val}/fold{0..3}.txt`` of "<id>__<class id + 1>" lines.
+
+    Class id c (0-19) is drawn as ShapesWorld's colour-shape composition c (a stand-in: the data module names it
+    as PASCAL does). Line i of fold k's file is an episode of class 5k + i % 5: a scene that shows it, and may
+    show class c + 5 (mod 20) too, of the next fold, as PASCAL's images show classes of other folds.
+    Returns per split and fold the ``(image, mask, class id)`` of every line.
+
+    Args:
+        root: output folder: the data module's ``root`` (split files in ``root/splits``).
+        per_fold: lines of every fold's file per split, "train" and / or "val", e.g. ``{"train": 5, "val": 5}``.
+        image_size, seed: image side and ShapesWorld world.
+    """
+    root, world = Path(root), ShapesWorld(image_size=image_size, seed=seed)
+    exported: dict[str, list[list[tuple[Path, Path, int]]]] = {}
+    for split, count in per_fold.items():
+        hsnet_split = {"train": "trn", "val": "val"}[split]
+        exported[split] = []
+        for fold in range(4):
+            lines, episodes = [], []
+            for index in range(count):
+                class_id = Pascal5iSegmentation.fold_classes(fold)[index % 5]
+                scene, class_of = _episode_scene(world, split, index, class_id, (class_id + 5) % 20, _stand_in)
+                image_id = f"{hsnet_split}{fold}_{index:06d}"
+                mask = Image.fromarray(_with_void_borders(_class_mask(scene, class_of)), "L")
+                pair = _save_pair(scene.image, mask, root / "VOC2012", image_id, "SegmentationClassAug")
+                episodes.append((*pair, class_id))
+                lines.append(f"{image_id}__{class_id + 1:02d}")
+            _write_lines(_parent(root / "splits" / "pascal" / hsnet_split / f"fold{fold}.txt"), lines)
+            exported[split].append(episodes)
+    return exported
+
+
+def export_coco20i(
+    root: str | Path, per_class: Mapping[str, int], image_size: int = 64, seed: int = 0
+) -> dict[str, dict[int, list[str]]]:
+    """HSNet's COCO-20i layout under ``root``: ``COCO2014/<folder>/COCO_<folder>_<n>.jpg``, grey
+    ``COCO2014/annotations/<folder>/COCO_<folder>_<n>.png`` (0 background, class id + 1 on objects; folder
+    "train2014" or "val2014") and ``splits/coco/{trn,val}/fold{0..3}.pkl``: a dict of every class id (0-79) to
+    the names of the images showing it ("val2014/COCO_val2014_<n>.jpg"), empty unless the class is one of the
+    fold's training (trn) or evaluation (val) classes, as in HSNet's pickles.
+
+    Class id c is drawn as ShapesWorld's colour-shape composition c; ShapesWorld has 64, so classes 64-79 reuse
+    those of classes 1-16, which are of other folds (the 20 classes of a fold all look different). Each class has
+    ``per_class[split]`` scenes that show it and may show class c + 1 (mod 80) too; an image is listed under every
+    class it shows. Returns that listing per split.
+
+    Args:
+        root: output folder: the data module's ``root`` (split files in ``root/splits``).
+        per_class: scenes of every class per split, "train" and / or "val", e.g. ``{"train": 1, "val": 1}``.
+        image_size, seed: image side and ShapesWorld world.
+    """
+    root, world = Path(root), ShapesWorld(image_size=image_size, seed=seed)
+    exported: dict[str, dict[int, list[str]]] = {}
+    for split, count in per_class.items():
+        folder, hsnet_split = {"train": ("train2014", "trn"), "val": ("val2014", "val")}[split]
+        listed: dict[int, list[str]] = {class_id: [] for class_id in range(80)}
+        for index in range(count * 80):
+            class_id = index % 80
+            scene, class_of = _episode_scene(world, split, index, class_id, (class_id + 1) % 80, _coco_stand_in)
+            mask = _class_mask(scene, class_of)
+            name = f"{folder}/COCO_{folder}_{index + 1:012d}"
+            _save_pair(scene.image, Image.fromarray(mask, "L"), root / "COCO2014", name, "annotations", image_folder="")
+            for shown in np.unique(mask[mask > 0]) - 1:
+                listed[int(shown)].append(f"{name}.jpg")
+        for fold in range(4):
+            evaluated = COCO20iSegmentation.fold_classes(fold)
+            kept = {c: names if (c in evaluated) == (split == "val") else [] for c, names in listed.items()}
+            _parent(root / "splits" / "coco" / hsnet_split / f"fold{fold}.pkl").write_bytes(pickle.dumps(kept))
+        exported[split] = listed
+    return exported
+
+
+def export_fss1000(
+    root: str | Path,
+    categories: Mapping[str, int],
+    images_per_category: int = 10,
+    image_size: int = 64,
+    seed: int = 0,
+) -> dict[str, dict[str, list[tuple[Path, Path]]]]:
+    """HSNet's FSS-1000 layout under ``root``: ``FSS-1000/<category>/<n>.jpg`` with its mask ``<n>.png`` (grey:
+    255 on the category's objects, 0 elsewhere), n = 1 .. ``images_per_category``, and
+    ``splits/fss/{trn,val,test}.txt`` of category names (test's lines end in "\\r\\n", as HSNet's).
+
+    The categories are ShapesWorld's colour-shape compositions in order, named as folders ("red_circle"); each
+    image shows objects of its category only. Returns per split and category the ``(image, mask)`` pairs.
+
+    Args:
+        root: output folder: the data module's ``root`` (split files in ``root/splits``).
+        categories: categories per split, "train", "val" and / or "test", e.g. ``{"train": 3, "val": 2, "test": 2}``;
+            each split takes the compositions after the previous split's.
+        images_per_category, image_size, seed: images of every category, their side and the ShapesWorld world.
+    """
+    root, world = Path(root), ShapesWorld(image_size=image_size, seed=seed)
+    compositions = iter(class_names("color_shape"))
+    exported: dict[str, dict[str, list[tuple[Path, Path]]]] = {}
+    for split, count in categories.items():
+        exported[split] = {}
+        for composition in itertools.islice(compositions, count):
+            category = _folder_name(composition)
+            exported[split][category] = []
+            for number in range(1, images_per_category + 1):
+                scene = world.scene(split, number, allowed=[composition])
+                mask = Image.fromarray(np.where(scene.instance_masks.any(axis=0), 255, 0).astype(np.uint8), "L")
+                pair = _save_pair(scene.image, mask, root / "FSS-1000", f"{category}/{number}", "", image_folder="")
+                exported[split][category].append(pair)
+        hsnet_split, line_end = {"train": ("trn", "\n"), "val": ("val", "\n"), "test": ("test", "\r\n")}[split]
+        text = "".join(f"{category}{line_end}" for category in exported[split])
+        _parent(root / "splits" / "fss" / f"{hsnet_split}.txt").write_bytes(text.encode())
+    return exported
+
+
+def _stand_in(class_id: int) -> str:
+    """The ShapesWorld composition drawn for a class id."""
+    return class_names("color_shape")[class_id]
+
+
+def _coco_stand_in(class_id: int) -> str:
+    # Classes 64-79 reuse the compositions of 1-16: each of another fold (64 is a multiple of 4, 63 is not).
+    return _stand_in(class_id if class_id < 64 else class_id - 63)
+
+
+def _episode_scene(
+    world: ShapesWorld, split: str, index: int, class_id: int, other: int, stand_in: Callable[[int], str]
+) -> tuple[Scene, dict[str, int]]:
+    """A scene showing ``class_id``, drawn from its and ``other``'s compositions, and the class id of each
+    composition: the first of a few draws that shows it, else a scene of it alone."""
+    class_of = {stand_in(class_id): class_id, stand_in(other): other}
+    for attempt in range(_EPISODE_TRIES):
+        scene = world.scene(split, index * _EPISODE_TRIES + attempt, allowed=list(class_of))
+        if stand_in(class_id) in (obj.name for obj in scene.objects):
+            return scene, class_of
+    return world.scene(split, index, allowed=[stand_in(class_id)]), class_of
+
+
+def _class_mask(scene: Scene, class_of: Mapping[str, int]) -> np.ndarray:
+    """uint8: 0 background, 1 + ``class_of[composition]`` on the visible pixels of each object."""
+    mask = np.zeros(scene.instance_masks.shape[1:], dtype=np.uint8)
+    for obj, visible in zip(scene.objects, scene.instance_masks):
+        mask[visible] = 1 + class_of[obj.name]
+    return mask
 
 
 def _save_pair(

@@ -10,10 +10,13 @@ import pytest
 import yaml
 from lit_clip.datamodules.export import (
     export_ade20k,
+    export_coco20i,
     export_coco_captions,
     export_coop,
     export_csv_pairs,
+    export_fss1000,
     export_imagefolder,
+    export_pascal5i,
     export_webdataset,
 )
 
@@ -81,6 +84,17 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
     elif data_class == "ADE20KSegmentation":
         export_ade20k(data, {"train": 2, "val": 1}, image_size=32)
         arguments += [f"--data.init_args.root={data}", "--data.init_args.base_size=36", "--data.init_args.crop_size=32"]
+    elif data_class in ("Pascal5iSegmentation", "COCO20iSegmentation", "FSS1000Segmentation"):
+        if data_class == "Pascal5iSegmentation":
+            export_pascal5i(data, {"train": 2, "val": 2}, image_size=32)
+        elif data_class == "COCO20iSegmentation":
+            export_coco20i(data, {"train": 1, "val": 1}, image_size=32)
+        else:
+            export_fss1000(data, {"train": 2, "val": 1, "test": 1}, images_per_category=2, image_size=32)
+        arguments += [f"--data.init_args.root={data}", "--data.init_args.image_size=32"]
+        arguments.append("--data.init_args.eval_batch_size=2")
+        if data_class != "FSS1000Segmentation":
+            arguments.append("--data.init_args.episodes=2")
     if data_class.endswith("Segmentation") and not data_class.startswith("ShapesWorld"):
         arguments += ["--data.init_args.num_workers=0", "--data.init_args.batch_size=2"]
     elif not data_class.startswith("ShapesWorld"):
@@ -95,7 +109,7 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
         arguments.append("--model.init_args.n_ctx=4")
     if "augment_epochs" in model:
         arguments.append("--model.init_args.augment_epochs=1")
-    if str(parsed["model"].get("init_args", {}).get("backbone", "")).startswith("vit_"):  # timm ViT-L/16, B/32: test size
+    if parsed["model"].get("init_args", {}).get("backbone", "clip") != "clip":  # timm ViT-L/16, ResNet-101: test size
         arguments += ["--model.init_args.backbone=test_vit", "--model.init_args.features=16"]
     return arguments
 
