@@ -27,7 +27,7 @@ from lit_clip.datamodules.images import (
 )
 from torch.utils.data import DataLoader, IterableDataset
 
-from lit_clip.tokenizer import tokenize
+from lit_clip.noun_prompts import NounPrompts, Tagger, caption_entries
 from lit_clip.transforms import clip_eval_transform, clip_train_transform, image_entries
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,8 @@ class WebDatasetPairs(L.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 4,
         bad_samples: BadSamplePolicy = "skip",
+        noun_prompts: int = 0,
+        noun_tagger: Tagger = "auto",
     ):
         """
         Args:
@@ -105,6 +107,9 @@ class WebDatasetPairs(L.LightningDataModule):
             bad_samples: "skip" undecodable images, missing or empty captions (left out of their
                 batch and listed in ``skipped_index``; unreadable shards are skipped with a warning)
                 or "raise" an error naming the shard and key.
+            noun_prompts: give training batches ``noun_text`` ``[B, noun_prompts, context_length]``, prompts of
+                each caption's nouns (GroupViT's multi-label loss; see ``lit_clip.noun_prompts``); 0: none.
+            noun_tagger: how nouns are found: "auto", "nltk" (the official tagger) or "rules".
         """
         super().__init__()
         self.save_hyperparameters()
@@ -161,7 +166,7 @@ class WebDatasetPairs(L.LightningDataModule):
         pipeline = (
             shards.compose(functools.partial(_number_samples, shard_numbers=_numbers(urls)))
             .shuffle(SHUFFLE_BUFFER)
-            .compose(self._decoder(self.train_transform()))
+            .compose(self._decoder(self.train_transform(), train=True))
         )
         return _ExactBatches(self._loader(pipeline, train=True), batches, h.train_shards)
 
@@ -185,7 +190,7 @@ class WebDatasetPairs(L.LightningDataModule):
         )
         pipeline = shards.compose(
             functools.partial(_number_samples, shard_numbers=_numbers(urls)),
-            self._decoder(clip_eval_transform(h.image_size)),
+            self._decoder(clip_eval_transform(h.image_size), train=False),
         )
         return self._loader(pipeline, train=False)
 
@@ -202,7 +207,7 @@ class WebDatasetPairs(L.LightningDataModule):
             collate_fn=without_bad_samples(training=train),
         )
 
-    def _decoder(self, transform: Callable) -> Callable:
+    def _decoder(self, transform: Callable, train: bool) -> Callable:
         h = self.hparams
         return functools.partial(
             _decode_pairs,
@@ -211,6 +216,7 @@ class WebDatasetPairs(L.LightningDataModule):
             transform=transform,
             context_length=h.context_length,
             policy=h.bad_samples,
+            noun_prompts=NounPrompts(h.noun_prompts, tagger=h.noun_tagger) if train and h.noun_prompts else None,
         )
 
     def _shard_error_handler(self) -> Callable[[Exception], bool]:
@@ -278,11 +284,12 @@ def _decode_pairs(
     transform: Callable,
     context_length: int,
     policy: BadSamplePolicy,
+    noun_prompts: NounPrompts | None = None,
 ) -> Iterator[dict]:
     """Raw webdataset samples into model inputs; a bad one becomes a :func:`bad_sample` marker in its place."""
     for sample in samples:
         try:
-            yield _decode(sample, image_keys, caption_key, transform, context_length)
+            yield _decode(sample, image_keys, caption_key, transform, context_length, noun_prompts)
         except BadSampleError as error:
             if policy == "raise":
                 raise
@@ -290,7 +297,14 @@ def _decode_pairs(
             yield bad_sample(sample["__index__"])
 
 
-def _decode(sample: dict, image_keys: list[str], caption_key: str, transform: Callable, context_length: int) -> dict:
+def _decode(
+    sample: dict,
+    image_keys: list[str],
+    caption_key: str,
+    transform: Callable,
+    context_length: int,
+    noun_prompts: NounPrompts | None = None,
+) -> dict:
     name = f"{sample['__url__']}:{sample['__key__']}"
     image_key = next((key for key in image_keys if key in sample), None)
     if image_key is None:
@@ -306,8 +320,7 @@ def _decode(sample: dict, image_keys: list[str], caption_key: str, transform: Ca
     image = load_rgb(sample[image_key], name=f"{name}.{image_key}")
     return {
         **image_entries(transform, image),
-        "text": tokenize(caption, context_length=context_length)[0],
-        "caption": caption,
+        **caption_entries(caption, context_length, noun_prompts),
         "index": sample["__index__"],
         "key": sample["__key__"],
     }

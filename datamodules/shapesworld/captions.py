@@ -15,12 +15,13 @@ from lit_clip.datamodules.shapesworld.world import ShapesWorld, class_names
 from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from lit_clip.tokenizer import tokenize
+from lit_clip.noun_prompts import NounPrompts, Tagger, caption_entries
 from lit_clip.transforms import image_entries, to_normalized_tensor
 
 
 class ShapesCaptionDataset(Dataset):
-    """``{"image", "text", "caption", "index"}``: a scene, its caption's token ids, the caption, its index."""
+    """``{"image", "text", "caption", "index"}``: a scene, its caption's token ids, the caption, its index; with
+    ``noun_prompts``, ``noun_text`` too (the token ids of the caption's noun prompts, for GroupViT)."""
 
     def __init__(
         self,
@@ -29,9 +30,10 @@ class ShapesCaptionDataset(Dataset):
         length: int,
         context_length: int,
         transform: Callable = to_normalized_tensor,
+        noun_prompts: NounPrompts | None = None,
     ):
         self.world, self.split, self.length, self.context_length = world, split, length, context_length
-        self.transform = transform
+        self.transform, self.noun_prompts = transform, noun_prompts
 
     def __len__(self) -> int:
         return self.length
@@ -40,8 +42,7 @@ class ShapesCaptionDataset(Dataset):
         scene = self.world.scene(self.split, index)
         return {
             **image_entries(self.transform, scene.image),
-            "text": tokenize(scene.caption, context_length=self.context_length)[0],
-            "caption": scene.caption,
+            **caption_entries(scene.caption, self.context_length, self.noun_prompts),
             "index": index,
         }
 
@@ -69,6 +70,8 @@ class ShapesWorldCaptions(L.LightningDataModule):
         num_workers: int = 0,
         predict_images: str | None = None,
         predict_texts: str | None = None,
+        noun_prompts: int = 0,
+        noun_tagger: Tagger = "auto",
     ):
         """
         Args:
@@ -85,6 +88,9 @@ class ShapesWorldCaptions(L.LightningDataModule):
             predict_images: ``lit-clip predict``'s images: a folder, a file listing image paths, or an
                 image; by default predict reads the test split (see ``lit_clip.datamodules.predict``).
             predict_texts: ``lit-clip predict``'s texts: a file with one text per line.
+            noun_prompts: give training batches ``noun_text`` ``[B, noun_prompts, context_length]``, prompts of
+                each caption's nouns (GroupViT's multi-label loss; see ``lit_clip.noun_prompts``); 0: none.
+            noun_tagger: how nouns are found: "auto", "nltk" (the official tagger) or "rules".
         """
         super().__init__()
         self.save_hyperparameters()
@@ -114,7 +120,10 @@ class ShapesWorldCaptions(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         h = self.hparams
         require_one_batch(h.train_samples, h.batch_size, self.trainer, "training samples (train_samples)")
-        dataset = ShapesCaptionDataset(self.world, "train", h.train_samples, h.context_length, self.train_transform())
+        nouns = NounPrompts(h.noun_prompts, tagger=h.noun_tagger) if h.noun_prompts else None
+        dataset = ShapesCaptionDataset(
+            self.world, "train", h.train_samples, h.context_length, self.train_transform(), nouns
+        )
         return self._loader(dataset, shuffle=True)
 
     def train_transform(self) -> Callable:
