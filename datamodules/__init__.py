@@ -13,7 +13,9 @@ from lit_clip.datamodules.fewshot_segmentation import (
 from lit_clip.datamodules.pairs import CocoCaptions, CsvPairs, Flickr30k
 from lit_clip.datamodules.segmentation import (
     ADE20KSegmentation,
+    COCOObjectSegmentation,
     COCOStuffSegmentation,
+    PascalContext60Segmentation,
     PascalContextSegmentation,
     PascalVOCSegmentation,
 )
@@ -40,7 +42,9 @@ __all__ = [
     "PascalVOCSegmentation",
     "ADE20KSegmentation",
     "PascalContextSegmentation",
+    "PascalContext60Segmentation",
     "COCOStuffSegmentation",
+    "COCOObjectSegmentation",
     "Pascal5iSegmentation",
     "COCO20iSegmentation",
     "FSS1000Segmentation",

@@ -1,5 +1,6 @@
 """Semantic segmentation data sets read from their official layouts: PASCAL VOC 2012 (with SBD's augmented
-training set), ADE20K, PASCAL Context (59 classes) and COCO-Stuff (171 classes).
+training set), ADE20K, PASCAL Context (59 classes, or 60 with its background), COCO-Stuff (171 classes) and
+COCO-Object (its 80 things and background).
 
 - **Labels**: ids ``0 .. len(classnames) - 1``, ``IGNORE_INDEX`` (255) for pixels of no class (VOC's object
   borders, ADE20K's and Context's unlabelled 0, COCO-Stuff's 255). A mask value outside the data set's
@@ -238,6 +239,7 @@ class SegmentationDataModule(L.LightningDataModule):
         eval_batch_size: int = 1,
         num_workers: int = 4,
         bad_samples: BadSamplePolicy = "skip",
+        classnames: Sequence[str] | None = None,
     ):
         """
         Args:
@@ -250,6 +252,8 @@ class SegmentationDataModule(L.LightningDataModule):
             num_workers: DataLoader worker processes.
             bad_samples: "skip" an undecodable image or mask (left out of its batch, its index in
                 ``skipped_index``) or "raise" an error naming it.
+            classnames: other names for the labels, in label order (a paper's own wording, such as GroupViT's
+                "table", "plant", "monitor" for VOC); by default ``classes``.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -257,7 +261,12 @@ class SegmentationDataModule(L.LightningDataModule):
         self.base = Path(root) / self.data_folder
         if not (self.base / self.required_folder).is_dir():
             raise FileNotFoundError(f"{self.base / self.required_folder} not found; {self.layout}")
-        self.classnames = list(self.classes)
+        if classnames is not None and len(classnames) != len(self.classes):
+            raise ValueError(
+                f"classnames names {len(classnames)} labels; {type(self).__name__} has {len(self.classes)}: "
+                f"{list(self.classes)}"
+            )
+        self.classnames = list(self.classes if classnames is None else classnames)
         self.templates = resolve_templates(templates)
 
     def samples(self, split: str) -> list[SegmentationSample]:
@@ -319,16 +328,19 @@ class PascalVOCSegmentation(SegmentationDataModule):
         eval_batch_size: int = 1,
         num_workers: int = 4,
         bad_samples: BadSamplePolicy = "skip",
+        classnames: Sequence[str] | None = None,
     ):
         """
         Args:
             root: the folder holding ``VOCdevkit/``.
             augmented: train on ``train_aug`` (10,582 images with SBD's masks): None when it is present,
                 True always (an error when it is missing), False never (the 1,464 of ``train``).
-            base_size, crop_size, templates, batch_size, eval_batch_size, num_workers, bad_samples: as for
-                every ``SegmentationDataModule``.
+            base_size, crop_size, templates, batch_size, eval_batch_size, num_workers, bad_samples, classnames:
+                as for every ``SegmentationDataModule``.
         """
-        super().__init__(root, base_size, crop_size, templates, batch_size, eval_batch_size, num_workers, bad_samples)
+        super().__init__(
+            root, base_size, crop_size, templates, batch_size, eval_batch_size, num_workers, bad_samples, classnames
+        )
         aug_list = self.base / "ImageSets" / "SegmentationAug" / "train_aug.txt"
         present = aug_list.is_file() and (self.base / "SegmentationClassAug").is_dir()
         if augmented and not present:
@@ -379,6 +391,13 @@ class PascalContextSegmentation(SegmentationDataModule):
         return _listed(self.base, list_file, "SegmentationClassContext", self.layout)
 
 
+class PascalContext60Segmentation(PascalContextSegmentation):
+    """PASCAL Context with 60 labels: its background (0) is a label, "background" first (GroupViT's evaluation)."""
+
+    classes = ("background", *PASCAL_CONTEXT_59_CLASSES)
+    lookup = label_lookup(0, len(PASCAL_CONTEXT_59_CLASSES) + 1)
+
+
 class COCOStuffSegmentation(SegmentationDataModule):
     """COCO-Stuff 164k with 171 labels, in mmseg's layout (``*_labelTrainIds.png``: 0..170, 255 unlabelled)."""
 
@@ -395,6 +414,24 @@ class COCOStuffSegmentation(SegmentationDataModule):
         return _paired_folders(
             self.base / "images" / folder, self.base / "annotations" / folder, "_labelTrainIds.png", self.layout
         )
+
+
+def coco_object_lookup() -> np.ndarray:
+    """COCO-Stuff's train ids to COCO-Object's labels (GroupViT's ``convert_coco_object.py``): the 80 things
+    (0-79) become 1-80, the 91 stuff classes (80-170) background 0, 255 stays unlabelled."""
+    lookup = np.full(256, -1, dtype=np.int16)
+    lookup[:80] = np.arange(1, 81)
+    lookup[80:171] = 0
+    lookup[255] = IGNORE_INDEX
+    return lookup
+
+
+class COCOObjectSegmentation(COCOStuffSegmentation):
+    """COCO-Object: "background" and COCO's 80 things, read from COCO-Stuff 164k's masks (stuff is background),
+    the data set of GroupViT's COCO evaluation."""
+
+    classes = ("background", *COCO_STUFF_171_CLASSES[:80])
+    lookup = coco_object_lookup()
 
 
 # -- listing helpers ----------------------------------------------------------------------------
@@ -432,7 +469,9 @@ def _paired_folders(image_dir: Path, mask_dir: Path, mask_suffix: str, layout: s
 
 __all__ = [
     "ADE20KSegmentation",
+    "COCOObjectSegmentation",
     "COCOStuffSegmentation",
+    "PascalContext60Segmentation",
     "PascalContextSegmentation",
     "PascalVOCSegmentation",
     "label_lookup",

@@ -101,3 +101,45 @@ class SigLipLoss(nn.Module):
         if real is not None:
             losses = losses.masked_fill(~real, 0)
         return losses.sum() / total
+
+
+class MultiLabelContrastiveLoss(nn.Module):
+    """GroupViT's multi-label contrastive loss (NVlabs/GroupViT, ``models/multi_label_contrastive.py``).
+
+    Each image has K prompts of the nouns of its caption ("a photo of a dog."). Every image is scored against
+    the prompts of every image of the (gathered) batch, with soft targets 1/K on its own K prompts; every
+    prompt against every image, with its own image as the target. The loss is the mean of the two soft
+    cross-entropies, each averaged over its rows, with GroupViT's separate logit scale.
+
+    Under ``torch.distributed`` both sides are gathered with gradient and each rank scores its own rows,
+    as the official code. Ranks holding fewer rows (bad samples left out; ``batch_rows``) are padded and
+    the padding is never a candidate; each rank then averages over its own rows (the official code
+    assumes equal batches).
+    """
+
+    def forward(
+        self, image_features: Tensor, prompt_features: Tensor, logit_scale: Tensor, batch_rows: int | None = None
+    ) -> dict[str, Tensor]:
+        """``image_features`` ``[B, D]`` and ``prompt_features`` ``[B, K, D]``, L2-normalised; ``logit_scale``
+        exponentiated. Returns ``{"multi_label_loss": ...}``."""
+        batch, count, dim = prompt_features.shape
+        prompts = prompt_features.flatten(0, 1)
+        rank, world_size = distributed_rank_and_size()
+        if world_size == 1:
+            all_images, all_prompts, real, offset = image_features, prompts, None, 0
+        else:
+            (all_images, all_prompts), real, _, offset = gather_padded(
+                image_features, prompt_features.flatten(1), rows=batch_rows
+            )
+            all_prompts = all_prompts.view(-1, dim)
+        logits_per_image = logit_scale * image_features @ all_prompts.T  # [B, images * K]
+        logits_per_prompt = logit_scale * prompts @ all_images.T  # [B * K, images]
+        if real is not None:  # padding rows of short ranks are nobody's candidates
+            logits_per_image = logits_per_image.masked_fill(~real.repeat_interleave(count), float("-inf"))
+            logits_per_prompt = logits_per_prompt.masked_fill(~real, float("-inf"))
+        own_image = offset + torch.arange(batch, device=image_features.device)
+        image_targets = F.one_hot(own_image, all_images.shape[0]).repeat_interleave(count, dim=1) / count
+        prompt_targets = own_image.repeat_interleave(count)
+        loss_per_image = -(image_targets * F.log_softmax(logits_per_image, dim=-1).clamp(min=-1e4)).sum(-1).mean()
+        loss_per_prompt = F.cross_entropy(logits_per_prompt, prompt_targets)
+        return {"multi_label_loss": (loss_per_image + loss_per_prompt) / 2}

@@ -10,6 +10,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from lit_clip import ClipLoss, SigLipLoss
+from lit_clip.losses import MultiLabelContrastiveLoss
 
 WORLD_SIZE, LOCAL_BATCH, DIM = 2, 4, 8
 
@@ -33,6 +34,9 @@ def loss_and_grads(loss_name, images, texts, towers, scale, bias, local_loss=Tru
     text_features = F.normalize(towers["text"](texts), dim=-1)
     if loss_name == "clip":
         loss = ClipLoss(local_loss=local_loss)(image_features, text_features, scale.exp(), batch_rows)["contrastive_loss"]
+    elif loss_name == "multi_label":  # two prompts per image: the text and the text reversed
+        prompt_features = F.normalize(towers["text"](torch.stack([texts, texts.flip(-1)], dim=1)), dim=-1)
+        loss = MultiLabelContrastiveLoss()(image_features, prompt_features, scale.exp(), batch_rows)["multi_label_loss"]
     else:
         loss = SigLipLoss()(image_features, text_features, scale.exp(), bias, batch_rows)["contrastive_loss"]
     params = [*towers.parameters(), scale, bias]
@@ -74,7 +78,9 @@ def assert_two_processes_equal_one(tmp_path, loss_name, local_loss, kept, single
     assert any(g.abs().sum() > 0 for g in single_grads)
 
 
-@pytest.mark.parametrize("loss_name,local_loss", [("clip", True), ("clip", False), ("siglip", True)])
+@pytest.mark.parametrize(
+    "loss_name,local_loss", [("clip", True), ("clip", False), ("siglip", True), ("multi_label", True)]
+)
 def test_two_processes_equal_one_process_with_the_doubled_batch(tmp_path, loss_name, local_loss):
     single = loss_and_grads(loss_name, *features_and_model(), local_loss=local_loss)
     assert_two_processes_equal_one(tmp_path, loss_name, local_loss, (LOCAL_BATCH, LOCAL_BATCH), *single)
@@ -112,3 +118,36 @@ def test_clip_loss_is_low_for_matching_pairs():
     shuffled = ClipLoss()(features, features.roll(1, dims=0), torch.tensor(100.0))["contrastive_loss"]
     assert matched < 0.1 < math.log(8) < shuffled
 
+
+
+def test_multi_label_loss_equals_the_official_soft_targets_written_out():
+    """The official construction, one process: image i's targets are 1/K on its own K prompts of the flattened
+    [B * K] prompts; prompt (i, k)'s target is image i; the soft cross-entropies averaged over rows, then halved."""
+    generator = torch.Generator().manual_seed(0)
+    batch, count, dim = 3, 2, 4
+    images = F.normalize(torch.randn(batch, dim, generator=generator), dim=-1)
+    prompts = F.normalize(torch.randn(batch, count, dim, generator=generator), dim=-1)
+    scale = torch.tensor(12.0)
+    flat = prompts.reshape(batch * count, dim)
+    image_targets = torch.zeros(batch, batch * count)
+    prompt_targets = torch.zeros(batch * count, batch)
+    for i in range(batch):
+        for k in range(count):
+            image_targets[i, i * count + k] = 1 / count
+            prompt_targets[i * count + k, i] = 1
+    per_image = -(image_targets * F.log_softmax(scale * images @ flat.T, dim=-1)).sum(-1).mean()
+    per_prompt = -(prompt_targets * F.log_softmax(scale * flat @ images.T, dim=-1)).sum(-1).mean()
+    loss = MultiLabelContrastiveLoss()(images, prompts, scale)["multi_label_loss"]
+    torch.testing.assert_close(loss, (per_image + per_prompt) / 2)
+
+
+def test_multi_label_loss_with_a_repeated_noun_gives_it_its_share_twice():
+    """A caption naming "circle" twice gets two identical prompts: each keeps the target 1/K, so the image's
+    loss pulls it toward that prompt with weight 2/K, as the official code (no deduplication)."""
+    image = torch.tensor([[1.0, 0.0]])
+    circle, star = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    repeated = MultiLabelContrastiveLoss()(image, torch.stack([circle, circle])[None], torch.tensor(10.0))
+    distinct = MultiLabelContrastiveLoss()(image, torch.stack([circle, star])[None], torch.tensor(10.0))
+    # One image: the prompt side is a single candidate (loss 0); the image side is -(1/2)(log p1 + log p2).
+    torch.testing.assert_close(repeated["multi_label_loss"], torch.tensor(math.log(2) / 2))
+    assert distinct["multi_label_loss"] > repeated["multi_label_loss"]

@@ -5,7 +5,9 @@ import pytest
 import torch
 from lit_clip.datamodules import (
     ADE20KSegmentation,
+    COCOObjectSegmentation,
     COCOStuffSegmentation,
+    PascalContext60Segmentation,
     PascalContextSegmentation,
     PascalVOCSegmentation,
     ShapesWorldSegmentation,
@@ -244,6 +246,22 @@ def test_pascal_context_and_coco_stuff_layouts(tmp_path):
     stuff = COCOStuffSegmentation(tmp_path, num_workers=0)
     assert len(stuff.classnames) == 171 and stuff.classnames[0] == "person" and stuff.classnames[-1] == "wood"
     assert stuff.val_dataloader().dataset[0]["mask"].tolist() == [[0, 170], [255, 7]]
+
+    # GroupViT's evaluation sets on the same files: Context with its background, COCO-Object (stuff is background)
+    context60 = PascalContext60Segmentation(tmp_path, num_workers=0)
+    assert len(context60.classnames) == 60 and context60.classnames[:2] == ["background", "aeroplane"]
+    assert context60.val_dataloader().dataset[0]["mask"].tolist() == [[0, 1], [59, 5]]
+    objects = COCOObjectSegmentation(tmp_path, num_workers=0)
+    assert len(objects.classnames) == 81 and objects.classnames[:2] == ["background", "person"]
+    assert objects.val_dataloader().dataset[0]["mask"].tolist() == [[1, 0], [255, 8]]
+
+
+def test_a_paper_s_own_label_names_replace_the_module_s(tmp_path):
+    (tmp_path / "ADEChallengeData2016").mkdir()
+    names = [f"thing {k}" for k in range(150)]
+    assert ADE20KSegmentation(tmp_path, classnames=names).classnames == names
+    with pytest.raises(ValueError, match="names 2 labels; ADE20KSegmentation has 150"):
+        ADE20KSegmentation(tmp_path, classnames=["wall", "sky"])
 
 
 # -- clear errors --------------------------------------------------------------------------------
