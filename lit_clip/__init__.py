@@ -6,7 +6,7 @@ without Lightning; methods live in ``lit_clip.methods``, data in
 """
 from lit_clip.checkpoints import load_clip, save_huggingface, save_open_clip
 from lit_clip.losses import ClipLoss, SigLipLoss
-from lit_clip.models import ARCHITECTURES, CLIP, architecture_names, create_model
+from lit_clip.models import ARCHITECTURES, CLIP, GroupViT, architecture_names, create_model
 from lit_clip.tokenizer import Tokenizer, tokenize
 from lit_clip.zeroshot import build_zeroshot_classifier
 
@@ -14,6 +14,7 @@ __all__ = [
     "ARCHITECTURES",
     "CLIP",
     "ClipLoss",
+    "GroupViT",
     "SigLipLoss",
     "Tokenizer",
     "architecture_names",

@@ -28,14 +28,16 @@ import pickle
 import re
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import Tensor
+from torch import Tensor, nn
 
+from lit_clip.models import groupvit
 from lit_clip.models.clip import CLIP, CLIPConfig, TextConfig, VisionConfig, config_from_dict, get_config
 from lit_clip.models.registry import family_of
 from lit_clip.models.timm_tower import TIMM_ARCHITECTURES
@@ -75,7 +77,14 @@ def load_clip(
               ``open_clip_model.safetensors`` or ``open_clip_pytorch_model.bin``, or an ``hf-hub:`` id of
               one such as ``hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K``;
             - a lit-clip Lightning checkpoint of :class:`~lit_clip.methods.CLIPPretraining`; an architecture of
-              another registered model family (``lit_clip.models.registry``) is rebuilt by that family.
+              another registered model family (``lit_clip.models.registry``) is rebuilt by that family;
+            - GroupViT (a :class:`~lit_clip.models.groupvit.GroupViT` comes back): the official checkpoints
+              (``group_vit_gcc_yfcc_30e-879422e0.pth``: ``{"model": state_dict, ...}`` with NVlabs/GroupViT's names;
+              its heads are taken 64 wide, as in the released models), a transformers GroupViT directory
+              (config.json with model_type "groupvit") or hub id such as ``nvidia/groupvit-gcc-yfcc``, and our
+              own state dicts and checkpoints. Like every file here, official ones load with ``weights_only=True``:
+              one that also pickles its run's OmegaConf config is refused, with the class named; re-save its
+              ``"model"`` entry alone where you trust the file.
         architecture: a name of :func:`lit_clip.architecture_names`; sets the geometry instead of
             working it out. Needed when it cannot be read off the tensors: attention heads are assumed
             to be 64 wide in OpenAI / open_clip files, and open_clip's CLIPs with a timm image tower are
@@ -92,6 +101,8 @@ def load_clip(
     named = architecture or checkpoint.architecture
     if named is not None and family_of(named).name != "clip":
         return _build_by_family(named, checkpoint, source, quick_gelu)
+    if architecture is None and isinstance(checkpoint.config, groupvit.GroupViTConfig):
+        return _build_groupvit(checkpoint, source, quick_gelu)
     if architecture is not None:
         config, name = get_config(architecture), architecture
     elif checkpoint.config is not None:
@@ -123,21 +134,41 @@ def _build_by_family(
     sets the activation too: ``quick_gelu`` may only agree with it."""
     family = family_of(architecture)
     bias = 0.0 if "logit_bias" in checkpoint.state_dict else None
-    with torch.device("meta"):
-        model = family.build(architecture, init_logit_bias=bias)
+    model = _empty_model(lambda: family.build(architecture, init_logit_bias=bias))
     if quick_gelu is not None and quick_gelu != model.config.quick_gelu:
         activation = "QuickGELU" if model.config.quick_gelu else "exact GELU"
         raise ValueError(
             f"architecture {architecture!r} (family {family.name!r}) has {activation} in its text tower; "
             f"quick_gelu={quick_gelu} cannot change it"
         )
-    # Buffers that a model computes when built and does not store (the relative-position indices of timm's Swin
-    # and relpos ViTs) would stay empty on the meta device: such a model is built for real.
-    stored = model.state_dict()
-    if any(name not in stored for name, _ in model.named_buffers()):
-        model = family.build(architecture, init_logit_bias=bias)
     _load_strictly(model, checkpoint.state_dict, f"{source} ({checkpoint.kind})", architecture)
     model.architecture = architecture
+    return model.eval()
+
+
+def _empty_model(build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` on the meta device (no memory, no random initialisation: a checkpoint's tensors become the
+    parameters), or for real when the model computes buffers it does not store (the relative-position indices of
+    timm's Swin and relpos ViTs, GroupViT's input normalisation), which would stay empty on the meta device."""
+    with torch.device("meta"):
+        model = build()
+    stored = model.state_dict()
+    if any(name not in stored for name, _ in model.named_buffers()):
+        model = build()
+    return model
+
+
+def _build_groupvit(checkpoint: _Checkpoint, source: str | os.PathLike, quick_gelu: bool | None) -> groupvit.GroupViT:
+    """A GroupViT of the geometry the file records or its tensors show; ``quick_gelu`` sets the text tower's
+    activation. Named after the registered architecture of exactly that geometry, where there is one."""
+    config = checkpoint.config
+    if quick_gelu is not None:
+        config = dataclasses.replace(config, quick_gelu=quick_gelu)
+    bias = 0.0 if "logit_bias" in checkpoint.state_dict else None
+    model = _empty_model(lambda: groupvit.GroupViT(config, init_logit_bias=bias))
+    name = groupvit.architecture_of(config)
+    _load_strictly(model, checkpoint.state_dict, f"{source} ({checkpoint.kind})", name or f"GroupViT({config})")
+    model.architecture = name
     return model.eval()
 
 
@@ -147,7 +178,7 @@ class _Checkpoint:
 
     state_dict: dict[str, Tensor]
     kind: str
-    config: CLIPConfig | None = None
+    config: CLIPConfig | groupvit.GroupViTConfig | None = None
     architecture: str | None = None
     quick_gelu: bool | None = None
 
@@ -200,6 +231,8 @@ def _read_file(path: Path) -> _Checkpoint:
         raise ValueError(f"{path} holds a {type(content).__name__}, not a checkpoint (a dict of tensors)")
     if "pytorch-lightning_version" in content:
         return _from_lightning(content)
+    if isinstance(content.get("model"), dict) and groupvit.is_official_state(content["model"]):
+        return _from_state_dict(content["model"], "checkpoint")  # the official GroupViT's {"model": ...}
     if isinstance(content.get("state_dict"), dict):
         return _from_state_dict(content["state_dict"], "training checkpoint")
     return _from_state_dict(content, "state dict")
@@ -253,9 +286,15 @@ def _is_torchscript(path: Path) -> bool:
 
 # --- reading tensors under our names ---------------------------------------------------------------
 def _from_state_dict(state: dict, container: str, openai: bool = False) -> _Checkpoint:
-    """OpenAI's or open_clip's tensors, under our names already; OpenAI's extra entries mark OpenAI weights."""
+    """OpenAI's or open_clip's tensors, under our names already; OpenAI's extra entries mark OpenAI weights. A
+    GroupViT's (the official names or ours) come with the geometry their shapes show."""
     # open_clip's training checkpoints come from DDP-wrapped models: keys start with `module.`.
     state = {key.removeprefix("module."): value for key, value in state.items()}
+    if groupvit.is_official_state(state):
+        state = groupvit.from_official(state)
+        return _Checkpoint(state, f"official GroupViT {container}", groupvit.infer_config(state), quick_gelu=True)
+    if groupvit.is_groupvit_state(state):  # ours, saved bare
+        return _Checkpoint(state, f"GroupViT {container}", groupvit.infer_config(state))
     openai = openai or any(key in state for key in OPENAI_EXTRA_ENTRIES)
     if not openai:
         return _Checkpoint(state, f"open_clip {container}")
@@ -271,6 +310,8 @@ def _from_lightning(content: dict) -> _Checkpoint:
              if key.startswith("model.")}  # fmt: skip
     if CLIP_ARCHITECTURE_KEY in content:  # a run that started from another family's weights records their name
         return _Checkpoint(state, "lit-clip checkpoint", architecture=content[CLIP_ARCHITECTURE_KEY])
+    if CLIP_CONFIG_KEY in content and groupvit.is_groupvit_config_dict(content[CLIP_CONFIG_KEY]):
+        return _Checkpoint(state, "lit-clip checkpoint", groupvit.GroupViTConfig.from_dict(content[CLIP_CONFIG_KEY]))
     if CLIP_CONFIG_KEY in content:  # a run that started from other weights records their geometry
         config = config_from_dict(content[CLIP_CONFIG_KEY])
         return _Checkpoint(state, "lit-clip checkpoint", config, quick_gelu=config.quick_gelu)
@@ -287,9 +328,16 @@ def _read_hf_directory(directory: Path) -> _Checkpoint:
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{directory} has no config.json, so it is not a Hugging Face model directory")
-    hf_config = _read_json(config_file, "a Hugging Face CLIP config (a JSON object with model_type 'clip')")
+    expected = "a Hugging Face CLIP config (a JSON object with model_type 'clip' or 'groupvit')"
+    hf_config = _read_json(config_file, expected)
+    if hf_config.get("model_type") == "groupvit":
+        config = groupvit.config_from_hf(hf_config, str(config_file))
+        state = groupvit.from_hf(_read_hf_weights(directory))
+        return _Checkpoint(state, "Hugging Face GroupViTModel", config, quick_gelu=config.quick_gelu)
     if hf_config.get("model_type") != "clip":
-        raise ValueError(f"{directory} holds a {hf_config.get('model_type')!r} model, not a Hugging Face CLIPModel")
+        raise ValueError(
+            f"{directory} holds a {hf_config.get('model_type')!r} model, not a Hugging Face CLIPModel or GroupViTModel"
+        )
     # Fields equal to transformers' defaults (those of openai/clip-vit-base-patch32) may be left out.
     vision, text = hf_config.get("vision_config", {}), hf_config.get("text_config", {})
     activations = {vision.get("hidden_act", "quick_gelu"), text.get("hidden_act", "quick_gelu")}
@@ -552,21 +600,30 @@ def save_huggingface(model: CLIP, directory: str | os.PathLike) -> None:
 
     Models with our ViT image tower only: transformers has no ResNet or timm towers. A ``logit_bias`` (SigLIP loss) is written
     too; transformers' CLIPModel has no such parameter and ignores it, :func:`load_clip` reads it back.
+
+    A :class:`~lit_clip.models.groupvit.GroupViT` is written for ``transformers.GroupViTModel`` likewise, with its
+    ``multi_label_logit_scale``, which GroupViTModel has not either.
     """
+    if isinstance(model, groupvit.GroupViT):
+        _save_safetensors(groupvit.to_hf(model.state_dict()), directory, groupvit.hf_config(model.config))
+        return
     if not isinstance(model.visual, VisionTransformer):
         raise ValueError(
             f"Hugging Face's CLIPModel has only ViT image towers and this model has a {type(model.visual).__name__}; "
             "save it with save_open_clip instead"
         )
+    _save_safetensors(_to_hf_names(model.state_dict()), directory, _hf_config(model.config))
+
+
+def _save_safetensors(state: dict[str, Tensor], directory: str | os.PathLike, config: dict) -> None:
+    """model.safetensors and config.json in ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # safetensors wants each tensor contiguous in its own memory (q, k, v are views of one tensor).
-    tensors = {
-        name: tensor.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
-        for name, tensor in _to_hf_names(model.state_dict()).items()
-    }
+    tensors = {name: tensor.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+               for name, tensor in state.items()}  # fmt: skip
     save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
-    (directory / "config.json").write_text(json.dumps(_hf_config(model.config), indent=2) + "\n")
+    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
 def _hf_config(config: CLIPConfig) -> dict:

@@ -24,6 +24,25 @@ from torchvision.transforms import v2 as T
 # The normalisation every CLIP checkpoint was trained with.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# ImageNet's, which timm's ImageNet models and GroupViT's released weights were trained with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class FromCLIPNormalization(torch.nn.Module):
+    """Images normalised with CLIP's mean and std (what every lit-clip data module gives), re-normalised to
+    another ``mean`` and ``std``: for a model trained on other statistics (timm's ViTs: 0.5, 0.5; ImageNet's)."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        scale = torch.tensor(CLIP_STD) / torch.tensor(std)
+        shift = (torch.tensor(CLIP_MEAN) - torch.tensor(mean)) / torch.tensor(std)
+        # Not saved: a model computes them from its configuration.
+        self.register_buffer("scale", scale.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", shift.view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return images * self.scale.to(images.dtype) + self.shift.to(images.dtype)
 
 
 def to_normalized_tensor(image: Image.Image) -> Tensor:

@@ -20,7 +20,6 @@ import lit_clip
 from lit_clip.methods import frozen_clip
 from lit_clip.methods.segmentation.lseg import (
     OFFICIAL_UNUSED,
-    FromCLIPNormalization,
     LSeg,
     SpatialRegularization,
     convert_official_state_dict,
@@ -28,6 +27,7 @@ from lit_clip.methods.segmentation.lseg import (
     quarter_hooks,
 )
 from lit_clip.optim import poly_schedule
+from lit_clip.transforms import FromCLIPNormalization
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["background", "red circle", "blue square"]
@@ -95,7 +95,8 @@ def test_the_official_resnet_101_stages_go_into_the_decoder_as_they_are(monkeypa
     assert model.pixel_embeddings(images).shape == (2, 512, 240, 240)
     # ImageNet's mean and std, from CLIP's: a black image stays black, a CLIP-mean grey becomes ImageNet's grey
     black = -torch.tensor(lit_clip.transforms.CLIP_MEAN) / torch.tensor(lit_clip.transforms.CLIP_STD)
-    normalize = FromCLIPNormalization(model.encoder.cnn.pretrained_cfg)
+    cfg = model.encoder.cnn.pretrained_cfg
+    normalize = FromCLIPNormalization(cfg["mean"], cfg["std"])
     imagenet_black = -torch.tensor([0.485, 0.456, 0.406]) / torch.tensor([0.229, 0.224, 0.225])
     torch.testing.assert_close(normalize(black.view(1, 3, 1, 1)).flatten(), imagenet_black)
     with pytest.raises(ValueError, match="readout 'ignore'"):

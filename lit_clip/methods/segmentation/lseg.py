@@ -56,7 +56,7 @@ from torch import Tensor, nn
 from lit_clip.methods.segmentation.segmenter import CLIPSegmenter
 from lit_clip.models.dpt import TARGET_REDUCTIONS, DPTDecoder, Readout, Reassemble
 from lit_clip.optim import poly_schedule
-from lit_clip.transforms import CLIP_MEAN, CLIP_STD
+from lit_clip.transforms import CLIP_MEAN, CLIP_STD, FromCLIPNormalization
 
 SpatialBlock = Literal["bottleneck", "depthwise"]
 # The reassembled channels of the official ViT-L and ViT-B backbones (DPT's), by ViT width.
@@ -90,21 +90,6 @@ def timm_encoder(name: str, pretrained: bool = False, hooks: Sequence[int] | Non
     return TimmCNNEncoder(name, pretrained, hooks)
 
 
-class FromCLIPNormalization(nn.Module):
-    """Images normalised with CLIP's mean and std, re-normalised to a timm model's (the ViTs': 0.5, 0.5; the
-    ResNets': ImageNet's)."""
-
-    def __init__(self, pretrained_cfg: dict):
-        super().__init__()
-        mean, std = torch.tensor(pretrained_cfg["mean"]), torch.tensor(pretrained_cfg["std"])
-        clip_mean, clip_std = torch.tensor(CLIP_MEAN), torch.tensor(CLIP_STD)
-        self.register_buffer("scale", (clip_std / std).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("shift", ((clip_mean - mean) / std).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, images: Tensor) -> Tensor:
-        return images * self.scale + self.shift
-
-
 class TimmViTEncoder(nn.Module):
     """A timm ViT run as the official ``forward_flex``, giving the hooked blocks' tokens.
 
@@ -123,7 +108,7 @@ class TimmViTEncoder(nn.Module):
         self.patch_size = vit.patch_embed.patch_size[0]
         self.channels = [vit.embed_dim] * 4
         self.reductions = [self.patch_size] * 4
-        self.normalize = FromCLIPNormalization(vit.pretrained_cfg)
+        self.normalize = FromCLIPNormalization(vit.pretrained_cfg["mean"], vit.pretrained_cfg["std"])
 
     def positions(self, grid: tuple[int, int]) -> Tensor:
         """The class token's position and the patch positions resized bilinearly to ``grid`` (``_resize_pos_embed``)."""
@@ -159,7 +144,7 @@ class TimmCNNEncoder(nn.Module):
         self.hooks = [h % count for h in (range(count - 4, count) if hooks is None else hooks)]
         self.channels = [info.channels()[h] for h in self.hooks]
         self.reductions = [info.reduction()[h] for h in self.hooks]
-        self.normalize = FromCLIPNormalization(self.cnn.pretrained_cfg)
+        self.normalize = FromCLIPNormalization(self.cnn.pretrained_cfg["mean"], self.cnn.pretrained_cfg["std"])
 
     def forward(self, images: Tensor) -> list[tuple[Tensor, None]]:
         """Per hook, the feature map ``[B, C, h, w]`` (and no class token)."""
