@@ -150,17 +150,24 @@ def segmentation_comparison(
         [_paint(image, labels, colour_of, min_side) for labels in (truth, prediction)]
         for image, truth, prediction in zip(images, truths, predictions)
     ]
-    font = _font(TEXT_PX)
-    cell_h, cell_w = rows[0][0].shape[:2]
-    top = MARGIN + _line_height(font)
-    canvas = Image.new("RGB", (MARGIN + 2 * (cell_w + MARGIN), top + len(rows) * (cell_h + MARGIN)), "white")
-    draw = ImageDraw.Draw(canvas)
-    for column, title in enumerate(("ground truth", "prediction")):
-        x = MARGIN + column * (cell_w + MARGIN)
-        draw.text((x + cell_w / 2, MARGIN), title, font=font, fill="black", anchor="ma")
-        for row, cells in enumerate(rows):
-            canvas.paste(Image.fromarray(cells[column]), (x, top + row * (cell_h + MARGIN)))
-    return _with_legend(np.asarray(canvas), [(class_names[k], colour_of[k]) for k in present])
+    grid = _titled_grid(rows, ("ground truth", "prediction"))
+    return _with_legend(grid, [(class_names[k], colour_of[k]) for k in present])
+
+
+def group_stages(
+    images: Sequence[np.ndarray], stage_groups: Sequence[Sequence[ArrayLike]], min_side: int = 128
+) -> np.ndarray:
+    """GroupViT's groups stage by stage: a row per image, the image and then each stage's groups
+    (``stage_groups[s][i]``: image i's pixel-to-group map ``[h, w]``) in their colours with white borders, under
+    the titles "image", "stage 1: G groups", .... Groups have no names, so no legend."""
+    rows = []
+    for i, image in enumerate(images):
+        cells = [_enlarge(image, min_side)[0].permute(1, 2, 0).numpy()]
+        cells += [_outlined(image, torch.as_tensor(groups[i]), min_side)[0] for groups in stage_groups]
+        rows.append(cells)
+    counts = [int(torch.as_tensor(groups).max()) + 1 for groups in stage_groups]
+    titles = ["image", *(f"stage {s + 1}: {count} groups" for s, count in enumerate(counts))]
+    return _titled_grid(rows, titles)
 
 
 def group_map(
@@ -215,19 +222,42 @@ def _regions(
 ) -> np.ndarray:
     """A label map's regions painted over the enlarged image (optionally with their borders in white), with a
     legend of the labels present: the part segmentation masks and GroupViT's groups share."""
+    painted, present = _outlined(image, torch.as_tensor(labels), min_side, ignore_index, outline)
+    return _with_legend(painted, list(zip([names[k] for k in present], palette(len(present)))))
+
+
+def _outlined(
+    image: np.ndarray, labels: Tensor, min_side: int, ignore_index: int | None = None, outline: bool = True
+) -> tuple[np.ndarray, list[int]]:
+    """The labels present (but ``ignore_index``) painted over the enlarged image in :func:`palette`'s colours, in
+    their order, with their borders in white if ``outline``; and those labels."""
     picture, _ = _enlarge(image, min_side)
-    labels = torch.as_tensor(labels)
     labels = F.interpolate(labels[None, None].float(), size=picture.shape[1:], mode="nearest")[0, 0].long()
     present = [k for k in labels.unique().tolist() if k != ignore_index]
-    colours = palette(len(present))
     masks = labels[None] == torch.tensor(present, dtype=torch.long).view(-1, 1, 1)
-    painted = draw_segmentation_masks(picture, masks, alpha=0.5, colors=colours)
+    painted = draw_segmentation_masks(picture, masks, alpha=0.5, colors=palette(len(present)))
     if outline:
         border = torch.zeros_like(labels, dtype=torch.bool)
         border[:, 1:] |= labels[:, 1:] != labels[:, :-1]
         border[1:] |= labels[1:] != labels[:-1]
         painted[:, border] = 255
-    return _with_legend(painted.permute(1, 2, 0).numpy(), list(zip([names[k] for k in present], colours)))
+    return painted.permute(1, 2, 0).numpy(), present
+
+
+def _titled_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str]) -> np.ndarray:
+    """Cells of one size in rows and columns on white, a title above each column."""
+    font = _font(TEXT_PX)
+    cell_h, cell_w = rows[0][0].shape[:2]
+    top = MARGIN + _line_height(font)
+    columns = len(titles)
+    canvas = Image.new("RGB", (MARGIN + columns * (cell_w + MARGIN), top + len(rows) * (cell_h + MARGIN)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for column, title in enumerate(titles):
+        x = MARGIN + column * (cell_w + MARGIN)
+        draw.text((x + cell_w / 2, MARGIN), title, font=font, fill="black", anchor="ma")
+        for row, cells in enumerate(rows):
+            canvas.paste(Image.fromarray(cells[column]), (x, top + row * (cell_h + MARGIN)))
+    return np.asarray(canvas)
 
 
 def _paint(image: np.ndarray, labels: Tensor, colour_of: dict[int, RGB], min_side: int) -> np.ndarray:

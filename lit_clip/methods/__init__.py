@@ -8,11 +8,14 @@ from lit_clip.methods.classification.maple import MaPLe
 from lit_clip.methods.classification.tip_adapter import TipAdapter, TipAdapterF
 from lit_clip.methods.classification.zeroshot_classifier import ZeroShotClassifier
 from lit_clip.methods.pretraining.clip_pretraining import CLIPPretraining
+from lit_clip.methods.pretraining.groupvit import GroupViTPretraining
+from lit_clip.methods.segmentation.groupvit_segmentation import GroupViTSegmentation
 from lit_clip.methods.segmentation.lseg import LSeg
 from lit_clip.methods.segmentation.zeroshot_segmentation import ZeroShotSegmentation
 
 __all__ = [
     "CLIPPretraining",
+    "GroupViTPretraining",
     "ZeroShotClassifier",
     "LinearProbe",
     "CoOp",
@@ -23,4 +26,5 @@ __all__ = [
     "TipAdapterF",
     "LSeg",
     "ZeroShotSegmentation",
+    "GroupViTSegmentation",
 ]

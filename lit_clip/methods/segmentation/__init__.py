@@ -1,1 +1,1 @@
-"""Language-driven semantic segmentation on a frozen CLIP text tower: zero-shot dense CLIP, LSeg."""
+"""Semantic segmentation by text: zero-shot dense CLIP, LSeg, GroupViT's zero-shot segmentation."""
