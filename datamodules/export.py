@@ -397,6 +397,71 @@ def export_ade20k(
     return exported
 
 
+def export_pascal_context(
+    root: str | Path, per_split: Mapping[str, int], vocabulary: str = "shape", image_size: int = 64, seed: int = 0
+) -> ExportedMasks:
+    """PASCAL Context in mmseg's layout under ``root/VOCdevkit/VOC2010``: ``JPEGImages/<id>.jpg``, grey
+    ``SegmentationClassContext/<id>.png`` (0 background, 1 + the class index in ``vocabulary``: a stand-in for
+    Context's 59 classes) and ``ImageSets/SegmentationContext/<split>.txt``.
+
+    Args:
+        root: output folder.
+        per_split: scenes of "train" and / or "val".
+        vocabulary, image_size, seed: the ShapesWorld labels (at most 59), image side and world.
+    """
+    if len(class_names(vocabulary)) > 59:
+        raise ValueError(f"Context has 59 labels; vocabulary {vocabulary!r} has {len(class_names(vocabulary))}")
+    base = Path(root) / "VOCdevkit" / "VOC2010"
+    world = ShapesWorld(image_size=image_size, seed=seed)
+    exported: ExportedMasks = {}
+    for split, count in per_split.items():
+        ids = [f"{split}_{index:06d}" for index in range(count)]
+        exported[split] = []
+        for index, sample_id in enumerate(ids):
+            scene = world.scene(split, index)
+            mask = Image.fromarray(scene.semantic_mask(vocabulary).astype(np.uint8), "L")
+            exported[split].append(_save_pair(scene.image, mask, base, sample_id, "SegmentationClassContext"))
+        _write_lines(_parent(base / "ImageSets" / "SegmentationContext" / f"{split}.txt"), ids)
+    return exported
+
+
+# COCO-Stuff's train id of "wall-other", where ShapesWorld's background goes: any of the 91 stuff ids would do.
+_COCO_STUFF_BACKGROUND = 160
+
+
+def export_coco_stuff(
+    root: str | Path, per_split: Mapping[str, int], vocabulary: str = "shape", image_size: int = 64, seed: int = 0
+) -> ExportedMasks:
+    """COCO-Stuff 164k in mmseg's layout under ``root/coco_stuff164k``: ``images/<split>2017/<id>.jpg`` and grey
+    ``annotations/<split>2017/<id>_labelTrainIds.png``: the objects as "thing" train ids (the class index in
+    ``vocabulary``, a stand-in for COCO's 80 things), the background as a "stuff" id (so COCO-Object, read from
+    the same files, sees it as background), 255 on the border between labels (COCO-Stuff's unlabelled).
+
+    Args:
+        root: output folder.
+        per_split: scenes of "train" and / or "val".
+        vocabulary, image_size, seed: the ShapesWorld labels (at most 80), image side and world.
+    """
+    if len(class_names(vocabulary)) > 80:
+        raise ValueError(f"COCO has 80 things; vocabulary {vocabulary!r} has {len(class_names(vocabulary))}")
+    base = Path(root) / "coco_stuff164k"
+    world = ShapesWorld(image_size=image_size, seed=seed)
+    exported: ExportedMasks = {}
+    for split, count in per_split.items():
+        exported[split] = []
+        for index in range(count):
+            scene = world.scene(split, index)
+            labels = scene.semantic_mask(vocabulary).astype(np.int64)
+            train_ids = np.where(labels == 0, _COCO_STUFF_BACKGROUND, labels - 1).astype(np.uint8)
+            name = f"{index:012d}"
+            image_path = base / "images" / f"{split}2017" / f"{name}.jpg"
+            mask_path = base / "annotations" / f"{split}2017" / f"{name}_labelTrainIds.png"
+            _save(scene.image, image_path)
+            _save(Image.fromarray(_with_void_borders(train_ids), "L"), mask_path)
+            exported[split].append((image_path, mask_path))
+    return exported
+
+
 # -- few-shot segmentation (HSNet's layouts) -----------------------------------------------------
 
 # Draws of a scene of two compositions until one shows the episode's (after them, a scene of it alone).

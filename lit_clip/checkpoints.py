@@ -19,6 +19,7 @@ accuracy without any error):
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import glob
 import json
@@ -26,12 +27,14 @@ import math
 import os
 import pickle
 import re
+import typing
 import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import omegaconf
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -82,9 +85,9 @@ def load_clip(
               (``group_vit_gcc_yfcc_30e-879422e0.pth``: ``{"model": state_dict, ...}`` with NVlabs/GroupViT's names;
               its heads are taken 64 wide, as in the released models), a transformers GroupViT directory
               (config.json with model_type "groupvit") or hub id such as ``nvidia/groupvit-gcc-yfcc``, and our
-              own state dicts and checkpoints. Like every file here, official ones load with ``weights_only=True``:
-              one that also pickles its run's OmegaConf config is refused, with the class named; re-save its
-              ``"model"`` entry alone where you trust the file.
+              own state dicts and checkpoints. Like every file here, official ones load with ``weights_only=True``;
+              the OmegaConf config the official training pickles beside the weights is allowed through (its
+              containers and plain nodes only).
         architecture: a name of :func:`lit_clip.architecture_names`; sets the geometry instead of
             working it out. Needed when it cannot be read off the tensors: attention heads are assumed
             to be 64 wide in OpenAI / open_clip files, and open_clip's CLIPs with a timm image tower are
@@ -238,12 +241,21 @@ def _read_file(path: Path) -> _Checkpoint:
     return _from_state_dict(content, "state dict")
 
 
+# OmegaConf's containers and plain value nodes: data, as safe to rebuild as dicts and lists.
+OMEGACONF_CONTAINERS = [
+    omegaconf.DictConfig, omegaconf.ListConfig, omegaconf.base.ContainerMetadata, omegaconf.base.Metadata,
+    omegaconf.nodes.AnyNode, omegaconf.nodes.StringNode, omegaconf.nodes.IntegerNode, omegaconf.nodes.FloatNode,
+    omegaconf.nodes.BooleanNode, typing.Any, dict, list, collections.defaultdict, int, float, str, bool,
+]  # fmt: skip
+
+
 def _torch_load(path: Path):
     """``torch.load`` of a file that may come from anywhere: only tensors, numbers, strings and containers."""
     try:
         # Lightning, open_clip and Hugging Face .bin checkpoints hold nothing else, so they load
-        # without running arbitrary pickled code.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # without running arbitrary pickled code; GroupViT's official files add their run's OmegaConf config.
+        with torch.serialization.safe_globals(OMEGACONF_CONTAINERS):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types for a file that is not its own
         # torch's own message is long and suggests weights_only=False; keep only what it found.
         text = str(error)

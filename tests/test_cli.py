@@ -7,18 +7,25 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from lit_clip.datamodules.export import (
     export_ade20k,
     export_coco20i,
     export_coco_captions,
+    export_coco_stuff,
     export_coop,
     export_csv_pairs,
     export_fss1000,
     export_imagefolder,
     export_pascal5i,
+    export_pascal_context,
+    export_voc_segmentation,
     export_webdataset,
 )
+
+from lit_clip.cli import main
+from lit_clip.models import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -55,7 +62,13 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
     (ShapesWorld exported in the module's real on-disk layout), at a small image and text size."""
     parsed = yaml.safe_load(config.read_text())
     data, data_class = tmp_path / "data", parsed["data"]["class_path"].rsplit(".", 1)[1]
+    model_class = parsed["model"]["class_path"].rsplit(".", 1)[1]
     arguments = []
+    if model_class.startswith("GroupViT"):  # a GroupViT's weights, the CPU-sized architecture
+        checkpoint = tmp_path / "groupvit-micro.pt"
+        torch.save(create_model("GroupViT-Micro").state_dict(), checkpoint)
+        if "architecture" in parsed["model"].get("init_args", {}):
+            arguments.append("--model.init_args.architecture=GroupViT-Micro")
     if needs(parsed["model"], "pretrained"):
         arguments.append(f"--model.init_args.pretrained={checkpoint}")
     if data_class == "CoOpClassification":
@@ -81,6 +94,15 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
         export_webdataset(data, 16, shard_size=8)
         arguments += [f"--data.init_args.train_shards={data}/shard-{{000000..000001}}.tar"]
         arguments.append("--data.init_args.train_samples_per_epoch=16")
+    elif data_class == "PascalVOCSegmentation":
+        export_voc_segmentation(data, {"train": 2, "val": 1}, image_size=32)
+        arguments.append(f"--data.init_args.root={data}")
+    elif data_class in ("PascalContextSegmentation", "PascalContext60Segmentation"):
+        export_pascal_context(data, {"train": 2, "val": 1}, image_size=32)
+        arguments.append(f"--data.init_args.root={data}")
+    elif data_class in ("COCOStuffSegmentation", "COCOObjectSegmentation"):
+        export_coco_stuff(data, {"train": 2, "val": 1}, image_size=32)
+        arguments.append(f"--data.init_args.root={data}")
     elif data_class == "ADE20KSegmentation":
         export_ade20k(data, {"train": 2, "val": 1}, image_size=32)
         arguments += [f"--data.init_args.root={data}", "--data.init_args.base_size=36", "--data.init_args.crop_size=32"]
@@ -123,9 +145,12 @@ def subcommand(config: Path) -> str:
 
 
 @pytest.mark.parametrize("config", METHOD_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
-def test_every_config_runs_with_fast_dev_run(config, tmp_path, lit_clip_checkpoint):
+def test_every_config_runs_with_fast_dev_run(config, tmp_path, lit_clip_checkpoint, monkeypatch):
+    """In this process (the CLI's own entry point, ``lit_clip.cli.main``): a fresh process per config would spend
+    most of its time importing torch and Lightning again; the tests below run the command itself."""
     extra = fixture_arguments(config, tmp_path, lit_clip_checkpoint)
-    assert_ok(lit_clip(subcommand(config), "--config", config, "--trainer.fast_dev_run=true", *extra, cwd=tmp_path))
+    monkeypatch.chdir(tmp_path)
+    main([subcommand(config), "--config", str(config), "--trainer.fast_dev_run=true", *extra])
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)

@@ -7,6 +7,7 @@ import huggingface_hub
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 from transformers import GroupViTConfig as HFGroupViTConfig
 from transformers import GroupViTModel
@@ -365,7 +366,11 @@ def test_official_checkpoint_loads_by_its_names(tmp_path):
     torch.manual_seed(0)
     official = perturb_(official_groupvit_tree(MICRO)).state_dict()
     file = tmp_path / "group_vit_micro-0123abcd.pth"
-    torch.save({"model": {f"module.{k}": v for k, v in official.items()}, "epoch": 29, "metrics": {"acc1": 1.0}}, file)
+    # As the official save_checkpoint writes it: the weights, the epoch, metrics, and the run's OmegaConf config.
+    config = OmegaConf.create({"model": {"type": "MultiLabelContrastive", "img_encoder": {"depths": [2, 1, 1]}},
+                               "train": {"base_lr": 1.6e-3, "epochs": 30, "amp_opt_level": "O1"}, "tag": None})
+    content = {"model": {f"module.{k}": v for k, v in official.items()}, "epoch": 29, "metrics": {"acc1": 1.0}}
+    torch.save({**content, "config": config}, file)
     ours = lit_clip.load_clip(file)
     assert ours.architecture == "GroupViT-Micro"  # its geometry, 32-wide heads included
     for key, tensor in gv.to_official(ours.state_dict()).items():
