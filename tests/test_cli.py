@@ -150,6 +150,7 @@ def test_every_config_runs_with_fast_dev_run(config, tmp_path, lit_clip_checkpoi
     most of its time importing torch and Lightning again; the tests below run the command itself."""
     extra = fixture_arguments(config, tmp_path, lit_clip_checkpoint)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lit-clip"])  # pytest's own arguments are not the CLI's
     main([subcommand(config), "--config", str(config), "--trainer.fast_dev_run=true", *extra])
 
 
