@@ -82,3 +82,11 @@ def test_fewshot_table_overrides_go_to_their_method_and_keep_colons_in_values():
     chosen = json.loads(run_python("-c", script, *settings).splitlines()[-1])
     assert chosen["maple"] == ["model.init_args.pretrained=hf-hub:org/clip", "model.init_args.prompt_depth=2"]
     assert chosen["cocoop"] == ["model.init_args.pretrained=hf-hub:org/clip"]
+
+
+@pytest.mark.slow
+def test_groupvit_benchmark_quick_mode_compares_with_transformers():
+    rows = table_rows(run_module("benchmarks.bench_groupvit", "--quick"))
+    assert [row[3] for row in rows] == ["lit-clip", "transformers"]
+    assert all(float(row[4]) > 0 and float(row[6]) > 0 for row in rows)
+    assert float(rows[0][8]) < 1e-4  # the two compute the same embeddings
