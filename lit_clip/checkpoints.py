@@ -41,7 +41,15 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from lit_clip.models import groupvit
-from lit_clip.models.clip import CLIP, CLIPConfig, TextConfig, VisionConfig, config_from_dict, get_config
+from lit_clip.models.clip import (
+    CLIP,
+    CLIPConfig,
+    TextConfig,
+    VisionConfig,
+    config_from_dict,
+    get_config,
+    hf_text_config,
+)
 from lit_clip.models.registry import family_of
 from lit_clip.models.timm_tower import TIMM_ARCHITECTURES
 from lit_clip.models.transformer import VisionTransformer
@@ -645,22 +653,7 @@ def _hf_config(config: CLIPConfig) -> dict:
         "architectures": ["CLIPModel"],
         "model_type": "clip",
         "projection_dim": config.embed_dim,
-        "text_config": {
-            "hidden_size": text.width,
-            "intermediate_size": int(text.width * text.mlp_ratio),
-            "num_hidden_layers": text.layers,
-            "num_attention_heads": text.heads,
-            "max_position_embeddings": text.context_length,
-            "vocab_size": text.vocab_size,
-            "projection_dim": config.embed_dim,
-            "hidden_act": activation,
-            "layer_norm_eps": 1e-5,
-            # HF pools at the first EOS, ours at the highest id: the same when EOS is the last id,
-            # as in CLIP's vocabulary (SOT 49406, EOT 49407). lit_clip.tokenize pads with 0.
-            "bos_token_id": text.vocab_size - 2,
-            "eos_token_id": text.vocab_size - 1,
-            "pad_token_id": 0,
-        },
+        "text_config": {**hf_text_config(text, config.quick_gelu), "projection_dim": config.embed_dim},
         "vision_config": {
             "hidden_size": vision.width,
             "intermediate_size": int(vision.width * vision.mlp_ratio),

@@ -62,6 +62,25 @@ class TextConfig:
     mlp_ratio: float = 4.0
 
 
+def hf_text_config(text: TextConfig, quick_gelu: bool) -> dict:
+    """transformers' ``text_config`` of a CLIP-style text tower (CLIP's, GroupViT's: the same fields)."""
+    return {
+        "hidden_size": text.width,
+        "intermediate_size": int(text.width * text.mlp_ratio),
+        "num_hidden_layers": text.layers,
+        "num_attention_heads": text.heads,
+        "max_position_embeddings": text.context_length,
+        "vocab_size": text.vocab_size,
+        "hidden_act": "quick_gelu" if quick_gelu else "gelu",
+        "layer_norm_eps": 1e-5,
+        # transformers pools at the first EOS, ours at the highest id: the same when EOS is the last id, as in
+        # CLIP's vocabulary (SOT 49406, EOT 49407). lit_clip.tokenize pads with 0.
+        "bos_token_id": text.vocab_size - 2,
+        "eos_token_id": text.vocab_size - 1,
+        "pad_token_id": 0,
+    }
+
+
 @dataclass(frozen=True)
 class CLIPConfig:
     embed_dim: int = 512

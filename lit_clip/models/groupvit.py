@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from lit_clip.models.clip import CLIP
+from lit_clip.models.clip import CLIP, hf_text_config
 from lit_clip.models.registry import ModelFamily, register_family
 from lit_clip.models.transformer import ResidualAttentionBlock, Transformer, attention, check_images, init_transformer_
 from lit_clip.transforms import IMAGENET_MEAN, IMAGENET_STD, FromCLIPNormalization
@@ -899,21 +899,7 @@ def hf_config(config: GroupViTConfig) -> dict:
         "projection_dim": config.embed_dim,
         "projection_intermediate_dim": config.projection_hidden,
         "logit_scale_init_value": math.log(1 / 0.07),
-        "text_config": {
-            "hidden_size": text.width,
-            "intermediate_size": int(text.width * text.mlp_ratio),
-            "num_hidden_layers": text.layers,
-            "num_attention_heads": text.heads,
-            "max_position_embeddings": text.context_length,
-            "vocab_size": text.vocab_size,
-            "hidden_act": "quick_gelu" if config.quick_gelu else "gelu",
-            "layer_norm_eps": 1e-5,
-            # transformers pools at the first EOS, ours at the highest id: the same when EOS is the last id, as in
-            # CLIP's vocabulary (SOT 49406, EOT 49407). lit_clip.tokenize pads with 0.
-            "bos_token_id": text.vocab_size - 2,
-            "eos_token_id": text.vocab_size - 1,
-            "pad_token_id": 0,
-        },
+        "text_config": hf_text_config(text, config.quick_gelu),
         "vision_config": {
             "hidden_size": vision.width,
             "intermediate_size": int(vision.width * vision.mlp_ratio),
