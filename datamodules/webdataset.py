@@ -27,7 +27,7 @@ from lit_clip.datamodules.images import (
 )
 from torch.utils.data import DataLoader, IterableDataset
 
-from lit_clip.noun_prompts import NounPrompts, Tagger, caption_entries
+from lit_clip.noun_prompts import NounPrompts, Tagger, WordType, caption_entries
 from lit_clip.transforms import clip_eval_transform, clip_train_transform, image_entries
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class WebDatasetPairs(L.LightningDataModule):
         bad_samples: BadSamplePolicy = "skip",
         noun_prompts: int = 0,
         noun_tagger: Tagger = "auto",
+        noun_word_type: WordType = "noun",
     ):
         """
         Args:
@@ -110,6 +111,7 @@ class WebDatasetPairs(L.LightningDataModule):
             noun_prompts: give training batches ``noun_text`` ``[B, noun_prompts, context_length]``, prompts of
                 each caption's nouns (GroupViT's multi-label loss; see ``lit_clip.noun_prompts``); 0: none.
             noun_tagger: how nouns are found: "auto", "nltk" (the official tagger) or "rules".
+            noun_word_type: prompt "noun"s (the released configs') or "noun_phrase"s ("small red circle").
         """
         super().__init__()
         self.save_hyperparameters()
@@ -209,6 +211,9 @@ class WebDatasetPairs(L.LightningDataModule):
 
     def _decoder(self, transform: Callable, train: bool) -> Callable:
         h = self.hparams
+        nouns = None
+        if train and h.noun_prompts:
+            nouns = NounPrompts(h.noun_prompts, tagger=h.noun_tagger, word_type=h.noun_word_type)
         return functools.partial(
             _decode_pairs,
             image_keys=self.image_keys,
@@ -216,7 +221,7 @@ class WebDatasetPairs(L.LightningDataModule):
             transform=transform,
             context_length=h.context_length,
             policy=h.bad_samples,
-            noun_prompts=NounPrompts(h.noun_prompts, tagger=h.noun_tagger) if train and h.noun_prompts else None,
+            noun_prompts=nouns,
         )
 
     def _shard_error_handler(self) -> Callable[[Exception], bool]:

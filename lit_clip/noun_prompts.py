@@ -1,8 +1,11 @@
 """Noun prompts of a caption, for GroupViT's multi-label contrastive loss (NVlabs/GroupViT,
 ``datasets/builder.py``, ``WordAugTokenizeWrapper``).
 
-1. **Words**: the caption's words that a part-of-speech tagger calls nouns or verbs: the official tag list is
-   NN, NNS, NNP, VBG, VB, VBD, VBN, VBP, VBZ (verbs included, proper plurals and adjectives not).
+1. **Words** (``word_type="noun"``, the released configs'): the caption's words that a part-of-speech tagger
+   calls nouns or verbs: the official tag list is NN, NNS, NNP, VBG, VB, VBD, VBN, VBP, VBZ (verbs included,
+   proper plurals and adjectives not). Or **noun phrases** (``word_type="noun_phrase"``, the code's other
+   option): runs of adjectives and nouns ending in a noun ("small red circle"), the code's chunk grammar
+   ``{<NN.*|JJ>*<NN.*>}``.
 2. **Choice**: up to ``count`` of them drawn without replacement (a word written twice may be drawn twice, as
    the official ``np.random.choice`` over the list does), each written into a random template ("a photo of a
    {}.", the 80 ImageNet templates of the official ``full`` set by default).
@@ -38,6 +41,7 @@ from lit_clip.templates import OPENAI_IMAGENET_TEMPLATES
 from lit_clip.tokenizer import tokenize
 
 Tagger = Literal["auto", "nltk", "rules"]
+WordType = Literal["noun", "noun_phrase"]
 
 # The official code's "nouns": Penn Treebank tags of nouns and verbs.
 NOUN_AND_VERB_TAGS = frozenset({"NN", "NNS", "NNP", "VBG", "VB", "VBD", "VBN", "VBP", "VBZ"})
@@ -63,17 +67,39 @@ _ADJECTIVE_SUFFIXES = ("ous", "ful", "less", "ive", "able", "ible")
 _WORD = re.compile(r"[A-Za-z]+(?:[-'][A-Za-z]+)*")
 
 
-def rule_words(caption: str) -> list[str]:
-    """The caption's nouns and verbs by the rules (see the module's description), in order."""
-    words = []
+def rule_tags(caption: str) -> list[tuple[str, str]]:
+    """Each word with a coarse tag by the rules (see the module's description): "noun" (nouns and verbs),
+    "adjective", or "other"."""
+    tagged = []
     for word in _WORD.findall(caption):
         lower = word.lower()
-        if lower in _CLOSED_CLASS or lower in _ADJECTIVES or len(lower) < 2:
+        if lower in _ADJECTIVES or lower.endswith(_ADJECTIVE_SUFFIXES):
+            tagged.append((word, "adjective"))
+        elif lower in _CLOSED_CLASS or len(lower) < 2 or lower.endswith("ly"):
+            tagged.append((word, "other"))
+        else:
+            tagged.append((word, "noun"))
+    return tagged
+
+
+def rule_words(caption: str) -> list[str]:
+    """The caption's nouns and verbs by the rules, in order."""
+    return [word for word, tag in rule_tags(caption) if tag == "noun"]
+
+
+def rule_noun_phrases(caption: str) -> list[str]:
+    """The caption's runs of adjectives and nouns that end in a noun, by the rules, in order."""
+    phrases, run = [], []
+    for word, tag in [*rule_tags(caption), ("", "other")]:
+        if tag != "other":
+            run.append((word, tag))
             continue
-        if lower.endswith("ly") or lower.endswith(_ADJECTIVE_SUFFIXES):
-            continue
-        words.append(word)
-    return words
+        while run and run[-1][1] != "noun":  # a phrase ends in its noun
+            run.pop()
+        if run:
+            phrases.append(" ".join(word for word, _ in run))
+        run = []
+    return phrases
 
 
 def nltk_words(caption: str) -> list[str]:
@@ -81,6 +107,25 @@ def nltk_words(caption: str) -> list[str]:
     import nltk
 
     return [word for word, tag in nltk.pos_tag(nltk.word_tokenize(caption)) if tag in NOUN_AND_VERB_TAGS]
+
+
+def nltk_noun_phrases(caption: str) -> list[str]:
+    """The official ``get_noun_phrase``: nltk's chunks of the grammar ``NBAR: {<NN.*|JJ>*<NN.*>}`` (and NBAR IN NBAR),
+    consecutive chunks joined, each phrase once."""
+    import nltk
+
+    grammar = "NBAR: {<NN.*|JJ>*<NN.*>}\nNP: {<NBAR>}\n{<NBAR><IN><NBAR>}"
+    chunked = nltk.RegexpParser(grammar).parse(nltk.pos_tag(nltk.word_tokenize(caption)))
+    phrases, current = [], []
+    for subtree in chunked:
+        if isinstance(subtree, nltk.Tree):
+            current.append(" ".join(token for token, _ in subtree.leaves()))
+        elif current:
+            phrase = " ".join(current)
+            if phrase not in phrases:
+                phrases.append(phrase)
+            current = []
+    return phrases
 
 
 def nltk_available() -> bool:
@@ -97,9 +142,17 @@ def nltk_available() -> bool:
 class NounPrompts:
     """``prompts(caption, rng)``: ``count`` prompts of the caption's nouns (see the module's description)."""
 
-    def __init__(self, count: int = 3, templates: Sequence[str] = OPENAI_IMAGENET_TEMPLATES, tagger: Tagger = "auto"):
+    def __init__(
+        self,
+        count: int = 3,
+        templates: Sequence[str] = OPENAI_IMAGENET_TEMPLATES,
+        tagger: Tagger = "auto",
+        word_type: WordType = "noun",
+    ):
         if count < 1:
             raise ValueError(f"count is the number of noun prompts per caption, at least 1; got {count}")
+        if word_type not in ("noun", "noun_phrase"):
+            raise ValueError(f"word_type must be 'noun' or 'noun_phrase', got {word_type!r}")
         if tagger not in ("auto", "nltk", "rules"):
             raise ValueError(f"tagger must be 'auto', 'nltk' or 'rules', got {tagger!r}")
         if tagger == "nltk" and not nltk_available():
@@ -117,7 +170,13 @@ class NounPrompts:
                     stacklevel=2,
                 )
         self.count, self.templates, self.tagger = count, list(templates), tagger
-        self.words = nltk_words if tagger == "nltk" else rule_words
+        finders = {
+            ("nltk", "noun"): nltk_words,
+            ("nltk", "noun_phrase"): nltk_noun_phrases,
+            ("rules", "noun"): rule_words,
+            ("rules", "noun_phrase"): rule_noun_phrases,
+        }
+        self.words = finders[tagger, word_type]
 
     def __call__(self, caption: str, rng: np.random.Generator | None = None) -> list[str]:
         """The prompts, drawn with ``rng``; by default with one seeded from torch's generator, so that

@@ -6,7 +6,7 @@ from lit_clip.datamodules import ShapesWorldCaptions, WebDatasetPairs
 from lit_clip.datamodules.export import export_webdataset
 from lit_clip.datamodules.shapesworld.world import SHAPES, ShapesWorld
 
-from lit_clip.noun_prompts import NounPrompts, caption_entries, nltk_available, rule_words
+from lit_clip.noun_prompts import NounPrompts, caption_entries, nltk_available, rule_noun_phrases, rule_words
 from lit_clip.tokenizer import tokenize
 
 SHAPE_OF_WORD = {**{s: s for s in SHAPES}, **{s + "s": s for s in SHAPES}, "crosses": "cross"}
@@ -27,6 +27,13 @@ def test_rules_find_the_shape_words_of_shapesworld_captions_and_no_colour_size_o
 def test_rules_leave_out_closed_class_words_adverbs_and_adjectives():
     caption = "Two very happy dogs are quickly running to the left of a beautiful wooden house in the snow"
     assert rule_words(caption) == ["dogs", "running", "house", "snow"]
+
+
+def test_noun_phrases_are_runs_of_adjectives_and_nouns_ending_in_a_noun():
+    caption = "a large orange square is below a small orange cross, and two very happy dogs near a wooden house"
+    assert rule_noun_phrases(caption) == ["large orange square", "small orange cross", "happy dogs", "wooden house"]
+    prompts = NounPrompts(count=2, templates=["{}"], tagger="rules", word_type="noun_phrase")
+    assert set(prompts("a red circle and a blue star.", np.random.default_rng(0))) == {"red circle", "blue star"}
 
 
 def test_prompts_are_templated_nouns_padded_with_the_caption():

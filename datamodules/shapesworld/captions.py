@@ -15,7 +15,7 @@ from lit_clip.datamodules.shapesworld.world import ShapesWorld, class_names
 from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from lit_clip.noun_prompts import NounPrompts, Tagger, caption_entries
+from lit_clip.noun_prompts import NounPrompts, Tagger, WordType, caption_entries
 from lit_clip.transforms import image_entries, to_normalized_tensor
 
 
@@ -72,6 +72,7 @@ class ShapesWorldCaptions(L.LightningDataModule):
         predict_texts: str | None = None,
         noun_prompts: int = 0,
         noun_tagger: Tagger = "auto",
+        noun_word_type: WordType = "noun",
     ):
         """
         Args:
@@ -91,6 +92,7 @@ class ShapesWorldCaptions(L.LightningDataModule):
             noun_prompts: give training batches ``noun_text`` ``[B, noun_prompts, context_length]``, prompts of
                 each caption's nouns (GroupViT's multi-label loss; see ``lit_clip.noun_prompts``); 0: none.
             noun_tagger: how nouns are found: "auto", "nltk" (the official tagger) or "rules".
+            noun_word_type: prompt "noun"s (the released configs') or "noun_phrase"s ("small red circle").
         """
         super().__init__()
         self.save_hyperparameters()
@@ -120,7 +122,9 @@ class ShapesWorldCaptions(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         h = self.hparams
         require_one_batch(h.train_samples, h.batch_size, self.trainer, "training samples (train_samples)")
-        nouns = NounPrompts(h.noun_prompts, tagger=h.noun_tagger) if h.noun_prompts else None
+        nouns = None
+        if h.noun_prompts:
+            nouns = NounPrompts(h.noun_prompts, tagger=h.noun_tagger, word_type=h.noun_word_type)
         dataset = ShapesCaptionDataset(
             self.world, "train", h.train_samples, h.context_length, self.train_transform(), nouns
         )
