@@ -16,3 +16,6 @@ def test_notebook_runs(notebook):
             exec(compile("".join(cell["source"]), f"{notebook.name}", "exec"), namespace)
     if "colour_accuracy" in namespace:  # the CLIP demo: colours are learnt within its 150 steps
         assert namespace["colour_accuracy"] > 0.5
+    if "seen_miou" in namespace:  # the LSeg demo: better than background everywhere; colours by any name
+        assert namespace["seen_miou"] > 2 * namespace["background_only_miou"]
+        assert namespace["colour_miou"] > 0.5
