@@ -155,18 +155,21 @@ def segmentation_comparison(
 
 
 def group_stages(
-    images: Sequence[np.ndarray], stage_groups: Sequence[Sequence[ArrayLike]], min_side: int = 128
+    images: Sequence[np.ndarray],
+    stage_groups: Sequence[Sequence[ArrayLike]],
+    group_counts: Sequence[int],
+    min_side: int = 128,
 ) -> np.ndarray:
     """GroupViT's groups stage by stage: a row per image, the image and then each stage's groups
     (``stage_groups[s][i]``: image i's pixel-to-group map ``[h, w]``) in their colours with white borders, under
-    the titles "image", "stage 1: G groups", .... Groups have no names, so no legend."""
+    the titles "image", "stage 1: G groups", ... (``group_counts[s]``: the stage's number of groups, used or
+    not). Groups have no names, so no legend."""
     rows = []
     for i, image in enumerate(images):
         cells = [_enlarge(image, min_side)[0].permute(1, 2, 0).numpy()]
         cells += [_outlined(image, torch.as_tensor(groups[i]), min_side)[0] for groups in stage_groups]
         rows.append(cells)
-    counts = [int(torch.as_tensor(groups).max()) + 1 for groups in stage_groups]
-    titles = ["image", *(f"stage {s + 1}: {count} groups" for s, count in enumerate(counts))]
+    titles = ["image", *(f"stage {s + 1}: {count} groups" for s, count in enumerate(group_counts))]
     return _titled_grid(rows, titles)
 
 

@@ -22,7 +22,8 @@ Two taggers:
   adverb in ``-ly``, or an adjective (a list of colours, sizes and common adjectives, and the suffixes ``-ous``,
   ``-ful``, ``-less``, ``-ive``, ``-able``, ``-ible``). It differs from the tagger on words whose part of speech
   depends on the sentence ("left" in "to the left of" is a relation here, often a verb to the tagger) and on
-  adjectives outside the list; on ShapesWorld's captions it finds exactly the shape words.
+  adjectives outside the list; on ShapesWorld's captions it finds the shape words and the nouns of the
+  captions' openings ("a photo of ...", "a rendering of ...").
 
 ``"auto"`` (the default) uses nltk when it and its data are installed, else the rules, and says which once.
 """

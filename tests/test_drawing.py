@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from lit_clip.callbacks import ImageTextSamples
+from lit_clip.callbacks import GroupMaps, ImageTextSamples
 from lit_clip.datamodules import ShapesWorldCaptions
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_clip import drawing
 from lit_clip.drawing import MARGIN
-from lit_clip.methods import CLIPPretraining
+from lit_clip.methods import CLIPPretraining, GroupViTPretraining
 from lit_clip.transforms import to_normalized_tensor
 
 RED, GREY, WHITE = (255, 0, 0), (128, 128, 128), (255, 255, 255)
@@ -119,6 +119,22 @@ def test_group_map_colours_each_group_and_draws_their_borders():
     assert np.array_equal(named[:32, :32], groups[:32, :32]) and not np.array_equal(named, groups)
 
 
+def test_group_stages_show_each_image_then_each_stage_s_groups_in_a_row():
+    one_group = torch.zeros(2, 32, 32, dtype=torch.long)
+    halves = torch.zeros(2, 32, 32, dtype=torch.long)
+    halves[:, :, 16:] = 1  # left and right halves
+    picture = drawing.group_stages([solid(GREY)] * 2, [halves, one_group], group_counts=[4, 2], min_side=0)
+    assert is_picture(picture)
+    top = picture.shape[0] - 2 * (32 + MARGIN)  # the titles' band
+    cell = lambda row, column: picture[top + row * (32 + MARGIN):][:32, MARGIN + column * (32 + MARGIN):][:, :32]
+    assert picture.shape[1] == MARGIN + 3 * (32 + MARGIN)  # image, stage 1, stage 2
+    for row in range(2):
+        assert count(cell(row, 0), GREY) == 32 * 32  # the image as it is
+        left, right = tuple(cell(row, 1)[8, 4]), tuple(cell(row, 1)[8, 28])
+        assert left != right and GREY not in (left, right)  # two groups, two colours
+        assert count(cell(row, 1), WHITE) > 0 and count(cell(row, 2), WHITE) == 0  # borders only between groups
+
+
 @pytest.mark.parametrize(
     "draw",
     [
@@ -166,3 +182,23 @@ def test_image_text_samples_logs_both_pictures_to_tensorboard(tmp_path):
     figure = np.asarray(Image.open(io.BytesIO(similarity[0].encoded_image_string)))
     assert grid.shape[:2] == (samples[0].height, samples[0].width) and grid.shape[1] == MARGIN + 4 * (40 + MARGIN)
     assert figure.shape[:2] == (similarity[0].height, similarity[0].width) and figure.shape[1] > 4 * 44
+
+
+def test_group_maps_logs_the_groups_of_both_stages_to_tensorboard(tmp_path):
+    data = ShapesWorldCaptions(
+        image_size=64, batch_size=8, val_samples=8, context_length=32, zeroshot_samples_per_class=1
+    )
+    logger = TensorBoardLogger(tmp_path, name="run")
+    trainer = L.Trainer(
+        logger=logger, callbacks=[GroupMaps(num_samples=3)], enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.validate(GroupViTPretraining(architecture="GroupViT-Micro"), data)
+    logger.experiment.flush()
+
+    events = EventAccumulator(logger.log_dir)
+    events.Reload()
+    (groups,) = events.Images("val/groups")
+    picture = np.asarray(Image.open(io.BytesIO(groups.encoded_image_string)))
+    side = 128  # the 64 px images enlarged to the default min_side
+    assert picture.shape[1] == MARGIN + 3 * (side + MARGIN)  # image, stage 1, stage 2
+    assert picture.shape[0] > 3 * (side + MARGIN)  # 3 images, under the titles
