@@ -8,7 +8,8 @@ and times them in alternating rounds (a slow minute of a shared machine hits bot
   on the normalised embeddings scaled by ``exp(logit_scale)``, backward;
 - evaluation: images/s of the image embedding in eval mode (hard argmax assignment), no grad.
 
-Stochastic depth is off in ours (transformers' port has none). Every caption fills the context.
+Stochastic depth is off in ours (transformers' port has none), and both take the same pixels (ours without its
+ImageNet-statistics conversion). Every caption fills the context.
 Run from the repository root:
 
     python -m benchmarks.bench_groupvit                     # GroupViT-Micro at batch 32 and a mid-sized one
@@ -44,7 +45,10 @@ def build(config: gv.GroupViTConfig, device: torch.device) -> dict[str, torch.nn
     from transformers import GroupViTConfig as HFGroupViTConfig
     from transformers import GroupViTModel
 
-    config = dataclasses.replace(config, vision=dataclasses.replace(config.vision, drop_path_rate=0.0))
+    # The same pixels into both: with "imagenet" (the released weights') ours would first convert the CLIP-normalised
+    # input it expects to ImageNet statistics, and the two would see different images.
+    vision = dataclasses.replace(config.vision, drop_path_rate=0.0, image_normalization="clip")
+    config = dataclasses.replace(config, vision=vision)
     ours = gv.GroupViT(config)
     theirs = GroupViTModel(HFGroupViTConfig(**gv.hf_config(config)))
     # (transformers has no multi-label logit scale)

@@ -19,3 +19,6 @@ def test_notebook_runs(notebook):
     if "seen_miou" in namespace:  # the LSeg demo: better than background everywhere; colours by any name
         assert namespace["seen_miou"] > 2 * namespace["background_only_miou"]
         assert namespace["colour_miou"] > 0.5
+    if "trained_miou" in namespace:  # the GroupViT demo: the groups fit the objects better than untrained ones
+        assert namespace["trained_miou"] > namespace["untrained_miou"]
+        assert namespace["trained_objects_iou"] > namespace["untrained_objects_iou"]
