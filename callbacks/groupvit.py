@@ -39,8 +39,7 @@ class GroupMaps(L.Callback):
             return
         images = batch["image"][: self.num_samples]
         maps = pl_module.model.encode_groups(images).maps(size=images.shape[-2:])
-        groups, counts = [m.argmax(dim=1).cpu() for m in maps], [m.shape[1] for m in maps]
-        self._picture = drawing.group_stages(drawing.to_uint8_image(images), groups, counts)
+        self._picture = drawing.group_stages(drawing.to_uint8_image(images), maps)
 
     def _log(self, trainer, stage: str) -> None:
         picture, self._picture = self._picture, None

@@ -154,22 +154,18 @@ def segmentation_comparison(
     return _with_legend(grid, [(class_names[k], colour_of[k]) for k in present])
 
 
-def group_stages(
-    images: Sequence[np.ndarray],
-    stage_groups: Sequence[Sequence[ArrayLike]],
-    group_counts: Sequence[int],
-    min_side: int = 128,
-) -> np.ndarray:
-    """GroupViT's groups stage by stage: a row per image, the image and then each stage's groups
-    (``stage_groups[s][i]``: image i's pixel-to-group map ``[h, w]``) in their colours with white borders, under
-    the titles "image", "stage 1: G groups", ... (``group_counts[s]``: the stage's number of groups, used or
-    not). Groups have no names, so no legend."""
+def group_stages(images: Sequence[np.ndarray], stage_maps: Sequence[Tensor], min_side: int = 128) -> np.ndarray:
+    """GroupViT's groups stage by stage: a row per image, the image and then each stage's groups in their colours
+    with white borders, under the titles "image", "stage 1: G groups", .... ``stage_maps[s]`` is stage ``s``'s
+    pixel-to-group map ``[B, G_s, h, w]`` (:meth:`~lit_clip.models.groupvit.Groups.maps`); each pixel is drawn
+    in its most assigned group. Groups have no names, so no legend."""
+    groups = [stage_map.argmax(dim=1).cpu() for stage_map in stage_maps]
     rows = []
     for i, image in enumerate(images):
         cells = [_enlarge(image, min_side)[0].permute(1, 2, 0).numpy()]
-        cells += [_outlined(image, torch.as_tensor(groups[i]), min_side)[0] for groups in stage_groups]
+        cells += [_outlined(image, stage_groups[i], min_side)[0] for stage_groups in groups]
         rows.append(cells)
-    titles = ["image", *(f"stage {s + 1}: {count} groups" for s, count in enumerate(group_counts))]
+    titles = ["image", *(f"stage {s + 1}: {stage_map.shape[1]} groups" for s, stage_map in enumerate(stage_maps))]
     return _titled_grid(rows, titles)
 
 

@@ -120,10 +120,11 @@ def test_group_map_colours_each_group_and_draws_their_borders():
 
 
 def test_group_stages_show_each_image_then_each_stage_s_groups_in_a_row():
-    one_group = torch.zeros(2, 32, 32, dtype=torch.long)
-    halves = torch.zeros(2, 32, 32, dtype=torch.long)
-    halves[:, :, 16:] = 1  # left and right halves
-    picture = drawing.group_stages([solid(GREY)] * 2, [halves, one_group], group_counts=[4, 2], min_side=0)
+    halves = torch.zeros(2, 4, 32, 32)  # stage 1: 4 groups, the left half in group 0 and the right in group 1
+    halves[:, 0, :, :16], halves[:, 1, :, 16:] = 0.9, 0.8
+    one_group = torch.zeros(2, 2, 32, 32)
+    one_group[:, 1] = 0.6  # stage 2: 2 groups, every pixel in group 1
+    picture = drawing.group_stages([solid(GREY)] * 2, [halves, one_group], min_side=0)
     assert is_picture(picture)
     top = picture.shape[0] - 2 * (32 + MARGIN)  # the titles' band
     cell = lambda row, column: picture[top + row * (32 + MARGIN):][:32, MARGIN + column * (32 + MARGIN):][:, :32]
