@@ -4,6 +4,7 @@ Installed as ``lit_clip.datamodules`` from the repository's top-level ``datamodu
 never imports a method: batch formats are in :mod:`lit_clip.batches`.
 """
 from lit_clip.datamodules.classification import CoOpClassification, ImageFolderClassification
+from lit_clip.datamodules.detection import COCODetection, LVISDetection
 from lit_clip.datamodules.fewshot import CoOpFewShot
 from lit_clip.datamodules.fewshot_segmentation import (
     COCO20iSegmentation,
@@ -22,6 +23,7 @@ from lit_clip.datamodules.segmentation import (
 from lit_clip.datamodules.shapesworld import (
     ShapesWorldCaptions,
     ShapesWorldClassification,
+    ShapesWorldDetection,
     ShapesWorldFewShot,
     ShapesWorldSegmentation,
 )
@@ -48,4 +50,7 @@ __all__ = [
     "Pascal5iSegmentation",
     "COCO20iSegmentation",
     "FSS1000Segmentation",
+    "ShapesWorldDetection",
+    "COCODetection",
+    "LVISDetection",
 ]

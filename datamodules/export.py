@@ -7,6 +7,8 @@ split, labels indexing ``class_names(vocabulary)``; the caption exporters return
 per split, the segmentation exporters ``(image path, mask path)`` per split, in the order the data
 modules list them. The few-shot segmentation exporters (HSNet's layouts, which
 :mod:`lit_clip.datamodules.fewshot_segmentation` reads) write the split files too and return what they list.
+The detection exporters write COCO's and LVIS's annotation files (which :mod:`lit_clip.datamodules.detection`
+reads) and return ``(image path, image id)`` per split.
 """
 from __future__ import annotations
 
@@ -15,18 +17,22 @@ import itertools
 import json
 import pickle
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from lit_clip.datamodules.classification import COOP_LAYOUTS
 from lit_clip.datamodules.fewshot_segmentation import COCO20iSegmentation, Pascal5iSegmentation
 from lit_clip.datamodules.shapesworld import ShapesWorld, class_names
+from lit_clip.datamodules.shapesworld.detection import visible_boxes
+from lit_clip.datamodules.shapesworld.segmentation import held_out_compositions
 from lit_clip.datamodules.shapesworld.world import Scene
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 Exported = dict[str, list[tuple[Path, int]]]
 ExportedCaptions = dict[str, list[tuple[Path, list[str]]]]
 ExportedMasks = dict[str, list[tuple[Path, Path]]]
+ExportedDetection = dict[str, list[tuple[Path, int]]]
 
 
 def export_imagefolder(
@@ -654,12 +660,126 @@ def _parent(path: Path) -> Path:
     return path
 
 
+# -- detection (COCO's and LVIS's annotation files) ---------------------------------------------
+
+
+def export_coco_detection(
+    root: str | Path, world: ShapesWorld, samples: Mapping[str, int], masks: bool = True
+) -> ExportedDetection:
+    """COCO 2017's detection layout under ``root``: ``<split>2017/<id:012d>.jpg`` (JPEG, quality 95) and
+    ``annotations/instances_<split>2017.json``.
+
+    The categories are the 64 colour-shape compositions, ids 1..64 in ``class_names("color_shape")`` order, named
+    as there ("red circle"). Every object of a scene is an annotation: its box the tight box of its visible pixels
+    (``visible_boxes``, as COCO's boxes), its area their count, ``iscrowd`` 0, and with ``masks`` its
+    ``segmentation``: those pixels run-length encoded (pycocotools' compressed RLE, counts as text). Image and
+    annotation ids count on from 1 over the splits, unique in the data set as COCO's. Returns per split the
+    ``(image path, image id)`` of scenes 0, 1, ... of the world's split.
+
+    Args:
+        root: output folder: the data module's ``root``.
+        world: the ShapesWorld whose scenes are written (its held-out compositions are in no training scene).
+        samples: scenes of "train" and / or "val", e.g. ``{"train": 8, "val": 4}``.
+        masks: write the objects' segmentations.
+    """
+    root = Path(root)
+    exported, contents = _detection_files(root, world, samples, masks)
+    names = class_names("color_shape")
+    categories = [{"id": i + 1, "name": name, "supercategory": name.split()[1]} for i, name in enumerate(names)]
+    for split, content in contents.items():
+        _write_annotations(root / "annotations" / f"instances_{split}2017.json", content, categories)
+    return exported
+
+
+def export_lvis_detection(
+    root: str | Path,
+    world: ShapesWorld,
+    samples: Mapping[str, int],
+    held_out: Sequence[str] | None = None,
+    masks: bool = True,
+) -> ExportedDetection:
+    """LVIS v1's layout under ``root``: ``lvis_v1_<split>.json``, the images in COCO 2017's folders
+    (``<split>2017/<id:012d>.jpg``), which each image's ``coco_url`` names.
+
+    Images, boxes and masks as :func:`export_coco_detection` writes them, in LVIS's fields: categories named with
+    "_" ("red_circle") and with a ``frequency``: "r" (rare, LVIS's novel) for the ``held_out`` compositions, "c"
+    and "f" in turn for the others; images with a ``coco_url`` (no ``file_name``) and empty
+    ``neg_category_ids`` and ``not_exhaustive_category_ids`` (every object of a scene is boxed); annotations
+    without ``iscrowd``. Returns what :func:`export_coco_detection` does.
+
+    Args:
+        root: output folder: the data module's ``root``.
+        world: the ShapesWorld whose scenes are written.
+        samples: scenes of "train" and / or "val".
+        held_out: the rare compositions; by default the world's held-out ones.
+        masks: write the objects' segmentations.
+    """
+    root, names = Path(root), class_names("color_shape")
+    rare = world.held_out if held_out is None else tuple(held_out)
+    if unknown := [name for name in rare if name not in names]:
+        raise ValueError(f"unknown held_out compositions {unknown}; expected names from {names}")
+    exported, contents = _detection_files(root, world, samples, masks)
+    others = itertools.cycle("cf")
+    categories = []
+    for i, name in enumerate(names):
+        lvis_name = name.replace(" ", "_")
+        frequency = "r" if name in rare else next(others)
+        categories.append({"id": i + 1, "name": lvis_name, "synonyms": [lvis_name], "synset": f"{lvis_name}.n.01",
+                           "def": f"a {name} of ShapesWorld", "frequency": frequency})  # fmt: skip
+    for split, content in contents.items():
+        for image in content["images"]:
+            url = f"http://images.cocodataset.org/{split}2017/{image.pop('file_name')}"
+            image.update(coco_url=url, neg_category_ids=[], not_exhaustive_category_ids=[])
+        for annotation in content["annotations"]:
+            del annotation["iscrowd"]
+        _write_annotations(root / f"lvis_v1_{split}.json", content, categories)
+    return exported
+
+
+def _detection_files(
+    root: Path, world: ShapesWorld, samples: Mapping[str, int], masks: bool
+) -> tuple[ExportedDetection, dict[str, dict[str, list[dict]]]]:
+    """The scenes written as ``root/<split>2017/<id:012d>.jpg``, and COCO's ``images`` and ``annotations`` of
+    them per split (see :func:`export_coco_detection`)."""
+    if unknown := sorted(set(samples) - {"train", "val"}):
+        raise ValueError(f"COCO and LVIS annotate the splits 'train' and 'val', not {unknown}")
+    exported: ExportedDetection = {}
+    contents: dict[str, dict[str, list[dict]]] = {}
+    image_ids, annotation_ids = itertools.count(1), itertools.count(1)
+    for split, count in samples.items():
+        exported[split], images, annotations = [], [], []
+        for index in range(count):
+            scene, image_id = world.scene(split, index), next(image_ids)
+            path = _parent(root / f"{split}2017" / f"{image_id:012d}.jpg")
+            scene.image.save(path, quality=95)
+            exported[split].append((path, image_id))
+            width, height = scene.image.size
+            images.append({"id": image_id, "file_name": path.name, "width": width, "height": height})
+            boxes = visible_boxes(scene).tolist()
+            for obj, (x1, y1, x2, y2), visible in zip(scene.objects, boxes, scene.instance_masks):
+                rle = mask_utils.encode(np.asfortranarray(visible.astype(np.uint8)))
+                annotation = {"id": next(annotation_ids), "image_id": image_id, "category_id": obj.class_index() + 1,
+                              "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(mask_utils.area(rle)),
+                              "iscrowd": 0}  # fmt: skip
+                if masks:
+                    annotation["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+                annotations.append(annotation)
+        contents[split] = {"images": images, "annotations": annotations}
+    return exported, contents
+
+
+def _write_annotations(path: Path, content: dict[str, list[dict]], categories: list[dict]) -> None:
+    document = {"info": {"description": "ShapesWorld"}, "licenses": [], **content, "categories": categories}
+    _parent(path).write_text(json.dumps(document))
+
+
 def main(args: list[str] | None = None) -> None:
     """``python -m lit_clip.datamodules.export LAYOUT ROOT``: ShapesWorld on disk, to try a real-data config."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    layouts = ["coco", "flickr30k", "csv", "webdataset", "imagefolder", "coop", "voc", "ade20k"]
+    layouts = ["coco", "flickr30k", "csv", "webdataset", "imagefolder", "coop", "voc", "ade20k", "coco-detection",
+               "lvis-detection"]  # fmt: skip
     parser.add_argument("layout", choices=layouts)
     parser.add_argument("root", type=Path)
     parser.add_argument("--train", type=int, default=1000, help="training samples (per class for classification)")
@@ -668,6 +788,8 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--dataset", default="OxfordPets", help="the CoOp data set whose layout to write")
     parser.add_argument("--shard-size", type=int, default=1000, help="samples per WebDataset shard")
+    parser.add_argument("--held-out", type=int, default=16,
+                        help="detection: compositions in no training scene (LVIS's rare categories)")  # fmt: skip
     options = parser.parse_args(args)
     splits = {"train": options.train, "val": options.val, "test": options.test}
     size = {"image_size": options.image_size}
@@ -686,6 +808,12 @@ def main(args: list[str] | None = None) -> None:
         export_ade20k(options.root, {"train": options.train, "val": options.val}, **size)
     elif options.layout == "imagefolder":
         export_imagefolder(options.root, splits, **size)
+    elif options.layout.endswith("-detection"):
+        held = held_out_compositions(options.held_out)
+        world = ShapesWorld(image_size=options.image_size, held_out=held)
+        export = export_coco_detection if options.layout == "coco-detection" else export_lvis_detection
+        export(options.root, world, {"train": options.train, "val": options.val})
+        print(f"held out of training (the novel categories): {held}")
     else:
         if options.dataset == "ImageNet":  # CoOp evaluates ImageNet on its val split
             del splits["test"]

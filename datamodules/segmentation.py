@@ -42,7 +42,7 @@ from torchvision.transforms import v2 as T
 
 from lit_clip.batches import IGNORE_INDEX
 from lit_clip.templates import resolve_templates
-from lit_clip.transforms import CLIP_MEAN, CLIP_STD, ScaleToUnit
+from lit_clip.transforms import normalized_tensor
 
 SegmentationSample = tuple[Path, Path]  # (image file, mask file)
 
@@ -168,18 +168,14 @@ def segmentation_train_transform(base_size: int = 520, crop_size: int = 480) -> 
             RandomLongSide(base_size // 2, base_size * 2),
             T.ToImage(),
             T.RandomCrop(crop_size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}),
-            *_normalized(),
+            *normalized_tensor(),
         ]
     )
 
 
 def segmentation_eval_transform() -> Callable[[dict], dict]:
     """The image normalised at its original resolution; the mask unchanged."""
-    return T.Compose([T.ToImage(), *_normalized()])
-
-
-def _normalized() -> list[Callable]:
-    return [ScaleToUnit(), T.Normalize(CLIP_MEAN, CLIP_STD), T.ToPureTensor()]
+    return T.Compose(normalized_tensor())
 
 
 def pad_collate(samples: list[dict]) -> dict:

@@ -14,8 +14,9 @@ Data modules and methods import from here; this module imports neither.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TypedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 from torch import Tensor
 
@@ -69,18 +70,30 @@ class SegmentationBatch(TypedDict, total=False):
 class DetectionTarget(TypedDict, total=False):
     """One image's objects: ``boxes`` float ``[N, 4]`` as (x1, y1, x2, y2) in pixels of the batch's image,
     ``labels`` long ``[N]`` (indices into ``classnames``), ``image_id`` (the annotation file's id, for
-    COCO-style evaluation), optional ``masks`` bool ``[N, H, W]``."""
+    COCO-style evaluation), optional ``masks`` bool ``[N, H, W]``.
+
+    Training images with a region cache (ViLD's distillation targets, see :mod:`lit_clip.region_cache`) also
+    carry ``regions`` float ``[M, 4]``, boxes in the same pixels, and ``region_embeddings`` ``[M, D]``, the
+    CLIP image embedding of each region's crops."""
 
     boxes: Tensor
     labels: Tensor
     image_id: int
     masks: Tensor
+    regions: Tensor
+    region_embeddings: Tensor
 
 
 class DetectionBatch(TypedDict, total=False):
-    """Images with boxes: ``targets`` holds one :class:`DetectionTarget` per image (their counts differ)."""
+    """Images with boxes: ``targets`` holds one :class:`DetectionTarget` per image (their counts differ).
+
+    Images keep their own size (after any training augmentation) and are padded with 0 at the bottom and the
+    right to the batch's largest; ``image_size`` long ``[B, 2]`` holds each one's (height, width) before padding.
+    Evaluation images are at their file's resolution, so boxes compare with the annotation file's.
+    """
 
     image: Tensor
+    image_size: Tensor
     targets: list[DetectionTarget]
     index: Tensor
     skipped_index: Tensor
@@ -155,3 +168,9 @@ class EvaluationSet:
     name: str
     classnames: tuple[str, ...]
     episodic: bool = False
+    # Detection: named subsets of the label ids, scored apart (ViLD's "base" and "novel"), and the ground truth
+    # to score against (an annotation file, or its loaded pycocotools / lvis object, with its backend "coco" or
+    # "lvis"); None: the batches' targets.
+    subsets: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    annotations: Any = None
+    backend: str = "coco"

@@ -73,7 +73,7 @@ def clip_eval_transform(image_size: int) -> Callable[[Image.Image], Tensor]:
             T.CenterCrop(image_size),
             # After the resize, as open_clip does: a palette image resizes differently from its RGB version.
             ConvertToRGB(),
-            *_normalized_tensor(),
+            *normalized_tensor(),
         ]
     )
 
@@ -94,7 +94,7 @@ def clip_train_transform(
             T.RandomResizedCrop(image_size, scale=scale, interpolation=T.InterpolationMode.BICUBIC, antialias=True),
             *([T.RandomHorizontalFlip()] if flip else []),
             ConvertToRGB(),
-            *_normalized_tensor(),
+            *normalized_tensor(),
         ]
     )
 
@@ -137,7 +137,7 @@ class ScaleToUnit(T.Transform):
         return tv_tensors.wrap(inpt.to(torch.float32).div(255), like=inpt)
 
 
-def _normalized_tensor() -> list[Callable]:
+def normalized_tensor() -> list[Callable]:
     """An image into a float ``[3, H, W]`` tensor normalised with CLIP's mean and std (v1's ``ToTensor``
     + ``Normalize``); masks and boxes keep their values. All come out as plain tensors."""
     return [T.ToImage(), ScaleToUnit(), T.Normalize(CLIP_MEAN, CLIP_STD), T.ToPureTensor()]

@@ -1,6 +1,7 @@
 """ShapesWorld, the embedded default data: the generated world and one data module per task view of it."""
 from lit_clip.datamodules.shapesworld.captions import ShapesWorldCaptions
 from lit_clip.datamodules.shapesworld.classification import SHAPES_TEMPLATES, ShapesWorldClassification
+from lit_clip.datamodules.shapesworld.detection import ShapesWorldDetection
 from lit_clip.datamodules.shapesworld.fewshot import ShapesWorldFewShot
 from lit_clip.datamodules.shapesworld.segmentation import ShapesWorldSegmentation
 from lit_clip.datamodules.shapesworld.world import ShapesWorld, class_names
@@ -10,6 +11,7 @@ __all__ = [
     "ShapesWorld",
     "ShapesWorldCaptions",
     "ShapesWorldClassification",
+    "ShapesWorldDetection",
     "ShapesWorldFewShot",
     "ShapesWorldSegmentation",
     "class_names",
