@@ -1,5 +1,5 @@
 """One LightningModule per method, each in its own file, grouped by task (``pretraining/``, ``classification/``,
-``segmentation/``)."""
+``segmentation/``, ``detection/``)."""
 from lit_clip.methods.classification.clip_adapter import CLIPAdapter
 from lit_clip.methods.classification.cocoop import CoCoOp
 from lit_clip.methods.classification.coop import CoOp
@@ -7,6 +7,7 @@ from lit_clip.methods.classification.linear_probe import LinearProbe
 from lit_clip.methods.classification.maple import MaPLe
 from lit_clip.methods.classification.tip_adapter import TipAdapter, TipAdapterF
 from lit_clip.methods.classification.zeroshot_classifier import ZeroShotClassifier
+from lit_clip.methods.detection.vild import ViLD
 from lit_clip.methods.pretraining.clip_pretraining import CLIPPretraining
 from lit_clip.methods.pretraining.groupvit import GroupViTPretraining
 from lit_clip.methods.segmentation.groupvit_segmentation import GroupViTSegmentation
@@ -27,4 +28,5 @@ __all__ = [
     "LSeg",
     "ZeroShotSegmentation",
     "GroupViTSegmentation",
+    "ViLD",
 ]

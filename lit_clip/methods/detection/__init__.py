@@ -1,0 +1,1 @@
+"""Detection methods: ViLD (and its region cache builder)."""
