@@ -1,4 +1,5 @@
 """Evaluation, visualisation and checkpoint callbacks any method can attach."""
+from lit_clip.callbacks.detection import DetectionSamples
 from lit_clip.callbacks.groupvit import GroupMaps
 from lit_clip.callbacks.hp_metric import MonitoredHpMetric
 from lit_clip.callbacks.image_text import ImageTextSamples
@@ -7,5 +8,5 @@ from lit_clip.callbacks.predictions import PredictionWriter
 from lit_clip.callbacks.segmentation import SegmentationSamples
 
 __all__ = [
-    "GroupMaps",
+    "DetectionSamples", "GroupMaps",
     "ImageTextSamples", "LastCheckpoint", "MonitoredHpMetric", "PredictionWriter", "SegmentationSamples"]

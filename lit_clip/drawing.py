@@ -9,7 +9,7 @@ data and log; the drawing is here, so every picture shares its fonts, colours an
 from __future__ import annotations
 
 import colorsys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from functools import cache
 
 import numpy as np
@@ -33,6 +33,10 @@ BAR_PX = 16  # width of the similarity figure's colour bar
 # lightness, so equal steps in value look like equal steps in colour.
 _SCALE = np.array([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)], dtype=np.float64)
 _LUMA = np.array([0.299, 0.587, 0.114])  # a colour's lightness, for the colour of text on it
+# Open-vocabulary detection's boxes: base classes (trained on) in lime, novel ones in magenta, complementary
+# colours that differ from each other most and are neither of ShapesWorld's object colours.
+BASE_COLOUR: RGB = (0, 255, 0)
+NOVEL_COLOUR: RGB = (255, 0, 255)
 
 
 def to_uint8_image(images: Tensor) -> np.ndarray:
@@ -190,24 +194,75 @@ def boxes_with_names(
 ) -> np.ndarray:
     """Boxes (``[N, 4]`` x1, y1, x2, y2 in pixels of ``image``) in their class's colour, each named "name 0.87"
     (the score, when given) by torchvision's ``draw_bounding_boxes``."""
-    picture, factor = _enlarge(image, min_side)
     labels = torch.as_tensor(labels).tolist()
-    texts = [class_names[k] for k in labels]
-    if scores is not None:
-        texts = [f"{text} {score:.2f}" for text, score in zip(texts, torch.as_tensor(scores).tolist())]
     present = sorted(set(labels))
     colour_of = dict(zip(present, palette(len(present))))
+    texts = _box_texts(labels, class_names, scores)
+    return _named_boxes(image, boxes_xyxy, texts, [colour_of[k] for k in labels], min_side)
+
+
+def detection_comparison(
+    images: Sequence[np.ndarray],
+    truths: Sequence[dict],
+    predictions: Sequence[dict],
+    class_names: Sequence[str],
+    novel_names: Collection[str],
+    score_threshold: float = 0.3,
+    max_boxes: int = 10,
+    min_side: int = 256,
+) -> np.ndarray:
+    """A row per image: its ground-truth boxes with their names, and its predicted boxes scored above
+    ``score_threshold`` (the ``max_boxes`` best) named "name 0.87", under the titles "ground truth" and
+    "prediction, score > 0.3". Boxes of novel classes (``novel_names``) are in one colour, of base ones in another,
+    with a legend of the two: an open-vocabulary detector's pictures show at a glance what it finds of each.
+
+    ``truths`` and ``predictions`` hold per image ``"boxes"`` ``[N, 4]`` (x1, y1, x2, y2 in pixels of the image) and
+    ``"labels"`` ``[N]`` (indices into ``class_names``), predictions ``"scores"`` ``[N]`` too. The images are of one
+    size (a padded batch's), as the grid's cells.
+    """
+
+    def cell(image: np.ndarray, boxes: ArrayLike, labels: ArrayLike, scores: ArrayLike | None = None) -> np.ndarray:
+        labels = torch.as_tensor(labels).tolist()
+        colours = [NOVEL_COLOUR if class_names[k] in novel_names else BASE_COLOUR for k in labels]
+        return _named_boxes(image, boxes, _box_texts(labels, class_names, scores), colours, min_side)
+
+    rows = []
+    for image, truth, prediction in zip(images, truths, predictions):
+        scores = torch.as_tensor(prediction["scores"])
+        best = scores.argsort(descending=True)[:max_boxes]
+        best = best[scores[best] > score_threshold].flip(0)  # the best drawn last: its tag on top
+        found = torch.as_tensor(prediction["boxes"])[best], torch.as_tensor(prediction["labels"])[best], scores[best]
+        rows.append([cell(image, truth["boxes"], truth["labels"]), cell(image, *found)])
+    grid = _titled_grid(rows, ("ground truth", f"prediction, score > {score_threshold:g}"))
+    return _with_legend(grid, [("base", BASE_COLOUR), ("novel", NOVEL_COLOUR)])
+
+
+def _box_texts(labels: Sequence[int], class_names: Sequence[str], scores: ArrayLike | None) -> list[str]:
+    """Each box's name, "name 0.87" with its score when given."""
+    texts = [class_names[k] for k in labels]
+    if scores is None:
+        return texts
+    return [f"{text} {score:.2f}" for text, score in zip(texts, torch.as_tensor(scores).tolist())]
+
+
+def _named_boxes(
+    image: np.ndarray, boxes_xyxy: ArrayLike, texts: Sequence[str], colours: Sequence[RGB], min_side: int
+) -> np.ndarray:
+    """Boxes (``[N, 4]`` x1, y1, x2, y2 in pixels of ``image``) outlined over the enlarged image by torchvision's
+    ``draw_bounding_boxes``, each in its colour with its text on a tag of that colour just above it."""
+    picture, factor = _enlarge(image, min_side)
     boxes = torch.as_tensor(boxes_xyxy, dtype=torch.float32).reshape(-1, 4) * factor
-    drawn = draw_bounding_boxes(picture, boxes, colors=[colour_of[k] for k in labels], width=2)
-    canvas = Image.fromarray(drawn.permute(1, 2, 0).numpy())
-    # The names on a tag of the box's colour just above the box, in the font of every picture here: torchvision
+    if len(boxes):  # (torchvision warns of an empty box list)
+        picture = draw_bounding_boxes(picture, boxes, colors=list(colours), width=2)
+    canvas = Image.fromarray(picture.permute(1, 2, 0).numpy())
+    # The texts on a tag of the box's colour just above the box, in the font of every picture here: torchvision
     # writes them inside the box in a fixed 10-pixel font of the box's colour, unreadable on a similar object.
     draw, font = ImageDraw.Draw(canvas), _font(TEXT_PX)
-    for (x1, y1, _, _), text, k in zip(boxes.tolist(), texts, labels):
+    for (x1, y1, _, _), text, colour in zip(boxes.tolist(), texts, colours):
         corner = (min(x1, canvas.width - font.getlength(text) - 3), max(y1, _line_height(font)))
         left, top, right, bottom = draw.textbbox(corner, text, font=font, anchor="ld")
-        draw.rectangle((left - 1, top - 2, right + 2, bottom + 1), fill=colour_of[k])
-        draw.text(corner, text, font=font, fill=_ink(colour_of[k]), anchor="ld")
+        draw.rectangle((left - 1, top - 2, right + 2, bottom + 1), fill=colour)
+        draw.text(corner, text, font=font, fill=_ink(colour), anchor="ld")
     return np.asarray(canvas)
 
 

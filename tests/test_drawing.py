@@ -1,5 +1,5 @@
 """The pictures of lit_clip.drawing: their shapes and dtypes, that they show what they are given where they
-should, and that ImageTextSamples logs its two to TensorBoard."""
+should, and that the callbacks log them to TensorBoard."""
 from __future__ import annotations
 
 import io
@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from lit_clip.callbacks import GroupMaps, ImageTextSamples
-from lit_clip.datamodules import ShapesWorldCaptions
+from lit_clip.callbacks import DetectionSamples, GroupMaps, ImageTextSamples
+from lit_clip.datamodules import ShapesWorldCaptions, ShapesWorldDetection
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import lit_clip
 from lit_clip import drawing
 from lit_clip.drawing import MARGIN
-from lit_clip.methods import CLIPPretraining, GroupViTPretraining
+from lit_clip.methods import CLIPPretraining, GroupViTPretraining, ViLD
 from lit_clip.transforms import to_normalized_tensor
 
 RED, GREY, WHITE = (255, 0, 0), (128, 128, 128), (255, 255, 255)
@@ -106,6 +107,44 @@ def test_boxes_with_names_outline_the_box_in_its_class_colour_with_a_tag_above()
 
     enlarged = drawing.boxes_with_names(image, boxes, [1], ["cat", "dog"])
     assert enlarged.shape == (256, 256, 3) and tuple(enlarged[140, 40]) == colour
+
+
+def test_detection_comparison_shows_truth_beside_the_best_predictions_base_and_novel_in_their_colours():
+    names = ["cat", "dog"]  # "dog" is novel
+    truth = {"boxes": torch.tensor([[4.0, 20.0, 28.0, 60.0], [36.0, 20.0, 60.0, 60.0]]), "labels": torch.tensor([0, 1])}
+    prediction = {**truth, "scores": torch.tensor([0.9, 0.8])}
+    # Another cat below the threshold: not drawn.
+    unsure = {"boxes": torch.tensor([[4.0, 20.0, 28.0, 60.0], [36.0, 20.0, 60.0, 60.0], [10.0, 30.0, 50.0, 50.0]]),
+              "labels": torch.tensor([0, 1, 0]), "scores": torch.tensor([0.9, 0.8, 0.2])}  # fmt: skip
+
+    def compare(prediction=prediction, names=names, **kwargs) -> np.ndarray:
+        return drawing.detection_comparison([solid(GREY, 64)], [truth], [prediction], names, {"dog"}, **kwargs)
+
+    picture = compare(min_side=0)
+    assert is_picture(picture) and picture.shape[1] > MARGIN + 2 * (64 + MARGIN)  # the legend beside
+    top = picture.shape[0] - (64 + MARGIN)  # the titles' band
+    cell = lambda column, picture=picture: picture[top : top + 64, MARGIN + column * (64 + MARGIN) :][:, :64]
+    base, novel = drawing.BASE_COLOUR, drawing.NOVEL_COLOUR
+    for column in (0, 1):  # ground truth, prediction
+        assert tuple(cell(column)[40, 4]) == tuple(cell(column)[60, 16]) == base  # the cat's outline
+        assert tuple(cell(column)[40, 36]) == tuple(cell(column)[60, 48]) == novel  # the dog's
+        assert tuple(cell(column)[40, 16]) == tuple(cell(column)[40, 48]) == GREY  # inside
+    legend = picture[:, MARGIN + 2 * (64 + MARGIN) :]
+    assert count(legend, base) > 50 and count(legend, novel) > 50  # "base" and "novel" swatches
+
+    assert np.array_equal(compare(unsure, min_side=0), picture)
+    best = compare(unsure, max_boxes=1, min_side=0)
+    assert count(cell(1, best), novel) == 0 and tuple(cell(1, best)[40, 4]) == base  # the 0.9 cat alone
+    changed = (compare(names=["cow", "dog"], min_side=0) != picture).any(axis=-1)[top:]
+    assert changed[:20, :64].sum() > 10 and changed[:20, 72:136].sum() > 10  # the name on each column's tag above
+    assert not changed[20:].any()  # and nothing else
+    nothing = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "scores": torch.zeros(0)}
+    empty = drawing.detection_comparison([solid(GREY, 64)], [nothing], [nothing], names, {"dog"}, min_side=0)
+    assert count(cell(0, empty), GREY) == count(cell(1, empty), GREY) == 64 * 64
+
+    enlarged = compare()  # 64 px enlarged to 256
+    assert enlarged.shape[1] > MARGIN + 2 * (256 + MARGIN) and enlarged.shape[0] >= 256 + MARGIN
+    assert tuple(enlarged[enlarged.shape[0] - MARGIN - 256 + 160, MARGIN + 16]) == base
 
 
 def test_group_map_colours_each_group_and_draws_their_borders():
@@ -203,3 +242,33 @@ def test_group_maps_logs_the_groups_of_both_stages_to_tensorboard(tmp_path):
     side = 128  # the 64 px images enlarged to the default min_side
     assert picture.shape[1] == MARGIN + 3 * (side + MARGIN)  # image, stage 1, stage 2
     assert picture.shape[0] > 3 * (side + MARGIN)  # 3 images, under the titles
+
+
+def test_detection_samples_logs_validation_and_test_detections_to_tensorboard(tmp_path):
+    torch.manual_seed(0)
+    clip_file = tmp_path / "rn_tiny.pt"  # a random CLIP: the detections are random, the picture is not
+    torch.save(lit_clip.create_model("RN-Tiny").state_dict(), clip_file)
+    model = ViLD(str(clip_file), architecture="RN-Tiny", backbone="resnet18", fpn_channels=16, head_convs=1,
+                 head_fcs=1, head_fc=32, min_size=64, max_size=64, anchor_sizes=(8, 16, 32, 64, 128),
+                 proposals_per_image=20, proposals_before_nms=50, roi_samples_per_image=16, score_threshold=0.0)  # fmt: skip
+    data = ShapesWorldDetection(image_size=64, batch_size=2, val_samples=2, test_samples=2)
+    model.base_classnames = tuple(data.classnames)  # as after training
+    logger = TensorBoardLogger(tmp_path, name="run")
+    trainer = L.Trainer(
+        logger=logger, callbacks=[DetectionSamples(score_threshold=0.0)], enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    trainer.validate(model, data)
+    trainer.test(model, data)
+    logger.experiment.flush()
+
+    events = EventAccumulator(logger.log_dir)
+    events.Reload()
+    for tag in ("val/detections", "test/detections"):
+        (logged,) = events.Images(tag)
+        picture = np.asarray(Image.open(io.BytesIO(logged.encoded_image_string)))
+        side = 256  # the 64 px scenes enlarged to detection_comparison's min_side
+        assert picture.shape[1] > MARGIN + 2 * (side + MARGIN)  # ground truth, prediction and the legend
+        assert picture.shape[0] > 2 * (side + MARGIN)  # the batch's 2 images
+        grid = picture[:, : MARGIN + 2 * (side + MARGIN)]
+        assert count(grid, drawing.BASE_COLOUR) + count(grid, drawing.NOVEL_COLOUR) > 100  # boxes drawn
