@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lit_clip.templates import OPENAI_IMAGENET_TEMPLATES
+from lit_clip.templates import OPENAI_IMAGENET_TEMPLATES, fill_template
 from lit_clip.tokenizer import tokenize
 
 Tagger = Literal["auto", "nltk", "rules"]
@@ -185,7 +185,7 @@ class NounPrompts:
         rng = np.random.default_rng(int(torch.randint(2**62, ()))) if rng is None else rng
         words = self.words(caption)
         chosen = rng.choice(len(words), min(self.count, len(words)), replace=False) if words else []
-        prompts = [self.templates[int(rng.integers(len(self.templates)))].format(words[i]) for i in chosen]
+        prompts = [fill_template(self.templates[int(rng.integers(len(self.templates)))], words[i]) for i in chosen]
         return prompts + [caption] * (self.count - len(prompts))
 
 

@@ -1,7 +1,8 @@
-"""Prompt template sets for zero-shot classifiers: format strings with one ``{}`` for the class name.
+"""Prompt template sets for zero-shot classifiers: format strings with one ``{}`` for the class name, and
+optionally ``{article}`` for its indefinite article ("a" or "an", as ViLD's templates write it).
 
 ``resolve_templates`` turns a config value (a set's name or an explicit list) into
-the list of templates that :func:`lit_clip.zeroshot.build_zeroshot_classifier` formats.
+the list of templates that :func:`lit_clip.zeroshot.build_zeroshot_classifier` formats with :func:`fill_template`.
 """
 from __future__ import annotations
 
@@ -120,17 +121,92 @@ COOP_TEMPLATES: dict[str, str] = {
     "UCF101": "a photo of a person doing {}.",
 }
 
+# ViLD's prompt ensemble: the ViLD demo's ``multiple_templates`` (tensorflow/tpu
+# models/official/detection/projects/vild/ViLD_demo.ipynb, its "for CLIP text embeddings" cell, in its order):
+# 63 templates: 58 of OpenAI's ImageNet ones, some with ``{article}`` for their "a", and 5 "... in the scene." ones.
+_VILD_DEMO_TEMPLATES: tuple[str, ...] = (
+    "There is {article} {} in the scene.",
+    "There is the {} in the scene.",
+    "a photo of {article} {} in the scene.",
+    "a photo of the {} in the scene.",
+    "a photo of one {} in the scene.",
+    "itap of {article} {}.",
+    "itap of my {}.",  # itap: I took a picture of
+    "itap of the {}.",
+    "a photo of {article} {}.",
+    "a photo of my {}.",
+    "a photo of the {}.",
+    "a photo of one {}.",
+    "a photo of many {}.",
+    "a good photo of {article} {}.",
+    "a good photo of the {}.",
+    "a bad photo of {article} {}.",
+    "a bad photo of the {}.",
+    "a photo of a nice {}.",
+    "a photo of the nice {}.",
+    "a photo of a cool {}.",
+    "a photo of the cool {}.",
+    "a photo of a weird {}.",
+    "a photo of the weird {}.",
+    "a photo of a small {}.",
+    "a photo of the small {}.",
+    "a photo of a large {}.",
+    "a photo of the large {}.",
+    "a photo of a clean {}.",
+    "a photo of the clean {}.",
+    "a photo of a dirty {}.",
+    "a photo of the dirty {}.",
+    "a bright photo of {article} {}.",
+    "a bright photo of the {}.",
+    "a dark photo of {article} {}.",
+    "a dark photo of the {}.",
+    "a photo of a hard to see {}.",
+    "a photo of the hard to see {}.",
+    "a low resolution photo of {article} {}.",
+    "a low resolution photo of the {}.",
+    "a cropped photo of {article} {}.",
+    "a cropped photo of the {}.",
+    "a close-up photo of {article} {}.",
+    "a close-up photo of the {}.",
+    "a jpeg corrupted photo of {article} {}.",
+    "a jpeg corrupted photo of the {}.",
+    "a blurry photo of {article} {}.",
+    "a blurry photo of the {}.",
+    "a pixelated photo of {article} {}.",
+    "a pixelated photo of the {}.",
+    "a black and white photo of the {}.",
+    "a black and white photo of {article} {}.",
+    "a plastic {}.",
+    "the plastic {}.",
+    "a toy {}.",
+    "the toy {}.",
+    "a plushie {}.",
+    "the plushie {}.",
+    "a cartoon {}.",
+    "the cartoon {}.",
+    "an embroidered {}.",
+    "the embroidered {}.",
+    "a painting of the {}.",
+    "a painting of a {}.",
+)
+# As the demo builds its text embeddings by default (``this_is=True``): "This is " before every prompt that starts
+# with "a" or "the" ("This is a photo of an apple."); "There is ..." and "itap of ..." stay as they are.
+VILD_TEMPLATES: tuple[str, ...] = tuple(
+    "This is " + template if template.startswith(("a", "the")) else template for template in _VILD_DEMO_TEMPLATES
+)
+
 _NAMED_SETS: dict[str, tuple[str, ...]] = {
     "openai_imagenet": OPENAI_IMAGENET_TEMPLATES,
     "simple": SIMPLE_TEMPLATES,
+    "vild": VILD_TEMPLATES,
     **{f"coop:{dataset}": (template,) for dataset, template in COOP_TEMPLATES.items()},
 }
 
 
 def resolve_templates(spec: str | Sequence[str]) -> list[str]:
-    """The templates a config names: "openai_imagenet", "simple", "coop:<DataSet>", or an explicit list.
+    """The templates a config names: "openai_imagenet", "simple", "vild", "coop:<DataSet>", or an explicit list.
 
-    Every template of an explicit list must hold exactly one ``{}``.
+    Every template of an explicit list must hold exactly one ``{}``, and may hold ``{article}``.
     """
     if isinstance(spec, str):
         if spec not in _NAMED_SETS:
@@ -145,18 +221,31 @@ def resolve_templates(spec: str | Sequence[str]) -> list[str]:
     for template in templates:
         if not _has_one_slot(template):
             raise ValueError(
-                f"template {template!r} must be a string with exactly one '{{}}' for the class name; "
+                f"template {template!r} must be a string with exactly one '{{}}' for the class name (and "
+                f"optionally '{{article}}' for its 'a' / 'an'); "
                 f"or use one of the named sets {list(_NAMED_SETS)}"
             )
     return templates
 
 
+def fill_template(template: str, name: str) -> str:
+    """The prompt of a class: ``name`` in the template's ``{}``, and its article in ``{article}`` if there is one."""
+    return template.format(name, article=article(name))
+
+
+def article(name: str) -> str:
+    """The indefinite article before ``name``, by the ViLD demo's rule: "an" if it starts with a vowel letter, else
+    "a" (by spelling, not sound: "an umbrella", and "an unicorn" too)."""
+    return "an" if name[:1].lower() in ("a", "e", "i", "o", "u") else "a"
+
+
 def _has_one_slot(template: object) -> bool:
-    """True for a string whose only replacement field is a bare ``{}`` (no name, conversion or format spec)."""
+    """True for a string whose replacement fields are one bare ``{}`` and any number of ``{article}`` (no other name,
+    conversion or format spec)."""
     if not isinstance(template, str):
         return False
     try:
         fields = [(name, spec, conv) for _, name, spec, conv in Formatter().parse(template) if name is not None]
     except ValueError:  # unbalanced braces
         return False
-    return fields == [("", "", None)]
+    return [field for field in fields if field != ("article", "", None)] == [("", "", None)]

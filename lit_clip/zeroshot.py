@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from lit_clip.metrics import TopKAccuracy
 from lit_clip.models.clip import CLIP
+from lit_clip.templates import fill_template
 from lit_clip.tokenizer import tokenize
 
 
@@ -33,7 +34,7 @@ def build_zeroshot_classifier(
     if not classnames or not templates:
         raise ValueError(f"need class names and templates, got {len(classnames)} names and {len(templates)} templates")
     device = next(model.parameters()).device
-    prompts = [template.format(name) for name in classnames for template in templates]
+    prompts = [fill_template(template, name) for name in classnames for template in templates]
     embeddings = []
     for start in range(0, len(prompts), batch_size):
         tokens = tokenizer(prompts[start : start + batch_size], context_length=model.context_length).to(device)

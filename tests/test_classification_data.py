@@ -14,7 +14,14 @@ from lit_clip.datamodules.export import export_coop, export_imagefolder
 from lit_clip.datamodules.shapesworld import class_names
 from PIL import Image
 
-from lit_clip.templates import COOP_TEMPLATES, OPENAI_IMAGENET_TEMPLATES, SIMPLE_TEMPLATES, resolve_templates
+from lit_clip.templates import (
+    COOP_TEMPLATES,
+    OPENAI_IMAGENET_TEMPLATES,
+    SIMPLE_TEMPLATES,
+    VILD_TEMPLATES,
+    fill_template,
+    resolve_templates,
+)
 from lit_clip.transforms import clip_eval_transform
 
 COOP_DATASETS = [
@@ -71,11 +78,34 @@ def test_coop_templates_are_coops_custom_templates():
         assert COOP_TEMPLATES[name] == "a photo of a {}."
 
 
+def test_vild_templates_are_the_demos_63_with_this_is_and_articles():
+    assert len(VILD_TEMPLATES) == 63 and len(set(VILD_TEMPLATES)) == 63
+    assert resolve_templates("vild") == list(VILD_TEMPLATES)
+    assert resolve_templates(list(VILD_TEMPLATES)) == list(VILD_TEMPLATES)  # one {} each, {article} allowed
+    # The demo's default this_is=True: "This is " before every prompt starting with "a" or "the" (58 of them).
+    assert sum(t.startswith("This is ") for t in VILD_TEMPLATES) == 58
+    assert [fill_template(t, "apple") for t in VILD_TEMPLATES[:3]] == [
+        "There is an apple in the scene.",
+        "There is the apple in the scene.",
+        "This is a photo of an apple in the scene.",
+    ]
+    assert fill_template(VILD_TEMPLATES[0], "car") == "There is a car in the scene."
+    assert fill_template("itap of {article} {}.", "Umbrella") == "itap of an Umbrella."
+    assert fill_template("This is an embroidered {}.", "car") == "This is an embroidered car."
+
+
+def test_templates_without_article_format_as_before():
+    for template in (*OPENAI_IMAGENET_TEMPLATES, *COOP_TEMPLATES.values(), "{}", "{} texture."):
+        for name in ("apple", "car"):
+            assert fill_template(template, name) == template.format(name)
+
+
 def test_resolve_templates_by_name_and_list():
     assert resolve_templates("openai_imagenet") == list(OPENAI_IMAGENET_TEMPLATES)
     assert resolve_templates("simple") == list(SIMPLE_TEMPLATES)
     assert resolve_templates("coop:EuroSAT") == ["a centered satellite photo of {}."]
     assert resolve_templates(("a {}.", "{} texture.")) == ["a {}.", "{} texture."]
+    assert resolve_templates(["a photo of {article} {}."]) == ["a photo of {article} {}."]
 
 
 @pytest.mark.parametrize(
@@ -86,6 +116,8 @@ def test_resolve_templates_by_name_and_list():
         (["a photo of a {}.", "a photo without a slot."], "'a photo without a slot.'"),
         (["{} next to {}."], "'{} next to {}.'"),
         (["a photo of a {name}."], "'a photo of a {name}.'"),
+        (["a photo of {article}."], "'a photo of {article}.'"),
+        (["a photo of {article!r} {}."], "'a photo of {article!r} {}.'"),
         (["a photo of a {."], "'a photo of a {.'"),
         ([], "empty"),
     ],

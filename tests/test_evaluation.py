@@ -23,6 +23,18 @@ def test_zeroshot_classifier_is_the_renormalised_mean_of_template_embeddings():
         torch.testing.assert_close(classifier[:, c], expected)
 
 
+def test_zeroshot_classifier_fills_the_article_of_each_name():
+    model = lit_clip.create_model("ViT-Micro-8").eval()
+    prompts = []
+
+    def tokenizer(texts, context_length):
+        prompts.extend(texts)
+        return lit_clip.tokenize(texts, context_length=context_length)
+
+    lit_clip.build_zeroshot_classifier(model, ["apple", "car"], ["a photo of {article} {}.", "a {}."], tokenizer)
+    assert prompts == ["a photo of an apple.", "a apple.", "a photo of a car.", "a car."]
+
+
 def test_zeroshot_classifier_needs_names_and_templates():
     with pytest.raises(ValueError, match="0 templates"):
         lit_clip.build_zeroshot_classifier(lit_clip.create_model("ViT-Micro-8"), ["a"], [])
