@@ -1,6 +1,7 @@
 """The command line as a user meets it: every config runs, configs compose, bad input gets a clear error."""
 import importlib
 import inspect
+import json
 import re
 import subprocess
 import sys
@@ -13,16 +14,20 @@ from lit_clip.datamodules.export import (
     export_ade20k,
     export_coco20i,
     export_coco_captions,
+    export_coco_detection,
     export_coco_stuff,
     export_coop,
     export_csv_pairs,
     export_fss1000,
     export_imagefolder,
+    export_lvis_detection,
     export_pascal5i,
     export_pascal_context,
     export_voc_segmentation,
     export_webdataset,
 )
+from lit_clip.datamodules.shapesworld import ShapesWorld
+from lit_clip.datamodules.shapesworld.segmentation import held_out_compositions
 
 from lit_clip.cli import main
 from lit_clip.models import create_model
@@ -117,7 +122,19 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
         arguments.append("--data.init_args.eval_batch_size=2")
         if data_class != "FSS1000Segmentation":
             arguments.append("--data.init_args.episodes=2")
-    if data_class.endswith("Segmentation") and not data_class.startswith("ShapesWorld"):
+    elif data_class in ("COCODetection", "LVISDetection"):
+        # ShapesWorld scenes, their held-out compositions in no training scene: novel (LVIS's rare ones).
+        world = ShapesWorld(image_size=64, max_objects=4, held_out=held_out_compositions(16))
+        if data_class == "COCODetection":
+            export_coco_detection(data, world, {"train": 4, "val": 2})
+            # The files name ShapesWorld's categories, not COCO's: evaluate them all, the held-out ones novel.
+            arguments += ["--data.init_args.split=all", f"--data.init_args.novel={json.dumps(world.held_out)}"]
+        else:
+            export_lvis_detection(data, world, {"train": 4, "val": 2})
+        arguments += [f"--data.init_args.root={data}", "--data.init_args.eval_batch_size=2"]
+        if parsed["data"]["init_args"].get("scale_jitter"):  # jittered crops of the scenes' own size
+            arguments.append("--data.init_args.crop_size=64")
+    if data_class.endswith(("Segmentation", "Detection")) and not data_class.startswith("ShapesWorld"):
         arguments += ["--data.init_args.num_workers=0", "--data.init_args.batch_size=2"]
     elif not data_class.startswith("ShapesWorld"):
         arguments += ["--data.init_args.num_workers=0", "--data.init_args.image_size=32", "--data.init_args.batch_size=8"]
@@ -131,7 +148,18 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
         arguments.append("--model.init_args.n_ctx=4")
     if "augment_epochs" in model:
         arguments.append("--model.init_args.augment_epochs=1")
-    if parsed["model"].get("init_args", {}).get("backbone", "clip") != "clip":  # timm ViT-L/16, ResNet-101: test size
+    if model_class == "ViLD":
+        # A micro detector from scratch. ViLD-text: the distilling variants need a region cache built by a trained
+        # detector (tests/test_vild.py runs that chain).
+        arguments += [
+            "--model.init_args.backbone=resnet18", "--model.init_args.backbone_weights=null",
+            "--model.init_args.fpn_channels=16", "--model.init_args.head_convs=1", "--model.init_args.head_fcs=1",
+            "--model.init_args.head_fc=32", "--model.init_args.min_size=64", "--model.init_args.max_size=64",
+            "--model.init_args.anchor_sizes=[8,16,32,64,128]", "--model.init_args.proposals_per_image=20",
+            "--model.init_args.proposals_before_nms=50", "--model.init_args.roi_samples_per_image=16",
+            "--model.init_args.variant=text", "--data.init_args.region_cache=null",
+        ]  # fmt: skip
+    elif parsed["model"].get("init_args", {}).get("backbone", "clip") != "clip":  # LSeg's timm ViT-L/16, ResNet-101
         arguments += ["--model.init_args.backbone=test_vit", "--model.init_args.features=16"]
     return arguments
 

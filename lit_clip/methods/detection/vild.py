@@ -6,8 +6,8 @@ A Faster R-CNN (a Mask R-CNN with ``masks``) from torchvision's parts: a ResNet-
 region proposal network, RoIAlign over the pyramid, a box head. Trained on boxes of base categories only, it finds
 novel ones named only in text:
 
-1. **Region embeddings.** A region's RoIAlign features go through the box head (4 convolutions and 1 fully
-   connected layer, with batch norm) and a linear projection to CLIP's embedding space, then L2-normalisation.
+1. **Region embeddings.** A region's RoIAlign features go through the box head (4 convolutions and 2 fully
+   connected layers, each with batch norm) and a linear projection to CLIP's embedding space, then L2-normalisation.
    Box regression is class-agnostic (one box per region), so it serves categories never trained on.
 2. **ViLD-text.** The classifier is text: the frozen CLIP text embeddings of the base category names (each the
    normalised mean over the prompt templates) plus one learnable background embedding. A region's logits are its
@@ -115,7 +115,9 @@ class ViLDRoIHeads(RoIHeads):
         nn.init.zeros_(self.box_regressor.bias)
         # ViLD-ens's image head is its own tower and projection; ViLD distils into the text head's embeddings.
         self.image_head = RegionHead(channels, convs, fcs, fc, embed_dim) if variant == "ensemble" else None
-        self.background = nn.Parameter(torch.randn(embed_dim) * 0.01)  # used L2-normalised
+        # The learnt background embedding (used L2-normalised). ViLD-image trains no classification, so it has none:
+        # a parameter without gradient would also stop DDP, which expects every parameter to get one.
+        self.background = nn.Parameter(torch.randn(embed_dim) * 0.01) if variant != "image" else None
 
     # --- the classifier ------------------------------------------------------------------------------------------
     def logits(self, embeddings: Tensor, text: Tensor, background: bool = True) -> Tensor:
@@ -357,6 +359,8 @@ class ViLD(FrozenCLIPMethod):
     # --- training ------------------------------------------------------------------------------------------------
     def training_step(self, batch: DetectionBatch, batch_idx: int) -> Tensor:
         self.use_classes(self.trainer.datamodule.classnames)  # per step: a validation may have switched them
+        if self.hparams.masks and "masks" not in batch["targets"][0]:
+            raise ValueError("ViLD(masks=True) trains a mask head: give the data module instance masks (masks: true)")
         targets = [{"boxes": t["boxes"], "labels": t["labels"] + 1, **({"masks": t["masks"]} if "masks" in t else {})}
                    for t in batch["targets"]]  # fmt: skip
         image_list, features, proposals, rpn_losses, resized = self.features_and_proposals(batch, targets)
