@@ -95,3 +95,13 @@ def test_groupvit_benchmark_quick_mode_compares_with_transformers():
     assert [row[3] for row in rows] == ["lit-clip", "transformers"]
     assert all(number(row[4]) > 0 and number(row[6]) > 0 for row in rows)
     assert number(rows[0][8]) < 1e-4  # the two compute the same embeddings
+
+
+@pytest.mark.slow
+def test_vild_benchmark_quick_mode_times_each_variant_beside_faster_rcnn():
+    output = run_module("benchmarks.bench_vild", "--quick", "--threads", "1")  # 1: no racing a busy CPU's other jobs
+    training, crops = (table_rows(part) for part in output.split("\n\n") if part.startswith("| "))
+    assert [row[5] for row in training] == ["Faster R-CNN (4conv-2fc head)", "ViLD-text", "ViLD", "ViLD-ens"]
+    assert all(number(row[7]) > 0 and number(row[8]) > 0 for row in training)
+    assert number(training[0][9]) == 1.0 and all(number(row[9]) > 0 for row in training)
+    assert [row[0] for row in crops] == ["RN-Tiny"] and number(crops[0][3]) > 0
