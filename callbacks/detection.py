@@ -3,16 +3,14 @@ classes in their two colours (drawn by :mod:`lit_clip.drawing`; this callback on
 detections and logs)."""
 from __future__ import annotations
 
-import lightning as L
 import numpy as np
-import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_clip import drawing
-from lit_clip.methods.frozen_clip import evaluation_sets
+from lit_clip.batches import EvaluationSet
+from lit_clip.callbacks.evaluation_pictures import EvaluationPictures
 
 
-class DetectionSamples(L.Callback):
+class DetectionSamples(EvaluationPictures):
     """After each validation and test epoch, logs the first ``num_images`` images of each evaluation set's first
     batch with their ground-truth boxes and names beside the detections scored above ``score_threshold`` (the
     ``max_boxes`` best per image, named "name 0.87"), boxes of base classes in one colour and of novel ones in
@@ -26,45 +24,22 @@ class DetectionSamples(L.Callback):
     process only, and not in the sanity check.
     """
 
+    kind, batch_key = "detections", "targets"
+
     def __init__(self, num_images: int = 4, score_threshold: float = 0.3, max_boxes: int = 10):
+        super().__init__()
         self.num_images, self.score_threshold, self.max_boxes = num_images, score_threshold, max_boxes
-        self._pictures: dict[str, np.ndarray] = {}  # per evaluation set's name
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._collect(trainer, pl_module, batch, batch_idx, dataloader_idx, "validate")
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._collect(trainer, pl_module, batch, batch_idx, dataloader_idx, "test")
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        self._log(trainer, "val")
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        self._log(trainer, "test")
-
-    @torch.no_grad()
-    def _collect(self, trainer, pl_module, batch: dict, batch_idx: int, dataloader_idx: int, stage: str) -> None:
-        if batch_idx != 0 or "targets" not in batch or trainer.sanity_checking or not trainer.is_global_zero:
-            return
+    def picture(self, pl_module, batch: dict, evaluation_set: EvaluationSet) -> np.ndarray:
         n = self.num_images
         first = {"image": batch["image"][:n], "image_size": batch["image_size"][:n]}  # a batch of the first images
         detections = [{key: found[key].cpu() for key in ("boxes", "scores", "labels")} for found in pl_module(first)]
         truths = [{key: target[key].cpu() for key in ("boxes", "labels")} for target in batch["targets"][:n]]
-        evaluation_set = evaluation_sets(trainer.datamodule, stage)[dataloader_idx]
         # The ground truth's labels index the evaluation set's names, and so do the detections' (the method's
         # current classes, set for this set's batches).
         classnames = evaluation_set.classnames
         novel_names = {name for name in classnames if name not in pl_module.base_classnames}
-        self._pictures[evaluation_set.name] = drawing.detection_comparison(
+        return drawing.detection_comparison(
             drawing.to_uint8_image(first["image"]), truths, detections, classnames, novel_names, self.score_threshold,
             self.max_boxes,
         )  # fmt: skip
-
-    def _log(self, trainer, stage: str) -> None:
-        pictures, self._pictures = self._pictures, {}
-        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-        if logger is None:
-            return
-        for name, picture in pictures.items():
-            tag = f"{stage}/{name}_detections" if name else f"{stage}/detections"
-            logger.experiment.add_image(tag, picture, trainer.global_step, dataformats="HWC")

@@ -9,11 +9,11 @@ from typing import Callable, Sequence
 
 import lightning as L
 from lit_clip.datamodules.checks import require_one_batch
+from lit_clip.datamodules.loaders import stateful_loader
 from lit_clip.datamodules.predict import prediction_loaders
 from lit_clip.datamodules.shapesworld.classification import SHAPES_TEMPLATES, ShapesClassificationDataset
 from lit_clip.datamodules.shapesworld.world import ShapesWorld, class_names
 from torch.utils.data import DataLoader, Dataset
-from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lit_clip.noun_prompts import NounPrompts, Tagger, WordType, caption_entries
 from lit_clip.transforms import image_entries, to_normalized_tensor
@@ -102,16 +102,7 @@ class ShapesWorldCaptions(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool = False) -> DataLoader:
         h = self.hparams
-        # Stateful: Lightning stores its position in checkpoints, so a run killed mid-epoch resumes
-        # with exactly the batches it had not yet seen.
-        return StatefulDataLoader(
-            dataset,
-            batch_size=h.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,  # the gathered contrastive loss needs equal batches on every rank
-            num_workers=h.num_workers,
-            persistent_workers=h.num_workers > 0,
-        )
+        return stateful_loader(dataset, h.batch_size, h.num_workers, shuffle)
 
     def _evaluation_loaders(self, split: str) -> list[DataLoader]:
         h = self.hparams

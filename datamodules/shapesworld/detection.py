@@ -17,6 +17,7 @@ import lightning as L
 import numpy as np
 import torch
 from lit_clip.datamodules.checks import require_one_batch
+from lit_clip.datamodules.loaders import stateful_loader
 from lit_clip.datamodules.detection import (
     category_subsets,
     detection_collate,
@@ -154,16 +155,7 @@ class ShapesWorldDetection(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool = False) -> StatefulDataLoader:
         h = self.hparams
-        # Stateful: a run killed mid-epoch resumes with the batches it had not yet seen.
-        return StatefulDataLoader(
-            dataset,
-            batch_size=h.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,
-            num_workers=h.num_workers,
-            persistent_workers=h.num_workers > 0,
-            collate_fn=detection_collate,
-        )
+        return stateful_loader(dataset, h.batch_size, h.num_workers, shuffle, collate_fn=detection_collate)
 
     def train_dataloader(self) -> StatefulDataLoader:
         h = self.hparams

@@ -15,6 +15,7 @@ import lightning as L
 import numpy as np
 import torch
 from lit_clip.datamodules.checks import require_one_batch
+from lit_clip.datamodules.loaders import stateful_loader
 from lit_clip.datamodules.predict import prediction_loaders
 from lit_clip.datamodules.shapesworld.world import COLORS, SHAPES, ShapesWorld, class_names
 from torch.utils.data import Dataset
@@ -152,15 +153,7 @@ class ShapesWorldSegmentation(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool = False) -> StatefulDataLoader:
         h = self.hparams
-        # Stateful: a run killed mid-epoch resumes with the batches it had not yet seen.
-        return StatefulDataLoader(
-            dataset,
-            batch_size=h.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,
-            num_workers=h.num_workers,
-            persistent_workers=h.num_workers > 0,
-        )
+        return stateful_loader(dataset, h.batch_size, h.num_workers, shuffle)
 
     def train_dataloader(self) -> StatefulDataLoader:
         h = self.hparams
