@@ -22,3 +22,6 @@ def test_notebook_runs(notebook):
     if "trained_miou" in namespace:  # the GroupViT demo: the groups fit the objects better than untrained ones
         assert namespace["trained_miou"] > namespace["untrained_miou"]
         assert namespace["trained_objects_iou"] > namespace["untrained_objects_iou"]
+    if "trained_ap50" in namespace:  # the ViLD demo: detection learnt, novel compositions found by their names
+        assert namespace["trained_ap50"] > max(0.05, 3 * namespace["untrained_ap50"])
+        assert namespace["novel_ap50"] > 0.02
