@@ -85,11 +85,11 @@ def detection_sample(
     ``labels`` ``[N]``, optional instance ``masks`` ``[N, H, W]`` bool) and optional cached ``regions`` (boxes
     ``[M, 4]``, embeddings ``[M, D]``), all through ``transform``."""
     size = (image.height, image.width)
-    inputs = {"image": image, "boxes": tv_tensors.BoundingBoxes(boxes.float().reshape(-1, 4), format="XYXY", canvas_size=size)}
+    inputs = {"image": image, "boxes": _bounding_boxes(boxes, size)}
     if masks is not None:
         inputs["masks"] = tv_tensors.Mask(torch.from_numpy(np.asarray(masks, dtype=bool)).reshape(-1, *size))
     if regions is not None:
-        inputs["regions"] = tv_tensors.BoundingBoxes(regions[0].float().reshape(-1, 4), format="XYXY", canvas_size=size)
+        inputs["regions"] = _bounding_boxes(regions[0], size)
     out = transform(inputs)
     kept = _large_enough(out["boxes"])
     target: DetectionTarget = {"boxes": out["boxes"][kept], "labels": labels.long()[kept], "image_id": int(image_id)}
@@ -99,6 +99,11 @@ def detection_sample(
         in_view = _large_enough(out["regions"])
         target["regions"], target["region_embeddings"] = out["regions"][in_view], regions[1][in_view]
     return {"image": out["image"], "target": target, "index": index}
+
+
+def _bounding_boxes(xyxy: Tensor, size: tuple[int, int]) -> tv_tensors.BoundingBoxes:
+    """Boxes the v2 transforms move with an image of ``size`` (height, width)."""
+    return tv_tensors.BoundingBoxes(xyxy.float().reshape(-1, 4), format="XYXY", canvas_size=size)
 
 
 def _large_enough(boxes: Tensor) -> Tensor:
@@ -164,8 +169,8 @@ _EVAL_LEFT_OUT = ("crowd", "other", "small")
 @dataclass(frozen=True)
 class Categories:
     """The categories a data set evaluates: their ids ascending and their ``names`` (evaluation labels index
-    these), and the ``novel`` names among them (in id order too), never boxed in training. The rest, ``base``, are the training
-    labels' names."""
+    these), and the ``novel`` names among them (in id order too), never boxed in training. The rest, ``base``, are
+    the training labels' names."""
 
     ids: tuple[int, ...]
     names: tuple[str, ...]

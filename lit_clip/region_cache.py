@@ -58,7 +58,8 @@ class RegionCache:
             )
         self.meta = json.loads(meta_path.read_text())
         if self.meta.get("format") != FORMAT:
-            raise ValueError(f"region cache {self.folder}: format {self.meta.get('format')}, expected {FORMAT}; rebuild it")
+            found = self.meta.get("format")
+            raise ValueError(f"region cache {self.folder}: format {found}, expected {FORMAT}; rebuild it")
         self.row_of = {key: row for row, key in enumerate(self.meta["keys"])}
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None  # memory maps, opened on first read
         if keys is not None:
@@ -87,7 +88,8 @@ class RegionCache:
         row = self.row_of[key]
         boxes = np.asarray(regions[row])
         kept = ~np.isnan(boxes).any(axis=1)
-        return torch.from_numpy(boxes[kept].copy()), torch.from_numpy(np.asarray(embeddings[row])[kept].astype(np.float32))
+        vectors = np.asarray(embeddings[row])[kept].astype(np.float32)
+        return torch.from_numpy(boxes[kept].copy()), torch.from_numpy(vectors)
 
     def __getstate__(self) -> dict:
         kept = {key: value for key, value in self.__dict__.items() if key != "_writable"}

@@ -143,7 +143,9 @@ class ShapesWorldDetection(L.LightningDataModule):
         label_of = np.full(len(class_names("color_shape")), -1, dtype=np.int64)
         label_of[self.base_ids] = np.arange(len(self.base_ids))
         transform = detection_train_transform(h.scale_jitter, h.image_size if h.scale_jitter else None)
-        dataset = ShapesDetectionDataset(self.world, "train", h.train_samples, label_of, transform, h.masks, self.key_prefix)
+        dataset = ShapesDetectionDataset(
+            self.world, "train", h.train_samples, label_of, transform, h.masks, self.key_prefix
+        )
         if with_cache and h.region_cache is not None:
             dataset.cache = RegionCache(h.region_cache, [dataset.key(i) for i in range(len(dataset))])
         return dataset
@@ -151,7 +153,8 @@ class ShapesWorldDetection(L.LightningDataModule):
     def _evaluation_dataset(self, split: str, length: int) -> ShapesDetectionDataset:
         label_of = np.arange(len(class_names("color_shape")))
         transform = detection_eval_transform()
-        return ShapesDetectionDataset(self.world, split, length, label_of, transform, self.hparams.masks, self.key_prefix)
+        masks = self.hparams.masks
+        return ShapesDetectionDataset(self.world, split, length, label_of, transform, masks, self.key_prefix)
 
     def _loader(self, dataset: Dataset, shuffle: bool = False) -> StatefulDataLoader:
         h = self.hparams

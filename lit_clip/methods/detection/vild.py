@@ -43,7 +43,14 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_inference, maskrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
-from torchvision.ops import Conv2dNormActivation, FrozenBatchNorm2d, MultiScaleRoIAlign, batched_nms, clip_boxes_to_image, remove_small_boxes
+from torchvision.ops import (
+    Conv2dNormActivation,
+    FrozenBatchNorm2d,
+    MultiScaleRoIAlign,
+    batched_nms,
+    clip_boxes_to_image,
+    remove_small_boxes,
+)
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from lit_clip.batches import DetectionBatch, EvaluationSet
@@ -82,7 +89,9 @@ class RegionHead(nn.Module):
 
     def __init__(self, channels: int, convs: int, fcs: int, fc: int, embed_dim: int):
         super().__init__()
-        layers: list[nn.Module] = [Conv2dNormActivation(channels, channels, norm_layer=nn.BatchNorm2d) for _ in range(convs)]
+        layers: list[nn.Module] = [
+            Conv2dNormActivation(channels, channels, norm_layer=nn.BatchNorm2d) for _ in range(convs)
+        ]
         width = channels * ROI_SIZE * ROI_SIZE
         layers.append(nn.Flatten())
         for _ in range(fcs):
@@ -110,7 +119,7 @@ class ViLDRoIHeads(RoIHeads):
         super().__init__(MultiScaleRoIAlign(LEVELS, ROI_SIZE, 2), None, None, **sampling, **mask_parts)
         self.variant, self.temperature, self.ensemble_weight = variant, temperature, ensemble_weight
         self.text_head = RegionHead(channels, convs, fcs, fc, embed_dim)
-        self.box_regressor = nn.Linear(fc, 4)
+        self.box_regressor = nn.Linear(self.text_head.projection.in_features, 4)
         nn.init.normal_(self.box_regressor.weight, std=0.001)
         nn.init.zeros_(self.box_regressor.bias)
         # ViLD-ens's image head is its own tower and projection; ViLD distils into the text head's embeddings.
@@ -147,8 +156,16 @@ class ViLDRoIHeads(RoIHeads):
         return text_probabilities**toward_text * image_probabilities ** (1 - toward_text), head_features
 
     # --- training ------------------------------------------------------------------------------------------------
-    def losses(self, features: dict[str, Tensor], proposals: list[Tensor], shapes, targets: list[dict], text: Tensor,
-               regions: list[Tensor] | None = None, region_embeddings: Tensor | None = None) -> dict[str, Tensor]:  # fmt: skip
+    def losses(
+        self,
+        features: dict[str, Tensor],
+        proposals: list[Tensor],
+        shapes: list[tuple[int, int]],
+        targets: list[dict],
+        text: Tensor,
+        regions: list[Tensor] | None = None,
+        region_embeddings: Tensor | None = None,
+    ) -> dict[str, Tensor]:
         """The RoI losses: on proposals sampled against the ``targets`` (labels 1.., 0 = background), the class-agnostic
         box loss, the text classifier's cross-entropy (not for ViLD-image) and the mask loss; with cached ``regions``
         (boxes per image) and their CLIP ``region_embeddings``, the distillation loss (not weighted here)."""
@@ -348,9 +365,10 @@ class ViLD(FrozenCLIPMethod):
     def forward(self, batch: DetectionBatch) -> list[dict[str, Tensor]]:
         """Detections per image, boxes in the batch's pixels, labels indexing the current class names."""
         image_list, features, proposals, _, _ = self.features_and_proposals(batch)
-        detections = self.roi_heads.detect(features, proposals, image_list.image_sizes, self.text_classifier, self._novel)
+        shapes = image_list.image_sizes
+        detections = self.roi_heads.detect(features, proposals, shapes, self.text_classifier, self._novel)
         sizes = [tuple(size) for size in batch["image_size"].tolist()]
-        detections = self.transform.postprocess(detections, image_list.image_sizes, sizes)
+        detections = self.transform.postprocess(detections, shapes, sizes)
         for detection in detections:
             if "masks" in detection:  # pasted as [K, 1, H, W] probabilities
                 detection["masks"] = detection["masks"][:, 0]
@@ -378,7 +396,9 @@ class ViLD(FrozenCLIPMethod):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         return loss
 
-    def cached_regions(self, batch: DetectionBatch, shapes: list[tuple[int, int]]) -> tuple[list[Tensor] | None, Tensor | None]:
+    def cached_regions(
+        self, batch: DetectionBatch, shapes: list[tuple[int, int]]
+    ) -> tuple[list[Tensor] | None, Tensor | None]:
         """The cached regions of each image, resized with it to the detector's resolution, and their CLIP embeddings
         (None for ViLD-text, which distils nothing)."""
         if self.hparams.variant == "text":

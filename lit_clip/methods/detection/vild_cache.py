@@ -78,14 +78,14 @@ def build(config_args: Sequence[str], proposals: str, regions: int, flush_every:
         raise TypeError(f"the config's model is {type(method).__name__}; the region cache is ViLD's")
     folder = data.hparams.get("region_cache")
     if not folder:
-        raise ValueError("the config's data module has no region_cache folder to build: set data.init_args.region_cache")
+        raise ValueError("the config's data module names no region_cache folder: set data.init_args.region_cache")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     detector = ViLD.load_from_checkpoint(proposals, map_location=device).eval()
     clip = method.model.to(device).eval()
     dataset = data.train_dataset(with_cache=False)
     keys = [dataset.key(i) for i in range(len(dataset))]
-    cache = RegionCache.create(folder, keys, regions, clip.text_projection.shape[1], module_fingerprint(clip),
-                               f"{module_fingerprint(detector.backbone)}-{module_fingerprint(detector.rpn)}")  # fmt: skip
+    proposer = f"{module_fingerprint(detector.backbone)}-{module_fingerprint(detector.rpn)}"
+    cache = RegionCache.create(folder, keys, regions, clip.text_projection.shape[1], module_fingerprint(clip), proposer)
     todo = [row for row, done in enumerate(cache.done) if not done]
     crops, start = 0, time.perf_counter()
     with tqdm(todo, desc=f"region cache {folder}", unit="image") as progress:
