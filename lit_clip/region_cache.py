@@ -65,12 +65,8 @@ class RegionCache:
         if keys is not None:
             self.check_covers(keys)
 
-    @property
-    def dim(self) -> int:
-        return self.meta["dim"]
-
     def check_covers(self, keys: Sequence[str]) -> None:
-        done = np.load(self.folder / "done.npy")
+        done = self.done
         missing = [key for key in keys if key not in self.row_of or not done[self.row_of[key]]]
         if missing:
             raise ValueError(

@@ -377,8 +377,20 @@ class ViLD(FrozenCLIPMethod):
     # --- training ------------------------------------------------------------------------------------------------
     def training_step(self, batch: DetectionBatch, batch_idx: int) -> Tensor:
         self.use_classes(self.trainer.datamodule.classnames)  # per step: a validation may have switched them
+        losses = self.losses(batch)
+        loss = sum(losses.values())
+        batch_size = len(batch["targets"])
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, batch_size=batch_size)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        return loss
+
+    def losses(self, batch: DetectionBatch) -> dict[str, Tensor]:
+        """The weighted loss terms of a training batch, whose sum is minimised: the RPN's, the RoI heads' and, for the
+        distilling variants, the weighted distillation. The text classifier must hold the base names."""
         if self.hparams.masks and "masks" not in batch["targets"][0]:
             raise ValueError("ViLD(masks=True) trains a mask head: give the data module instance masks (masks: true)")
+        # torchvision's labels count from 1: 0 is the background.
         targets = [{"boxes": t["boxes"], "labels": t["labels"] + 1, **({"masks": t["masks"]} if "masks" in t else {})}
                    for t in batch["targets"]]  # fmt: skip
         image_list, features, proposals, rpn_losses, resized = self.features_and_proposals(batch, targets)
@@ -389,12 +401,7 @@ class ViLD(FrozenCLIPMethod):
                                             region_embeddings))  # fmt: skip
         if "image_loss" in losses:
             losses["image_loss"] = self.hparams.image_loss_weight * losses["image_loss"]
-        loss = sum(losses.values())
-        batch_size = len(batch["targets"])
-        for name, value in losses.items():
-            self.log(f"train/{name}", value, batch_size=batch_size)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        return loss
+        return losses
 
     def cached_regions(
         self, batch: DetectionBatch, shapes: list[tuple[int, int]]
