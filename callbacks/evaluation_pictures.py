@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_clip.batches import EvaluationSet
-from lit_clip.methods.frozen_clip import evaluation_sets
+from lit_clip.methods.class_sets import evaluation_sets
 
 
 class EvaluationPictures(L.Callback):

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from lit_clip import drawing
 from lit_clip.batches import IGNORE_INDEX, EvaluationSet
-from lit_clip.methods.frozen_clip import harmonic_mean
+from lit_clip.methods.class_sets import harmonic_mean
 from lit_clip.methods.segmentation.zeroshot_segmentation import (
     REMOVED_LOGIT,
     ZeroShotSegmentation,
