@@ -99,16 +99,25 @@ class DetectionBatch(TypedDict, total=False):
     skipped_index: Tensor
 
 
+class GroundingTarget(DetectionTarget, total=False):
+    """One image's grounded phrases: ``phrases[k]`` the character spans ``[(start, end), ...]`` (end exclusive) of
+    phrase ``k`` in the image's caption (MDETR's ``tokens_positive``: a phrase may be several pieces), and each
+    box's ``labels[n]`` the index of the phrase it grounds. A phrase may ground several boxes; a caption may hold
+    words no box grounds (the negative names of a detection prompt)."""
+
+    phrases: list[list[tuple[int, int]]]
+
+
 class GroundingBatch(TypedDict, total=False):
-    """Images with captions whose phrases name boxes (GLIP): ``text`` long ``[B, context_length]``;
-    ``targets[b]["boxes"]`` as in detection; ``token_spans[b][n]`` the (start, end) token positions of
-    the phrase that box n grounds (end exclusive)."""
+    """Images with a caption whose phrases name their boxes (GLIP's grounding): the images as a
+    :class:`DetectionBatch`'s (own sizes, padded, ``image_size``), ``caption`` the B strings, ``targets`` one
+    :class:`GroundingTarget` per image. Tokenising is the method's: it maps the character spans to its own
+    tokenizer's tokens."""
 
     image: Tensor
-    text: Tensor
+    image_size: Tensor
     caption: list[str]
-    targets: list[DetectionTarget]
-    token_spans: list[list[tuple[int, int]]]
+    targets: list[GroundingTarget]
     index: Tensor
     skipped_index: Tensor
 
@@ -163,11 +172,14 @@ class EvaluationSet:
 
     ``episodic``: the loader's batches are few-shot segmentation episodes (see :class:`SegmentationBatch`),
     scored per class as those benchmarks do; ``classnames[0]`` is then the label of everything else ("others").
+    ``phrase_grounding``: the loader's batches are :class:`GroundingBatch` es scored by phrase-grounding recall
+    (each caption is its own vocabulary; ``classnames`` is empty).
     """
 
     name: str
     classnames: tuple[str, ...]
     episodic: bool = False
+    phrase_grounding: bool = False
     # Detection: named subsets of the label ids, scored apart (ViLD's "base" and "novel"), and the ground truth
     # to score against (an annotation file, or its loaded pycocotools / lvis object, with its backend "coco" or
     # "lvis"); None: the batches' targets.

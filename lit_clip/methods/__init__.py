@@ -7,6 +7,7 @@ from lit_clip.methods.classification.linear_probe import LinearProbe
 from lit_clip.methods.classification.maple import MaPLe
 from lit_clip.methods.classification.tip_adapter import TipAdapter, TipAdapterF
 from lit_clip.methods.classification.zeroshot_classifier import ZeroShotClassifier
+from lit_clip.methods.detection.glip import GLIP
 from lit_clip.methods.detection.vild import ViLD
 from lit_clip.methods.pretraining.clip_pretraining import CLIPPretraining
 from lit_clip.methods.pretraining.groupvit import GroupViTPretraining
@@ -29,4 +30,5 @@ __all__ = [
     "ZeroShotSegmentation",
     "GroupViTSegmentation",
     "ViLD",
+    "GLIP",
 ]

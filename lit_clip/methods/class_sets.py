@@ -119,7 +119,8 @@ class EvaluatesPerClassSet(L.LightningModule):
             prefix = f"{stage}/{evaluation_set.name}_" if evaluation_set.name else f"{stage}/"
             result = metric.compute()
             self.log_result(prefix, result, evaluation_set)
-            headlines[evaluation_set.name] = result[self.headline]
+            if self.headline in result:  # a method's other kinds of set (GLIP's phrase grounding) have their own
+                headlines[evaluation_set.name] = result[self.headline]
         if all(name in headlines for name in self.harmonic_pair):
             first, second = (headlines[name] for name in self.harmonic_pair)
             self.log(f"{stage}/{self.harmonic_name}", harmonic_mean(first, second), add_dataloader_idx=False)
