@@ -4,13 +4,14 @@ Installed as ``lit_clip.datamodules`` from the repository's top-level ``datamodu
 never imports a method: batch formats are in :mod:`lit_clip.batches`.
 """
 from lit_clip.datamodules.classification import CoOpClassification, ImageFolderClassification
-from lit_clip.datamodules.detection import COCODetection, LVISDetection
+from lit_clip.datamodules.detection import COCODetection, LVISDetection, Objects365Detection, ODinWDetection
 from lit_clip.datamodules.fewshot import CoOpFewShot
 from lit_clip.datamodules.fewshot_segmentation import (
     COCO20iSegmentation,
     FSS1000Segmentation,
     Pascal5iSegmentation,
 )
+from lit_clip.datamodules.grounding import DetectionAsGrounding, GroundingMixture, MDETRGrounding
 from lit_clip.datamodules.pairs import CocoCaptions, CsvPairs, Flickr30k
 from lit_clip.datamodules.segmentation import (
     ADE20KSegmentation,
@@ -25,6 +26,7 @@ from lit_clip.datamodules.shapesworld import (
     ShapesWorldClassification,
     ShapesWorldDetection,
     ShapesWorldFewShot,
+    ShapesWorldGrounding,
     ShapesWorldSegmentation,
 )
 from lit_clip.datamodules.webdataset import WebDatasetPairs
@@ -51,6 +53,12 @@ __all__ = [
     "COCO20iSegmentation",
     "FSS1000Segmentation",
     "ShapesWorldDetection",
+    "ShapesWorldGrounding",
     "COCODetection",
     "LVISDetection",
+    "ODinWDetection",
+    "Objects365Detection",
+    "MDETRGrounding",
+    "DetectionAsGrounding",
+    "GroundingMixture",
 ]

@@ -303,7 +303,7 @@ class COCOStyleDetection(L.LightningDataModule):
         self.save_hyperparameters()
         check_policy(bad_samples)
         self.root = Path(root)
-        for folder in (self.root, *(self.root / name for name in COCO_IMAGE_FOLDERS)):
+        for folder in (self.root, *self.required_folders()):
             if not folder.is_dir():
                 raise FileNotFoundError(f"{folder} not found; {self.layout}")
         self.files = {split: self.annotation_file(split) for split in ("train", "val")}
@@ -311,6 +311,11 @@ class COCOStyleDetection(L.LightningDataModule):
         self._images: dict[str, list[AnnotatedImage]] = {}
 
     # --- what a data set defines ---------------------------------------------------------------------------
+    def required_folders(self) -> tuple[Path, ...]:
+        """The folders under ``root`` checked before any file is read, so that a wrong root names the layout at
+        once: COCO 2017's image folders, which COCO's and LVIS's files name."""
+        return tuple(self.root / name for name in COCO_IMAGE_FOLDERS)
+
     def annotation_file(self, split: str) -> Path:
         """The annotation file of "train" or "val"; FileNotFoundError naming the layout when it is missing."""
         raise NotImplementedError
@@ -601,3 +606,246 @@ class LVISDetection(COCOStyleDetection):
         categories = self.categories
         return [EvaluationSet("", categories.names, subsets=categories.subsets(), annotations=str(self.files["val"]),
                               backend="lvis")]  # fmt: skip
+
+
+class ODinWDetection(COCOStyleDetection):
+    """One data set of ODinW (GLIP's Object Detection in the Wild: 13 or 35 small data sets, Roboflow's COCO exports),
+    every category trained and evaluated, none novel; reported on its test split.
+
+    Splits are Roboflow's folders: "train", "valid" (the val split) and "test", each with its annotation file and
+    its images. The file is GLIP's ``annotations_without_background.json`` when present (what GLIP's ODinW configs
+    read), else Roboflow's ``_annotations.coco.json``. Roboflow's files open with a category of no boxes named after
+    the data set (id 0, ``supercategory`` "none", the super-category of the real ones): categories with no box in
+    any split and ``supercategory`` "none" are left out, so that the prompt and AP are over the real categories
+    alone; a category without boxes but with a real super-category is kept (the data set names it).
+
+    Names are the files' ``name``, ordered by category id. ``evaluation_sets`` holds the val file (the test file for
+    "test") as a pycocotools ``COCO`` object restricted to the evaluated categories, built once per split.
+    """
+
+    layout = """expected an ODinW data set in Roboflow's COCO export (as GLIP's odinw configs read it):
+  <root>/
+    train/annotations_without_background.json   (or Roboflow's _annotations.coco.json)
+    train/<file_name>                           the images the file names, beside it
+    valid/...                                   the val split, as train
+    test/...                                    the test split, as train"""
+
+    # The folder of each split; ODinW reports on "test".
+    folders = {"train": "train", "val": "valid", "test": "test"}
+    annotation_names = ("annotations_without_background.json", "_annotations.coco.json")
+
+    def __init__(
+        self,
+        root: str,
+        scale_jitter: tuple[float, float] | None = None,
+        crop_size: int | None = None,
+        templates: str | Sequence[str] = ("a photo of a {}.",),
+        batch_size: int = 16,
+        eval_batch_size: int = 8,
+        num_workers: int = 4,
+        bad_samples: BadSamplePolicy = "skip",
+    ):
+        """
+        Args:
+            root: the data set's folder (see ``layout``), e.g. ``odinw/AerialMaritimeDrone/large``.
+            scale_jitter, crop_size, templates, batch_size, eval_batch_size, num_workers, bad_samples: as for every
+                ``COCOStyleDetection`` (Roboflow's exports have no masks, nor does ODinW cache regions).
+        """
+        super().__init__(
+            root, False, scale_jitter, crop_size, None, templates, batch_size, eval_batch_size, num_workers,
+            bad_samples,
+        )  # fmt: skip
+        self.files["test"] = self.annotation_file("test")
+        self._ground_truths: dict[str, COCO] = {}
+
+    def required_folders(self) -> tuple[Path, ...]:
+        return tuple(self.root / folder for folder in self.folders.values())
+
+    def annotation_file(self, split: str) -> Path:
+        folder = self.root / self.folders[split]
+        for name in self.annotation_names:
+            if (folder / name).is_file():
+                return folder / name
+        raise FileNotFoundError(f"neither {' nor '.join(self.annotation_names)} found in {folder}; {self.layout}")
+
+    def image_key(self, image: dict, split: str) -> str:
+        return f"{self.folders[split]}/{image['file_name']}"
+
+    def read_categories(self, categories: list[dict], path: Path) -> Categories:
+        boxed = {annotation["category_id"] for file in self.files.values()
+                 for annotation in _read_json(file, self.layout)["annotations"]}  # fmt: skip
+        kept = sorted((c for c in categories if c["id"] in boxed or c.get("supercategory") != "none"),
+                      key=lambda category: category["id"])  # fmt: skip
+        names = tuple(self.category_name(category) for category in kept)
+        if repeated := sorted(name for name, count in Counter(names).items() if count > 1):
+            raise ValueError(f"{path} names several evaluated categories {repeated}; expected one category per name")
+        return Categories(tuple(category["id"] for category in kept), names, ())
+
+    def evaluation_sets(self, stage: str) -> list[EvaluationSet]:
+        split = "test" if stage == "test" else "val"
+        return [EvaluationSet("", self.categories.names, annotations=self.ground_truth(split))]
+
+    def ground_truth(self, split: str) -> COCO:
+        """The file of "val" or "test" with the evaluated categories' annotations and categories only (so that
+        COCOeval's AP is over those alone), the annotations numbered from 1; built on first use."""
+        if split not in self._ground_truths:
+            content = _read_json(self.files[split], self.layout)
+            evaluated = set(self.categories.ids)
+            content["categories"] = [c for c in content["categories"] if c["id"] in evaluated]
+            content["annotations"] = [a for a in content["annotations"] if a["category_id"] in evaluated]
+            # Roboflow counts annotation ids from 0, and COCOeval reads a match with id 0 as none (its box would be
+            # a miss however well found): the ground truth's own ids, from 1.
+            for number, annotation in enumerate(content["annotations"], start=1):
+                annotation["id"] = number
+            ground_truth = COCO()
+            ground_truth.dataset = content
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+                ground_truth.createIndex()
+            self._ground_truths[split] = ground_truth
+        return self._ground_truths[split]
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage == "test":
+            self.split_images("test")
+
+    def test_dataloader(self) -> StatefulDataLoader:
+        return self._loader(AnnotatedImages(self.split_images("test"), detection_eval_transform()), train=False)
+
+
+def _evaluated_ground_truth(path: Path, layout: str, evaluated: Sequence[int]) -> COCO:
+    """The annotation file at ``path`` as a pycocotools ``COCO`` object with the ``evaluated`` categories' annotations
+    and categories only, so that COCOeval's overall AP is over those alone."""
+    content = _read_json(path, layout)
+    kept = set(evaluated)
+    content["categories"] = [c for c in content["categories"] if c["id"] in kept]
+    content["annotations"] = [a for a in content["annotations"] if a["category_id"] in kept]
+    ground_truth = COCO()
+    ground_truth.dataset = content
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        ground_truth.createIndex()
+    return ground_truth
+
+
+# Where an Objects365 image may be, relative to the data root, given its entry's file_name ("images/v1/patch8/
+# objects365_v1_00420917.jpg") and its split: the file_name itself, then under the split's folder as is, as the
+# official archives unpack (patch<N>/<name>), flattened, and as YOLOv5's download script moves them.
+_OBJECTS365_PLACES: tuple[Callable[[Path, str], Path], ...] = (
+    lambda name, split: name,
+    lambda name, split: Path(split) / name,
+    lambda name, split: Path(split) / name.parent.name / name.name,
+    lambda name, split: Path(split) / name.name,
+    lambda name, split: Path("images") / split / name.name,
+)
+# The entries of a split tried for a place that holds their file before the split is given up on: a few missing
+# images are bad samples, a place with none of them is a wrong root or layout.
+_OBJECTS365_PROBES = 16
+
+
+class Objects365Detection(COCOStyleDetection):
+    """Objects365 v2 detection from its official files, the detection data of GLIP's pretraining: 365 categories,
+    every one trained and evaluated, none novel (GLIP pretrains on them all).
+
+    Names are the files' ``name`` ("Person", "Sneakers", "Other Shoes"), ordered by category id; ``classnames`` are
+    all of them. An image entry's ``file_name`` names it under the images' folders (``images/v1/patch8/
+    objects365_v1_00420917.jpg``). The images are where that name puts them under ``root``, or where the official
+    archives or a flattened copy put them under the split's folder (see ``layout``). The first entry of a split
+    whose file is found in one of those places decides the place of the whole split, so that reading the 1.7M
+    training entries checks no further file; an entry found nowhere before that one keeps its ``file_name`` (a
+    bad sample when read), and when none of the first 16 entries (of all, in a smaller split) is found anywhere,
+    the error lists the places.
+
+    ``evaluation_sets`` holds the val file as a pycocotools ``COCO`` object restricted to the evaluated categories
+    (all of them), built once on first use, as :class:`COCODetection`'s with ``split="all"``. The test loader is the
+    val split's: Objects365's test annotations are not public.
+    """
+
+    layout = """expected Objects365 v2's layout:
+  <root>/
+    zhiyuan_objv2_{train,val}.json          (or annotations/zhiyuan_objv2_{train,val}.json)
+    images/{v1,v2}/patch<N>/<name>.jpg      where each entry's file_name puts them
+  or the images in each split's folder, <split> train or val:
+    <split>/images/{v1,v2}/patch<N>/<name>.jpg   (the file_name under the split's folder)
+    <split>/patch<N>/<name>.jpg                  (the official archives, unpacked)
+    <split>/<name>.jpg                           (flattened; or images/<split>/<name>.jpg)"""
+
+    def __init__(
+        self,
+        root: str,
+        scale_jitter: tuple[float, float] | None = None,
+        crop_size: int | None = None,
+        templates: str | Sequence[str] = ("a photo of a {}.",),
+        batch_size: int = 16,
+        eval_batch_size: int = 8,
+        num_workers: int = 4,
+        bad_samples: BadSamplePolicy = "skip",
+    ):
+        """
+        Args:
+            root: the Objects365 folder (see ``layout``).
+            scale_jitter, crop_size, templates, batch_size, eval_batch_size, num_workers, bad_samples: as for every
+                ``COCOStyleDetection`` (Objects365 has boxes only: no masks, nor a region cache).
+        """
+        super().__init__(
+            root, False, scale_jitter, crop_size, None, templates, batch_size, eval_batch_size, num_workers,
+            bad_samples,
+        )  # fmt: skip
+        self._places: dict[str, int] = {}  # split -> index into _OBJECTS365_PLACES, once found
+        self._misses: Counter = Counter()  # split -> entries found in no place before the place was
+        self._missed: dict[str, tuple[int, list[Path]]] = {}  # split -> the last of those, with the places tried
+
+    def required_folders(self) -> tuple[Path, ...]:
+        if (self.root / "images").is_dir():
+            return (self.root / "images",)
+        return (self.root / "train", self.root / "val")
+
+    def annotation_file(self, split: str) -> Path:
+        name = f"zhiyuan_objv2_{split}.json"
+        for path in (self.root / name, self.root / "annotations" / name):
+            if path.is_file():
+                return path
+        raise FileNotFoundError(f"{name} not found in {self.root} nor in {self.root / 'annotations'}; {self.layout}")
+
+    def image_key(self, image: dict, split: str) -> str:
+        name = Path(image["file_name"])
+        if split not in self._places:
+            places = [self.root / place(name, split) for place in _OBJECTS365_PLACES]
+            found = next((k for k, path in enumerate(places) if path.is_file()), None)
+            if found is None:
+                self._misses[split] += 1
+                self._missed[split] = (image["id"], places)
+                if self._misses[split] >= _OBJECTS365_PROBES:
+                    raise self._images_not_found(split)
+                return str(name)
+            self._places[split] = found
+            log.info("%s: the images are where image %s is, %s", self.files[split], image["id"], places[found])
+        return str(_OBJECTS365_PLACES[self._places[split]](name, split))
+
+    def split_images(self, split: str) -> list[AnnotatedImage]:
+        images = super().split_images(split)
+        if images and split not in self._places:  # fewer entries than probes, none found
+            raise self._images_not_found(split)
+        return images
+
+    def _images_not_found(self, split: str) -> FileNotFoundError:
+        image_id, places = self._missed[split]
+        tried = "\n  ".join(str(path) for path in places)
+        return FileNotFoundError(
+            f"none of the first {self._misses[split]} images of {self.files[split]} is found; the last, image "
+            f"{image_id}, is at none of:\n  {tried}\n{self.layout}"
+        )
+
+    def read_categories(self, categories: list[dict], path: Path) -> Categories:
+        ordered = sorted(categories, key=lambda category: category["id"])
+        names = tuple(self.category_name(category) for category in ordered)
+        if repeated := sorted(name for name, count in Counter(names).items() if count > 1):
+            raise ValueError(f"{path} names several categories {repeated}; expected one category per name")
+        return Categories(tuple(category["id"] for category in ordered), names, ())
+
+    def evaluation_sets(self, stage: str) -> list[EvaluationSet]:
+        return [EvaluationSet("", self.categories.names, annotations=self._ground_truth)]
+
+    @functools.cached_property
+    def _ground_truth(self) -> COCO:
+        """The val file with the evaluated categories' annotations and categories only."""
+        return _evaluated_ground_truth(self.files["val"], self.layout, self.categories.ids)

@@ -7,12 +7,14 @@ split, labels indexing ``class_names(vocabulary)``; the caption exporters return
 per split, the segmentation exporters ``(image path, mask path)`` per split, in the order the data
 modules list them. The few-shot segmentation exporters (HSNet's layouts, which
 :mod:`lit_clip.datamodules.fewshot_segmentation` reads) write the split files too and return what they list.
-The detection exporters write COCO's and LVIS's annotation files (which :mod:`lit_clip.datamodules.detection`
-reads) and return ``(image path, image id)`` per split.
+The detection exporters write COCO's, LVIS's, ODinW's (Roboflow's) and Objects365's annotation files (which
+:mod:`lit_clip.datamodules.detection` reads), the grounding exporter MDETR's Flickr30k Entities files (which
+:mod:`lit_clip.datamodules.grounding` reads); they return ``(image path, image id)`` per split.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import pickle
@@ -773,13 +775,176 @@ def _write_annotations(path: Path, content: dict[str, list[dict]], categories: l
     _parent(path).write_text(json.dumps(document))
 
 
+# ODinW's splits: Roboflow's folders, and the ShapesWorld split each one's scenes come from.
+_ODINW_SPLITS = {"train": "train", "valid": "val", "test": "test"}
+_ODINW_DATASET = "shapes"  # the data set's name, Roboflow's background category
+
+
+def export_odinw_detection(
+    root: str | Path,
+    world: ShapesWorld,
+    samples: Mapping[str, int],
+    compositions: Sequence[str] | None = None,
+    without_background: bool = False,
+) -> ExportedDetection:
+    """One ODinW data set in Roboflow's COCO export under ``root``: ``<split>/_annotations.coco.json`` with the
+    images beside it (JPEG, quality 95, named as Roboflow names them: ``<n>_jpg.rf.<hash>.jpg``), for the splits
+    "train", "valid" and "test".
+
+    The categories are Roboflow's: id 0 the background category named after the data set ("shapes",
+    ``supercategory`` "none", no box), then the ``compositions`` with ids 1, 2, ... in their order, named as in
+    ``class_names("color_shape")`` ("red circle"), super-category "shapes". A scene is drawn from the compositions
+    only; every object is an annotation, its box the tight box of its visible pixels (``visible_boxes``), its area
+    the box's, ``iscrowd`` 0, no segmentation. Image and annotation ids count from 0 in each file, as Roboflow's.
+    ``without_background`` also writes GLIP's ``annotations_without_background.json`` beside each: the same file
+    without category 0. Returns per split the ``(image path, image id)`` of scenes 0, 1, ... of the world's split
+    ("valid" draws from "val").
+
+    Args:
+        root: output folder: the data module's ``root``.
+        world: the ShapesWorld whose scenes are written.
+        samples: scenes of "train", "valid" and / or "test", e.g. ``{"train": 8, "valid": 2, "test": 4}``.
+        compositions: the data set's categories; by default all 64 compositions of ``class_names("color_shape")``.
+        without_background: write GLIP's files without the background category too.
+    """
+    if unknown := sorted(set(samples) - set(_ODINW_SPLITS)):
+        raise ValueError(f"ODinW's Roboflow exports have the splits {list(_ODINW_SPLITS)}, not {unknown}")
+    root, names = Path(root), list(compositions or class_names("color_shape"))
+    if unknown := [name for name in names if name not in class_names("color_shape")]:
+        raise ValueError(f"unknown compositions {unknown}; expected names from {class_names('color_shape')}")
+    background = {"id": 0, "name": _ODINW_DATASET, "supercategory": "none"}
+    categories = [background, *({"id": i + 1, "name": name, "supercategory": _ODINW_DATASET}
+                                for i, name in enumerate(names))]  # fmt: skip
+    exported: ExportedDetection = {}
+    for split, count in samples.items():
+        exported[split], images, annotations = [], [], []
+        for image_id in range(count):
+            scene = world.scene(_ODINW_SPLITS[split], image_id, allowed=names if compositions else None)
+            digest = hashlib.sha1(f"{split}/{image_id}".encode()).hexdigest()[:20]
+            path = _parent(root / split / f"{image_id:05d}_jpg.rf.{digest}.jpg")
+            scene.image.save(path, quality=95)
+            exported[split].append((path, image_id))
+            width, height = scene.image.size
+            images.append({"id": image_id, "license": 1, "file_name": path.name, "height": height, "width": width,
+                           "date_captured": "2020-01-01T00:00:00+00:00"})  # fmt: skip
+            for obj, (x1, y1, x2, y2) in zip(scene.objects, visible_boxes(scene).tolist()):
+                annotations.append({"id": len(annotations), "image_id": image_id,
+                                    "category_id": names.index(obj.name) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                                    "area": (x2 - x1) * (y2 - y1), "segmentation": [], "iscrowd": 0})  # fmt: skip
+        content = {"images": images, "annotations": annotations}
+        _write_annotations(root / split / "_annotations.coco.json", content, categories)
+        if without_background:
+            _write_annotations(root / split / "annotations_without_background.json", content, categories[1:])
+    return exported
+
+
+# -- detection (Objects365 v2's annotation files) ------------------------------------------------
+
+
+def export_objects365_detection(
+    root: str | Path, world: ShapesWorld, samples: Mapping[str, int], images_per_patch: int = 2, flat: bool = False
+) -> ExportedDetection:
+    """Objects365 v2's layout under ``root``: ``zhiyuan_objv2_<split>.json`` and the images where each entry's
+    ``file_name`` puts them, ``images/<v>/patch<N>/objects365_<v>_<id:08d>.jpg`` (JPEG, quality 95); with ``flat``
+    at ``<split>/<name>`` instead (a flattened copy; the ``file_name`` is the same).
+
+    Images and boxes as :func:`export_coco_detection` writes them, without masks, in Objects365's fields: the
+    categories are the 64 compositions, ids 1..64 in ``class_names("color_shape")`` order, named with a capital as
+    Objects365's names are ("Red circle"); images have a ``url`` and a ``license``; annotations ``isfake`` and
+    ``isreflected`` 0. Images go ``images_per_patch`` to a patch folder, patches numbered over the data set from 0;
+    patch 0 holds Objects365 v1's images ("v1"), the others v2's. Returns per split the ``(image path, image id)`` of
+    scenes 0, 1, ... of the world's split.
+
+    Args:
+        root: output folder: the data module's ``root``.
+        world: the ShapesWorld whose scenes are written (Objects365 has no novel categories: give a world with
+            nothing held out to train on every composition).
+        samples: scenes of "train" and / or "val", e.g. ``{"train": 8, "val": 4}``.
+        images_per_patch: images per ``patch<N>`` folder.
+        flat: write the images at ``<split>/<name>`` rather than where their ``file_name`` puts them.
+    """
+    if unknown := sorted(set(samples) - {"train", "val"}):
+        raise ValueError(f"Objects365 annotates the splits 'train' and 'val', not {unknown}")
+    if images_per_patch < 1:
+        raise ValueError(f"images_per_patch must be at least 1, got {images_per_patch}")
+    root = Path(root)
+    exported, contents = _detection_files(root, world, samples, masks=False)
+    categories = [{"id": i + 1, "name": name.capitalize()} for i, name in enumerate(class_names("color_shape"))]
+    for split, content in contents.items():
+        for n, (image, (written, image_id)) in enumerate(zip(content["images"], exported[split])):
+            patch = (image_id - 1) // images_per_patch
+            version = "v1" if patch == 0 else "v2"
+            file_name = f"images/{version}/patch{patch}/objects365_{version}_{image_id:08d}.jpg"
+            path = _parent(root / split / Path(file_name).name if flat else root / file_name)
+            written.rename(path)
+            exported[split][n] = (path, image_id)
+            image.update(file_name=file_name, license=1, url=f"http://objects365.example/{file_name}")
+        for annotation in content["annotations"]:
+            annotation.update(isfake=0, isreflected=0)
+        (root / f"{split}2017").rmdir()  # the COCO folder the scenes were first written to, now empty
+        _write_annotations(root / f"zhiyuan_objv2_{split}.json", content, categories)
+    return exported
+
+
+# -- grounding (MDETR's Flickr30k Entities files) ------------------------------------------------
+
+
+def export_mdetr_grounding(root: str | Path, world: ShapesWorld, samples: Mapping[str, int]) -> ExportedDetection:
+    """Flickr30k Entities in MDETR's layout under ``root`` (separate ground truth, what GLIP reads):
+    ``mdetr_annotations/final_flickr_separateGT_<split>.json`` and ``flickr30k-images/<n>.jpg`` (JPEG, quality 95).
+
+    Each scene is one image entry: its caption, its Flickr image id ``original_img_id`` (1000000 + the scene's
+    number over the splits, as image file name), ``sentence_id`` 0 (one caption per scene), ``tokens_negative`` the
+    whole caption, and ``tokens_positive_eval`` the spans of each phrase. The caption's phrases
+    (``Scene.grounded_phrases``) are written in order, phrase ``k`` with one annotation per object it names: the
+    tight box of the object's visible pixels (``visible_boxes``), ``tokens_positive`` the phrase's span,
+    ``phrase_ids`` k, ``category_id`` 1 (MDETR's one category, "object"), ``iscrowd`` 0. Entry and annotation ids
+    count from 0 in each file, as MDETR's. Returns per split the ``(image path, entry id)`` of scenes 0, 1, ... of
+    the world's split.
+
+    Args:
+        root: output folder (the data module's ``root`` is ``root/flickr30k-images``).
+        world: the ShapesWorld whose scenes are written (its held-out compositions are in no training scene).
+        samples: scenes of "train", "val" and / or "test", e.g. ``{"train": 8, "val": 2, "test": 2}``.
+    """
+    if unknown := sorted(set(samples) - set(ShapesWorld.SPLITS)):
+        raise ValueError(f"Flickr30k Entities has the splits {list(ShapesWorld.SPLITS)}, not {unknown}")
+    root, flickr_ids = Path(root), itertools.count(1000000)
+    exported: ExportedDetection = {}
+    for split, count in samples.items():
+        exported[split], images, annotations = [], [], []
+        for entry_id in range(count):
+            scene, flickr_id = world.scene(split, entry_id), next(flickr_ids)
+            path = _parent(root / "flickr30k-images" / f"{flickr_id}.jpg")
+            scene.image.save(path, quality=95)
+            exported[split].append((path, entry_id))
+            width, height = scene.image.size
+            boxes = visible_boxes(scene).tolist()
+            caption = scene.caption
+            images.append({"id": entry_id, "file_name": path.name, "height": height, "width": width,
+                           "caption": caption, "dataset_name": "flickr", "tokens_negative": [[0, len(caption)]],
+                           "sentence_id": 0, "original_img_id": flickr_id,
+                           "tokens_positive_eval": [[list(span)] for span, _ in scene.grounded_phrases]})  # fmt: skip
+            for phrase_id, (span, objects) in enumerate(scene.grounded_phrases):
+                for n in objects:
+                    x1, y1, x2, y2 = boxes[n]
+                    annotations.append({"id": len(annotations), "image_id": entry_id,
+                                        "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                                        "iscrowd": 0, "category_id": 1, "tokens_positive": [list(span)],
+                                        "phrase_ids": phrase_id})  # fmt: skip
+        categories = [{"id": 1, "name": "object", "supercategory": "object"}]
+        content = {"images": images, "annotations": annotations}
+        _write_annotations(root / "mdetr_annotations" / f"final_flickr_separateGT_{split}.json", content, categories)
+    return exported
+
+
 def main(args: list[str] | None = None) -> None:
     """``python -m lit_clip.datamodules.export LAYOUT ROOT``: ShapesWorld on disk, to try a real-data config."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     layouts = ["coco", "flickr30k", "csv", "webdataset", "imagefolder", "coop", "voc", "ade20k", "coco-detection",
-               "lvis-detection"]  # fmt: skip
+               "lvis-detection", "odinw-detection", "objects365-detection", "mdetr-grounding"]  # fmt: skip
     parser.add_argument("layout", choices=layouts)
     parser.add_argument("root", type=Path)
     parser.add_argument("--train", type=int, default=1000, help="training samples (per class for classification)")
@@ -789,7 +954,7 @@ def main(args: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default="OxfordPets", help="the CoOp data set whose layout to write")
     parser.add_argument("--shard-size", type=int, default=1000, help="samples per WebDataset shard")
     parser.add_argument("--held-out", type=int, default=16,
-                        help="detection: compositions in no training scene (LVIS's rare categories)")  # fmt: skip
+                        help="detection, grounding: compositions in no training scene (LVIS's rare ones)")  # fmt: skip
     options = parser.parse_args(args)
     splits = {"train": options.train, "val": options.val, "test": options.test}
     size = {"image_size": options.image_size}
@@ -808,6 +973,16 @@ def main(args: list[str] | None = None) -> None:
         export_ade20k(options.root, {"train": options.train, "val": options.val}, **size)
     elif options.layout == "imagefolder":
         export_imagefolder(options.root, splits, **size)
+    elif options.layout == "odinw-detection":  # every category trained and evaluated: nothing held out
+        odinw_splits = {"train": options.train, "valid": options.val, "test": options.test}
+        export_odinw_detection(options.root, ShapesWorld(image_size=options.image_size), odinw_splits)
+    elif options.layout == "objects365-detection":  # every category trained and evaluated: nothing held out
+        world = ShapesWorld(image_size=options.image_size)
+        export_objects365_detection(options.root, world, {"train": options.train, "val": options.val})
+    elif options.layout == "mdetr-grounding":
+        held = held_out_compositions(options.held_out)
+        export_mdetr_grounding(options.root, ShapesWorld(image_size=options.image_size, held_out=held), splits)
+        print(f"held out of training: {held}")
     elif options.layout.endswith("-detection"):
         held = held_out_compositions(options.held_out)
         world = ShapesWorld(image_size=options.image_size, held_out=held)

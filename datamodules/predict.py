@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from lit_clip.datamodules.images import IMAGE_EXTENSIONS, load_rgb
 from torch.utils.data import DataLoader, Dataset
 
 from lit_clip.tokenizer import tokenize
-from lit_clip.transforms import clip_eval_transform
+from lit_clip.transforms import clip_eval_transform, to_normalized_tensor
 
 
 def list_images(source: str | Path) -> list[Path]:
@@ -77,6 +78,42 @@ class TextsDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return {"text": tokenize(self.texts[index], context_length=self.context_length)[0], "caption": self.texts[index]}
+
+
+class DetectionImagesDataset(Dataset):
+    """``{"image", "path", "index"}`` for each path, the image normalised at its own size (as detection evaluates):
+    a detector resizes what it needs and gives boxes in the file's pixels."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": to_normalized_tensor(load_rgb(self.paths[index])), "path": str(self.paths[index]),
+                "index": index}  # fmt: skip
+
+
+def detection_images_collate(samples: list[dict]) -> dict:
+    """Images of different sizes padded into one batch, with ``image_size`` (height, width) before padding, as a
+    :class:`~lit_clip.batches.DetectionBatch` without targets; and their ``path``."""
+    sizes = torch.tensor([sample["image"].shape[-2:] for sample in samples], dtype=torch.long)
+    images = torch.zeros(len(samples), 3, *sizes.max(dim=0).values.tolist())
+    for image, sample in zip(images, samples):
+        image[:, : sample["image"].shape[-2], : sample["image"].shape[-1]] = sample["image"]
+    return {"image": images, "image_size": sizes, "path": [sample["path"] for sample in samples],
+            "index": torch.tensor([sample["index"] for sample in samples])}  # fmt: skip
+
+
+def detection_prediction_loader(hparams, default) -> DataLoader:
+    """The loader of ``predict_images`` for a detector (images at their own size), or ``default()``."""
+    if not hparams.get("predict_images"):
+        return default()
+    dataset = DetectionImagesDataset(list_images(hparams.predict_images))
+    batch_size = hparams.get("eval_batch_size") or hparams.batch_size
+    return DataLoader(dataset, batch_size=batch_size, num_workers=hparams.num_workers,
+                      collate_fn=detection_images_collate)  # fmt: skip
 
 
 def prediction_loaders(hparams, default) -> DataLoader | list[DataLoader]:

@@ -3,6 +3,7 @@ from lit_clip.datamodules.shapesworld.captions import ShapesWorldCaptions
 from lit_clip.datamodules.shapesworld.classification import SHAPES_TEMPLATES, ShapesWorldClassification
 from lit_clip.datamodules.shapesworld.detection import ShapesWorldDetection
 from lit_clip.datamodules.shapesworld.fewshot import ShapesWorldFewShot
+from lit_clip.datamodules.shapesworld.grounding import ShapesWorldGrounding
 from lit_clip.datamodules.shapesworld.segmentation import ShapesWorldSegmentation
 from lit_clip.datamodules.shapesworld.world import ShapesWorld, class_names
 
@@ -13,6 +14,7 @@ __all__ = [
     "ShapesWorldClassification",
     "ShapesWorldDetection",
     "ShapesWorldFewShot",
+    "ShapesWorldGrounding",
     "ShapesWorldSegmentation",
     "class_names",
 ]

@@ -20,6 +20,7 @@ can be used by exporters and tests without the training stack.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -184,6 +185,9 @@ class Scene:
     instance_masks: np.ndarray  # [n_objects, H, W] bool, visible pixels only
     caption: str
     noun_phrases: list[str]  # "{size} {color} {shape}" per object, in drawing order
+    # The caption's phrases that name objects ("a small red circle", "two blue stars"): each one's character
+    # span in the caption (end exclusive) and the indices of the objects it names, for grounding.
+    grounded_phrases: list[tuple[tuple[int, int], tuple[int, ...]]]
 
     def semantic_mask(self, vocabulary: str = "color_shape") -> np.ndarray:
         """[H, W] int64: 0 for background, 1 + class index where an object is visible."""
@@ -374,12 +378,14 @@ class ShapesWorld:
             )
         noise = rng.integers(-_NOISE, _NOISE + 1, size=(size, size, 1), dtype=np.int16)
         pixels = np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+        caption, grounded_phrases = _caption(rng, objects, size)
         return Scene(
             image=Image.fromarray(pixels, "RGB"),
             objects=objects,
             instance_masks=np.stack([layer.visible for layer in layers]),
-            caption=_caption(rng, objects, size),
+            caption=caption,
             noun_phrases=[f"{obj.size} {obj.name}" for obj in objects],
+            grounded_phrases=grounded_phrases,
         )
 
     def _place(
@@ -453,11 +459,22 @@ def _rasterize(
 # -- captions --------------------------------------------------------------------------
 
 
-def _caption(rng: np.random.Generator, objects: list[ShapeObject], image_size: int) -> str:
-    """A true caption naming the colour and shape of every object, in a random phrasing."""
+def _caption(
+    rng: np.random.Generator, objects: list[ShapeObject], image_size: int
+) -> tuple[str, list[tuple[tuple[int, int], tuple[int, ...]]]]:
+    """A true caption naming the colour and shape of every object, in a random phrasing, and its phrases with the
+    objects each names (see ``Scene.grounded_phrases``)."""
+    named: list[tuple[str, list[ShapeObject]]] = []  # each phrase written into the caption, with its objects
+
+    def phrase_of(group: list[ShapeObject]) -> str:
+        phrase = _group_phrase(rng, group)
+        named.append((phrase, group))
+        return phrase
+
     if len(objects) == 1:
-        phrase = _object_phrase(rng, objects[0])
-        return _SINGLE_TEMPLATES[int(rng.integers(len(_SINGLE_TEMPLATES)))].format(phrase)
+        phrase = phrase_of(objects)
+        caption = _SINGLE_TEMPLATES[int(rng.integers(len(_SINGLE_TEMPLATES)))].format(phrase)
+        return caption, _phrase_spans(caption, named, objects)
 
     # Objects that share colour and shape are counted together ("two green squares").
     groups: dict[str, list[ShapeObject]] = {}
@@ -476,13 +493,28 @@ def _caption(rng: np.random.Generator, objects: list[ShapeObject], image_size: i
     if relations and rng.random() < 0.5:
         a, b, relation = relations[int(rng.integers(len(relations)))]
         template = _RELATION_TEMPLATES[int(rng.integers(len(_RELATION_TEMPLATES)))]
-        sentence = template.format(a=_object_phrase(rng, a), relation=relation, b=_object_phrase(rng, b))
-        rest = [_group_phrase(rng, group) for group in order if group[0] is not a and group[0] is not b]
-        return f"{sentence}, and {_join(rest)}." if rest else f"{sentence}."
+        sentence = template.format(a=phrase_of([a]), relation=relation, b=phrase_of([b]))
+        rest = [phrase_of(group) for group in order if group[0] is not a and group[0] is not b]
+        caption = f"{sentence}, and {_join(rest)}." if rest else f"{sentence}."
+        return caption, _phrase_spans(caption, named, objects)
 
-    phrases = [_group_phrase(rng, group) for group in order]
+    phrases = [phrase_of(group) for group in order]
     template = _LIST_TEMPLATES[int(rng.integers(len(_LIST_TEMPLATES)))]
-    return template.format(objects=_join(phrases), count=_number(len(objects)))
+    caption = template.format(objects=_join(phrases), count=_number(len(objects)))
+    return caption, _phrase_spans(caption, named, objects)
+
+
+def _phrase_spans(
+    caption: str, named: list[tuple[str, list[ShapeObject]]], objects: list[ShapeObject]
+) -> list[tuple[tuple[int, int], tuple[int, ...]]]:
+    """Where each phrase stands in the caption: phrases name distinct colour-shape groups, so each occurs once as
+    whole words."""
+    spans = []
+    for phrase, group in named:
+        found = [match.span() for match in re.finditer(rf"\b{re.escape(phrase)}\b", caption)]
+        assert len(found) == 1, f"phrase {phrase!r} occurs {len(found)} times in {caption!r}"
+        spans.append((found[0], tuple(next(i for i, obj in enumerate(objects) if obj is member) for member in group)))
+    return spans
 
 
 def _relation(a: ShapeObject, b: ShapeObject, image_size: int) -> str | None:
