@@ -1,12 +1,13 @@
 """Evaluation, visualisation and checkpoint callbacks any method can attach."""
 from lit_clip.callbacks.detection import DetectionSamples
+from lit_clip.callbacks.grounding import GroundingSamples
 from lit_clip.callbacks.groupvit import GroupMaps
 from lit_clip.callbacks.hp_metric import MonitoredHpMetric
 from lit_clip.callbacks.image_text import ImageTextSamples
 from lit_clip.callbacks.last_checkpoint import LastCheckpoint
-from lit_clip.callbacks.predictions import PredictionWriter
+from lit_clip.callbacks.predictions import DetectionDrawings, PredictionWriter
 from lit_clip.callbacks.segmentation import SegmentationSamples
 
 __all__ = [
-    "DetectionSamples", "GroupMaps",
+    "DetectionDrawings", "DetectionSamples", "GroundingSamples", "GroupMaps",
     "ImageTextSamples", "LastCheckpoint", "MonitoredHpMetric", "PredictionWriter", "SegmentationSamples"]

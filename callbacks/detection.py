@@ -17,9 +17,10 @@ class DetectionSamples(EvaluationPictures):
     another (:func:`lit_clip.drawing.detection_comparison`).
 
     Tags: ``val/detections`` and ``test/detections``, or, for a data module with named evaluation sets,
-    ``test/<set>_detections``. Works with a detector on a frozen CLIP (:class:`~lit_clip.methods.ViLD`: called on
-    a batch it gives each image's ``boxes``, ``scores`` and ``labels`` over its current ``classnames``; a class is
-    novel when not among its ``base_classnames``) and :class:`~lit_clip.batches.DetectionBatch` batches. The
+    ``test/<set>_detections``. Works with a detector (:class:`~lit_clip.methods.ViLD`,
+    :class:`~lit_clip.methods.GLIP`: called on a batch it gives each image's ``boxes``, ``scores`` and ``labels``
+    over its current ``classnames``; a class is novel when not among its ``base_classnames``) and
+    :class:`~lit_clip.batches.DetectionBatch` batches; phrase-grounding sets are left to ``GroundingSamples``. The
     detections are made when the batch ends, while the method holds the evaluation set's classes; on the first
     process only, and not in the sanity check.
     """
@@ -29,6 +30,9 @@ class DetectionSamples(EvaluationPictures):
     def __init__(self, num_images: int = 4, score_threshold: float = 0.3, max_boxes: int = 10):
         super().__init__()
         self.num_images, self.score_threshold, self.max_boxes = num_images, score_threshold, max_boxes
+
+    def draws(self, evaluation_set: EvaluationSet) -> bool:
+        return not evaluation_set.phrase_grounding
 
     def picture(self, pl_module, batch: dict, evaluation_set: EvaluationSet) -> np.ndarray:
         n = self.num_images

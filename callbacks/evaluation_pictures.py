@@ -27,6 +27,10 @@ class EvaluationPictures(L.Callback):
         """The picture of a batch, ``[H, W, 3]`` uint8."""
         raise NotImplementedError
 
+    def draws(self, evaluation_set: EvaluationSet) -> bool:
+        """Whether this kind of picture is drawn for the set's batches (all; detection's not for phrase grounding)."""
+        return True
+
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._collect(trainer, pl_module, batch, batch_idx, dataloader_idx, "validate")
 
@@ -44,7 +48,8 @@ class EvaluationPictures(L.Callback):
         if batch_idx != 0 or self.batch_key not in batch or trainer.sanity_checking or not trainer.is_global_zero:
             return
         evaluation_set = evaluation_sets(trainer.datamodule, stage)[dataloader_idx]
-        self._pictures[evaluation_set.name] = self.picture(pl_module, batch, evaluation_set)
+        if self.draws(evaluation_set):
+            self._pictures[evaluation_set.name] = self.picture(pl_module, batch, evaluation_set)
 
     def _log(self, trainer, stage: str) -> None:
         pictures, self._pictures = self._pictures, {}

@@ -21,6 +21,9 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from PIL import Image
+
+from lit_clip import drawing
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +82,29 @@ def per_sample_tables(joined: dict[str, Any]) -> dict[str, list[str]]:
 
 def _cells(values) -> list:
     return values.tolist() if isinstance(values, torch.Tensor) else list(values)
+
+
+class DetectionDrawings(L.Callback):
+    """``lit-clip predict`` with a detector: each predicted image drawn with its boxes scored above
+    ``score_threshold`` (the ``max_boxes`` best), each named by the phrase it grounds and its score, into
+    ``<run>/drawings/<image name>.png``. Reads a ``predict_step``'s rows of ``path``, ``phrase``, ``score`` and
+    ``box`` (:meth:`lit_clip.methods.GLIP.predict_step`)."""
+
+    def __init__(self, score_threshold: float = 0.3, max_boxes: int = 20, output_dir: str | None = None):
+        self.score_threshold, self.max_boxes, self.output_dir = score_threshold, max_boxes, output_dir
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        folder = Path(self.output_dir or trainer.log_dir or ".") / "drawings"
+        folder.mkdir(parents=True, exist_ok=True)
+        images = drawing.to_uint8_image(batch["image"])
+        sources = batch.get("path") or [str(i) for i in batch["index"].tolist()]
+        for image, (height, width), source in zip(images, batch["image_size"].tolist(), sources):
+            mine = [i for i, path in enumerate(outputs["path"]) if path == source]
+            mine = sorted(mine, key=lambda i: -float(outputs["score"][i]))[: self.max_boxes]
+            mine = [i for i in mine if outputs["score"][i] > self.score_threshold][::-1]  # the best drawn last
+            names = sorted({outputs["phrase"][i] for i in mine})
+            picture = drawing.boxes_with_names(
+                image[:height, :width], outputs["box"][mine], [names.index(outputs["phrase"][i]) for i in mine],
+                names, outputs["score"][mine],
+            )  # fmt: skip
+            Image.fromarray(picture).save(folder / f"{Path(source).stem}.png")

@@ -301,6 +301,9 @@ class COCOStyleDetection(L.LightningDataModule):
         """
         super().__init__()
         self.save_hyperparameters()
+        # A subclass without these arguments (ODinW, Objects365: boxes only) passes fixed values; LightningCLI records
+        # only the subclass's own arguments, so they are recorded here as the base class reads them.
+        self.hparams.update(masks=masks, region_cache=region_cache)
         check_policy(bad_samples)
         self.root = Path(root)
         for folder in (self.root, *self.required_folders()):

@@ -237,6 +237,29 @@ def detection_comparison(
     return _with_legend(grid, [("base", BASE_COLOUR), ("novel", NOVEL_COLOUR)])
 
 
+def grounding_picture(
+    image: np.ndarray,
+    boxes_xyxy: ArrayLike,
+    phrases: Sequence[str],
+    scores: ArrayLike,
+    token_maps: ArrayLike,
+    tokens: Sequence[str],
+    min_side: int = 192,
+) -> np.ndarray:
+    """A grounding model's view of one image, in a row under titles: the image with the best box of each phrase named
+    "phrase 0.87", then for each token its alignment map (``token_maps`` ``[T, h, w]``, scores in [0, 1] over any
+    grid, stretched to the image) as a red glow over the darkened image: which words light up where."""
+    texts = [f"{phrase} {score:.2f}" for phrase, score in zip(phrases, torch.as_tensor(scores).tolist())]
+    cells = [_named_boxes(image, boxes_xyxy, texts, palette(len(texts)), min_side)]
+    for token_map in torch.as_tensor(token_maps, dtype=torch.float32):
+        picture, _ = _enlarge(image, min_side)
+        glow = F.interpolate(token_map[None, None], size=picture.shape[1:], mode="bilinear")[0, 0].clamp(0, 1)
+        shaded = picture.float() * 0.35
+        shaded[0] = shaded[0] + 255 * 0.65 * glow
+        cells.append(shaded.clamp(0, 255).byte().permute(1, 2, 0).numpy())
+    return _titled_grid([cells], ["phrases", *(f'"{token}"' for token in tokens)])
+
+
 def _box_texts(labels: Sequence[int], class_names: Sequence[str], scores: ArrayLike | None) -> list[str]:
     """Each box's name, "name 0.87" with its score when given."""
     texts = [class_names[k] for k in labels]

@@ -113,18 +113,21 @@ def check_phrases(caption: str, phrases: Sequence[Sequence[Span]], labels: Seque
             )
 
 
-def positive_map(offsets: Tensor, phrases: Sequence[Sequence[Span]], caption: str = "") -> Tensor:
+def positive_map(
+    offsets: Tensor, phrases: Sequence[Sequence[Span]], caption: str = "", required: bool = True
+) -> Tensor:
     """bool ``[P, L]``: the tokens of each phrase, those whose characters overlap one of its spans. ``offsets``
     ``[L, 2]``: each token's (start, end) characters in the caption, as a fast tokenizer's ``offset_mapping``
     gives them; special and padding tokens are (0, 0) and belong to no phrase. A phrase without a token (cut off
-    by the tokenizer's maximum length) is an error naming the caption."""
+    by the tokenizer's maximum length) is an error naming the caption when every phrase is ``required``; else its
+    row is empty."""
     starts, ends = offsets[:, 0], offsets[:, 1]
     real = ends > starts
     found = torch.zeros(len(phrases), len(offsets), dtype=torch.bool, device=offsets.device)
     for k, phrase in enumerate(phrases):
         for start, end in phrase:
             found[k] |= real & (starts < end) & (ends > start)
-        if not found[k].any():
+        if required and not found[k].any():
             raise ValueError(
                 f"phrase {k} ({[caption[s:e] for s, e in phrase] if caption else phrase}) of caption {caption!r} "
                 f"has no token: the tokenizer cut the caption at {int(ends.max())} characters; shorten the prompt "

@@ -134,6 +134,27 @@ class Tokenizer:
                 ids.extend(self._word_ids("".join(self._byte_to_char[b] for b in piece.encode("utf-8"))))
         return ids
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of ``text`` (without start / end of text) and each token's (start, end) characters in it, for
+        phrases given as character spans (GLIP's grounding). The pieces are found in ``text`` lower-cased but not
+        otherwise cleaned, so that positions stay the text's: the ids equal :meth:`encode`'s for any text that
+        ftfy, HTML unescaping and whitespace squashing leave as it is (plain captions and prompts)."""
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        for match in _PIECE_PATTERN.finditer(text.lower()):
+            piece, start = match.group(), match.start()
+            if piece in self._special_ids:
+                ids.append(self._special_ids[piece])
+                offsets.append(match.span())
+                continue
+            for token_id in self._word_ids("".join(self._byte_to_char[b] for b in piece.encode("utf-8"))):
+                token = self._id_to_token[token_id].removesuffix(_END_OF_WORD)
+                length = len(bytes(self._char_to_byte[c] for c in token).decode("utf-8", errors="ignore"))
+                ids.append(token_id)
+                offsets.append((start, min(start + length, match.end())))
+                start += length
+        return ids, offsets
+
     def decode(self, ids) -> str:
         """Text of `ids` (ints or a tensor); each word end becomes a space, as in OpenAI's."""
         chars = "".join(self._id_to_token[int(i)] for i in ids)

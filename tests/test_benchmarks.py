@@ -105,3 +105,14 @@ def test_vild_benchmark_quick_mode_times_each_variant_beside_faster_rcnn():
     assert all(number(row[7]) > 0 and number(row[8]) > 0 for row in training)
     assert number(training[0][9]) == 1.0 and all(number(row[9]) > 0 for row in training)
     assert [row[0] for row in crops] == ["RN-Tiny"] and number(crops[0][3]) > 0
+
+
+@pytest.mark.slow
+def test_glip_benchmark_quick_mode_times_each_fusion_depth_beside_vild():
+    rows = table_rows(run_module("benchmarks.bench_glip", "--quick", "--threads", "1"))
+    assert [row[5] for row in rows] == ["ViLD-text", "GLIP, fusion depth 0/2", "GLIP, fusion depth 1/2",
+                                        "GLIP, fusion depth 2/2"]  # fmt: skip
+    assert all(number(row[7]) > 0 for row in rows) and number(rows[0][8]) == 1.0
+    params = [number(row[6]) for row in rows[1:]]
+    assert params[0] < params[1] < params[2]  # each fusion block adds cross-attention and a BERT layer
+    assert all(number(row[9]) > 0 for row in rows)  # peak memory, measured in a fresh process each

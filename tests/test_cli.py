@@ -21,6 +21,9 @@ from lit_clip.datamodules.export import (
     export_fss1000,
     export_imagefolder,
     export_lvis_detection,
+    export_mdetr_grounding,
+    export_objects365_detection,
+    export_odinw_detection,
     export_pascal5i,
     export_pascal_context,
     export_voc_segmentation,
@@ -28,6 +31,7 @@ from lit_clip.datamodules.export import (
 )
 from lit_clip.datamodules.shapesworld import ShapesWorld
 from lit_clip.datamodules.shapesworld.segmentation import held_out_compositions
+from lit_clip.datamodules.shapesworld.world import COLORS, SHAPES
 
 from lit_clip.cli import main
 from lit_clip.models import create_model
@@ -134,7 +138,32 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
         arguments += [f"--data.init_args.root={data}", "--data.init_args.eval_batch_size=2"]
         if parsed["data"]["init_args"].get("scale_jitter"):  # jittered crops of the scenes' own size
             arguments.append("--data.init_args.crop_size=64")
-    if data_class.endswith(("Segmentation", "Detection")) and not data_class.startswith("ShapesWorld"):
+    elif data_class == "MDETRGrounding":
+        export_mdetr_grounding(data, ShapesWorld(image_size=64, max_objects=3), {"train": 4, "val": 2, "test": 2})
+        files = {split: data / "mdetr_annotations" / f"final_flickr_separateGT_{split}.json" for split in
+                 ("train", "val", "test")}  # fmt: skip
+        arguments += [f"--data.init_args.root={data / 'flickr30k-images'}", "--data.init_args.eval_batch_size=2"]
+        arguments += [f"--data.init_args.{split}_file={path}" for split, path in files.items()]
+    elif data_class == "GroundingMixture":  # every source's data exported; the config's sources, their paths replaced
+        world = ShapesWorld(image_size=64, max_objects=3)
+        export_coco_detection(data / "coco", world, {"train": 4, "val": 2})
+        export_objects365_detection(data / "objects365", world, {"train": 4, "val": 2})
+        export_mdetr_grounding(data / "flickr", world, {"train": 4, "val": 2, "test": 2})
+        train_file = data / "flickr" / "mdetr_annotations" / "final_flickr_separateGT_train.json"
+        paths = {"COCODetection": {"root": str(data / "coco")},
+                 "Objects365Detection": {"root": str(data / "objects365")},
+                 "MDETRGrounding": {"root": str(data / "flickr" / "flickr30k-images"), "train_file": str(train_file)}}
+        sources = []
+        for source in parsed["data"]["init_args"]["sources"]:
+            kind = source["class_path"].rsplit(".", 1)[1]
+            options = {**source["init_args"], **paths[kind], "num_workers": 0, "eval_batch_size": 2}
+            sources.append({"class_path": source["class_path"], "init_args": options})
+        arguments.append(f"--data.init_args.sources={json.dumps(sources)}")
+    elif data_class == "ODinWDetection":
+        export_odinw_detection(data, ShapesWorld(image_size=64, max_objects=3), {"train": 4, "valid": 2, "test": 2})
+        arguments += [f"--data.init_args.root={data}", "--data.init_args.eval_batch_size=2"]
+    kinds = ("Segmentation", "Detection", "Grounding", "Mixture")
+    if data_class.endswith(kinds) and not data_class.startswith("ShapesWorld"):
         arguments += ["--data.init_args.num_workers=0", "--data.init_args.batch_size=2"]
     elif not data_class.startswith("ShapesWorld"):
         arguments += ["--data.init_args.num_workers=0", "--data.init_args.image_size=32", "--data.init_args.batch_size=8"]
@@ -158,6 +187,17 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
             "--model.init_args.anchor_sizes=[8,16,32,64,128]", "--model.init_args.proposals_per_image=20",
             "--model.init_args.proposals_before_nms=50", "--model.init_args.roi_samples_per_image=16",
             "--model.init_args.variant=text", "--data.init_args.region_cache=null",
+        ]  # fmt: skip
+    elif model_class == "GLIP":
+        # A micro GLIP from scratch: a small BERT over a word list in place of bert-base-uncased, no released weights.
+        arguments += [
+            "--model.init_args.backbone=resnet18", "--model.init_args.channels=32", "--model.init_args.weights=null",
+            "--model.init_args.backbone_pretrained=false",
+            "--model.init_args.text_encoder=null", "--model.init_args.text_encoder_type=bert",
+            "--model.init_args.text_width=32", "--model.init_args.text_layers=1", "--model.init_args.text_heads=2",
+            "--model.init_args.blocks=1", "--model.init_args.fusion_depth=1", "--model.init_args.fusion_dim=32",
+            "--model.init_args.fusion_heads=2", "--model.init_args.min_size=64", "--model.init_args.max_size=64",
+            f"--model.init_args.text_words={json.dumps([*COLORS, *SHAPES])}",  # ShapesWorld's names fit in 256 tokens
         ]  # fmt: skip
     elif parsed["model"].get("init_args", {}).get("backbone", "clip") != "clip":  # LSeg's timm ViT-L/16, ResNet-101
         arguments += ["--model.init_args.backbone=test_vit", "--model.init_args.features=16"]

@@ -10,6 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+import lit_clip
 from lit_clip.grounding import check_phrases, names_prompt, positive_map, training_prompt, vocabulary_chunks
 from lit_clip.methods.detection.glip import (
     GLIP,
@@ -19,8 +20,9 @@ from lit_clip.methods.detection.glip import (
     mask_tokens,
     token_focal_loss,
 )
-from lit_clip.models.bert import LanguageBackbone
 from lit_clip.models.glip import VLFuse, anchors, decode_boxes, encode_boxes, official_key
+from lit_clip.models.language import BertBackbone
+from lit_clip.tokenizer import default_tokenizer
 
 WORDS = ["red", "blue", "green", "circle", "star", "cross", "a", "small"]
 
@@ -42,7 +44,7 @@ def micro_batch(images: int = 2, size: int = 64) -> dict:
 
 # --- token spans --------------------------------------------------------------------------------------------------
 def test_token_spans_of_names_follow_the_tokenizers_offsets_including_names_split_into_word_pieces():
-    language = LanguageBackbone(None, WORDS, width=16, layers=1, heads=2)
+    language = BertBackbone(None, WORDS, width=16, layers=1, heads=2)
     prompt = names_prompt(["red stars", "blue cross", "greenish circle"])
     assert prompt.caption == "red stars. blue cross. greenish circle"
     assert [prompt.caption[s:e] for s, e in prompt.spans] == ["red stars", "blue cross", "greenish circle"]
@@ -60,12 +62,44 @@ def test_token_spans_of_names_follow_the_tokenizers_offsets_including_names_spli
         assert set(found[k].nonzero().flatten().tolist()) == expected
 
 
+def test_clips_tokenizer_gives_each_tokens_characters_and_the_same_ids():
+    tokenizer = default_tokenizer()
+    for text in ("red circle. blue star. greenish hexagon", "A small Red circle, and two blue stars!"):
+        ids, offsets = tokenizer.encode_with_offsets(text)
+        assert ids == tokenizer.encode(text)
+        pieces = [tokenizer.decode([i]).strip() for i in ids]
+        assert [text[start:end].lower() for start, end in offsets] == pieces
+
+
+def test_a_clip_text_tower_grounds_through_its_tokens_and_trains_in_glip(tmp_path):
+    clip_file = tmp_path / "rn-tiny.pt"
+    torch.save(lit_clip.create_model("RN-Tiny").state_dict(), clip_file)
+    model = micro_glip(text_encoder=str(clip_file), text_encoder_type="clip", text_words=())
+    prompt = names_prompt(["red circle", "blue hexagon"])
+    tokens = model.language.tokenize([prompt.caption, "a star"])
+    found = positive_map(tokens["offsets"][0], prompt.phrases, prompt.caption)
+    names = model.language.token_names(tokens["input_ids"][0].tolist())
+    assert [n for n, on in zip(names, found[1]) if on] == ["blue", "hex", "agon"]
+    assert tokens["attention_mask"][1].tolist() == [1, 1, 1, 1] + [0] * (tokens["input_ids"].shape[1] - 4)
+    assert not hasattr(model.language.model, "visual")  # the image tower is not kept
+    batch = {**micro_batch(), "caption": [prompt.caption] * 2,
+             "targets": [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 30.0]]), "labels": torch.tensor([1]),
+                          "phrases": prompt.phrases, "image_id": i} for i in range(2)]}  # fmt: skip
+    losses = model.losses(batch)
+    sum(losses.values()).backward()
+    assert model.language.model.token_embedding.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="masked language modelling needs a BERT"):
+        micro_glip(text_encoder=str(clip_file), text_encoder_type="clip", mlm_loss_weight=1.0)
+
+
 def test_a_phrase_cut_off_by_the_maximum_length_is_an_error_naming_the_caption():
-    language = LanguageBackbone(None, WORDS, width=16, layers=1, heads=2, max_length=6)
+    language = BertBackbone(None, WORDS, width=16, layers=1, heads=2, max_length=6)
     prompt = names_prompt(["red star", "blue cross", "green circle"])
     tokens = language.tokenize([prompt.caption])
     with pytest.raises(ValueError, match="green circle.*has no token"):
         positive_map(tokens["offsets"][0], prompt.phrases, prompt.caption)
+    # In training a phrase may be cut: its row is empty, and the boxes it names are left out.
+    assert not positive_map(tokens["offsets"][0], prompt.phrases, prompt.caption, required=False)[2].any()
 
 
 def test_training_prompts_hold_every_present_class_and_the_drawn_negatives_once():

@@ -85,3 +85,32 @@ def test_image_sources_and_their_errors(tmp_path, my_images):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"no image files .* under .*empty"):
         list_images(tmp_path / "empty")
+
+
+def test_glip_grounds_a_sentence_or_names_on_the_users_images_into_a_table_and_drawings(tmp_path):
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    Image.new("RGB", (70, 50), "red").save(folder / "wide.png")
+    Image.new("RGB", (40, 60), "blue").save(folder / "tall.jpg")
+    micro = [
+        "--model.init_args.backbone=resnet18", "--model.init_args.channels=32", "--model.init_args.text_width=32",
+        "--model.init_args.text_layers=1", "--model.init_args.text_heads=2", "--model.init_args.blocks=1",
+        "--model.init_args.fusion_depth=1", "--model.init_args.fusion_dim=32", "--model.init_args.fusion_heads=2",
+        "--model.init_args.min_size=64", "--model.init_args.max_size=64", "--model.init_args.score_threshold=0.0",
+        "--model.init_args.detections_per_image=5",
+    ]  # fmt: skip
+    for prompt, phrases in [("a small red circle above two blue stars", {"small red circle", "blue stars"}),
+                            ("[red circle, blue star]", {"red circle", "blue star"})]:  # fmt: skip
+        result = lit_clip("--config", ROOT / "configs/glip/shapes.yaml", *micro, f"--model.init_args.prompt={prompt}",
+                          f"--data.init_args.predict_images={folder}", cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        run = sorted((tmp_path / "runs" / "glip-shapes").iterdir())[-1]
+        rows = list(csv.DictReader(open(run / "predictions.csv")))
+        assert {row["phrase"] for row in rows} <= phrases and rows
+        assert {Path(row["path"]).name for row in rows} == {"wide.png", "tall.jpg"}
+        for row in rows:  # boxes in the file's own pixels
+            width, height = Image.open(row["path"]).size
+            assert 0 <= float(row["x1"]) <= float(row["x2"]) <= width
+            assert 0 <= float(row["y1"]) <= float(row["y2"]) <= height
+        assert {p.name for p in (run / "drawings").iterdir()} == {"wide.png", "tall.png"}
+        assert Image.open(run / "drawings" / "wide.png").size[0] >= 70

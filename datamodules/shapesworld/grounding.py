@@ -65,6 +65,9 @@ class ShapesGroundingDataset(Dataset):
         boxes = visible_boxes(scene)
         if rng.random() < self.prompt_fraction:
             classes = self.label_of[[obj.class_index() for obj in scene.objects]]
+            if (classes < 0).any():
+                raise ValueError(f"scene {index} of split {self.split!r} holds a held-out composition, which a "
+                                 "detection prompt of the base names cannot name; prompts are for training scenes")
             prompt, phrase_of = training_prompt(classes, self.classnames, self.negatives, rng)
             caption, phrases = prompt.caption, prompt.phrases
             labels = torch.tensor([phrase_of[c] for c in classes.tolist()], dtype=torch.long)

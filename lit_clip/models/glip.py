@@ -235,6 +235,7 @@ class GLIPHead(nn.Module):
         deformable: bool = True,
         dyrelu: bool = True,
         levels: int = 5,
+        log_scale: float = 0.0,
     ):
         super().__init__()
         if not 0 <= fusion_depth <= blocks:
@@ -255,7 +256,7 @@ class GLIPHead(nn.Module):
             nn.init.zeros_(conv.bias)
         self.scales = nn.ParameterList([nn.Parameter(torch.ones(1)) for _ in range(levels)])
         self.dot_product_projection_text = nn.Linear(text_width, channels)
-        self.log_scale = nn.Parameter(torch.zeros(1))
+        self.log_scale = nn.Parameter(torch.tensor([log_scale]))  # the logits' learnt temperature, exp(log_scale)
         self.bias_lang = nn.Parameter(torch.zeros(text_width))
         self.bias0 = nn.Parameter(torch.tensor([-math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)]))
 

@@ -45,7 +45,7 @@ from lit_clip.grounding import names_prompt, positive_map, sentence_prompt, trai
 from lit_clip.methods.class_sets import EvaluatesPerClassSet, evaluation_sets
 from lit_clip.metrics import DetectionMetrics
 from lit_clip.metrics.grounding import PhraseGroundingRecall
-from lit_clip.models.bert import LanguageBackbone
+from lit_clip.models.language import language_backbone
 from lit_clip.models.glip import STRIDES, GLIPHead, ImagePyramid, anchors, decode_boxes, official_key
 from lit_clip.transforms import denormalize
 
@@ -195,6 +195,7 @@ class GLIP(EvaluatesPerClassSet):
         backbone_pretrained: bool = False,
         channels: int = 256,
         text_encoder: str | None = "bert-base-uncased",
+        text_encoder_type: str = "bert",
         text_words: Sequence[str] = (),
         text_width: int = 768,
         text_layers: int = 12,
@@ -218,6 +219,8 @@ class GLIP(EvaluatesPerClassSet):
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
         box_loss_weight: float = 2.0,
+        token_loss_weight: float = 1.0,
+        log_scale: float = 0.0,
         region_word_loss_weight: float = 0.0,
         mlm_loss_weight: float = 0.0,
         mlm_probability: float = 0.15,
@@ -240,9 +243,10 @@ class GLIP(EvaluatesPerClassSet):
             backbone, backbone_pretrained: a timm model whose stride 8, 16, 32 features feed the FPN
                 ("swin_tiny_patch4_window7_224" as GLIP-T; "resnet18" for a CPU), with timm's pretrained weights.
             channels: the FPN's and the head's channels (256).
-            text_encoder: a BERT by hub id or folder ("bert-base-uncased"); None: a random-initialised BERT of
-                ``text_width``, ``text_layers``, ``text_heads`` whose vocabulary is ``text_words`` whole and any
-                other word in letters (see ``lit_clip.models.bert``).
+            text_encoder, text_encoder_type: "bert": a BERT by hub id or folder ("bert-base-uncased"), or None for a
+                random-initialised BERT of ``text_width``, ``text_layers``, ``text_heads`` whose vocabulary is
+                ``text_words`` whole and any other word in letters; "clip": the text tower of the CLIP checkpoint
+                ``text_encoder`` (its 77-token context; see ``lit_clip.models.language``).
             max_query_length: prompts are cut at this many tokens (256).
             blocks, fusion_depth: DyHead blocks in the head (6 for GLIP-T, 8 for GLIP-L) and how many of the first
                 ones fuse image and text (all: GLIP-T(B, C); 0: GLIP-T(A)).
@@ -250,13 +254,16 @@ class GLIP(EvaluatesPerClassSet):
                 scale's initial value (None: 1 / blocks, as the released code).
             deformable, dyrelu: DyHead's deformable convolutions and dynamic ReLU (both in GLIP-T).
             min_size, max_size: images are resized so that the short side is ``min_size`` (a list: one drawn per
-                training batch, GLIP's multi-scale training) unless the long side would pass ``max_size``.
+                training image by torchvision's transform, GLIP's multi-scale training draws one per batch) unless
+                the long side would pass ``max_size``.
             pixel_mean, pixel_std, bgr: the backbone's input normalisation in 0-255 pixels (the released models'
                 BGR Caffe statistics).
             negatives: absent class names drawn into a detection batch's prompts (GLIP: up to 85).
             anchor_scale: an anchor's side in strides of its level (8: 64 px on P3 to 1024 px on P7).
             topk: ATSS's candidates per level (9).
-            focal_alpha, focal_gamma, box_loss_weight: the token focal loss (0.25, 2), the GIoU loss's weight (2).
+            focal_alpha, focal_gamma, box_loss_weight, token_loss_weight: the token focal loss (0.25, 2), the GIoU
+                loss's weight (2), the token loss's (1: the released DOT_PRODUCT_TOKEN_LOSS_WEIGHT).
+            log_scale: the initial log temperature of the alignment logits (0: the released LOG_SCALE).
             region_word_loss_weight, mlm_loss_weight, mlm_probability: GLIPv2's losses (0: off) and the share of
                 word pieces masked for MLM (0.15).
             names_per_prompt: evaluation vocabularies are split into prompts of this many names (GLIP: 40 for LVIS);
@@ -274,12 +281,15 @@ class GLIP(EvaluatesPerClassSet):
         """
         super().__init__()
         self.save_hyperparameters()
-        self.language = LanguageBackbone(text_encoder, text_words, text_width, text_layers, text_heads,
-                                         max_query_length)  # fmt: skip
+        self.language = language_backbone(text_encoder, text_encoder_type, text_words, text_width, text_layers,
+                                          text_heads, max_query_length)  # fmt: skip
         self.pyramid = ImagePyramid(backbone, channels, backbone_pretrained)
-        self.head = GLIPHead(channels, self.language.model.config, blocks, fusion_depth, fusion_dim, fusion_heads,
-                             layer_scale, deformable, dyrelu)  # fmt: skip
-        self.mlm_head = BertLMPredictionHead(self.language.model.config) if mlm_loss_weight else None
+        self.head = GLIPHead(channels, self.language.layer_config, blocks, fusion_depth, fusion_dim, fusion_heads,
+                             layer_scale, deformable, dyrelu, log_scale=log_scale)  # fmt: skip
+        if mlm_loss_weight and text_encoder_type != "bert":
+            raise ValueError("mlm_loss_weight: masked language modelling needs a BERT text encoder (text_encoder_type "
+                             "'bert'); CLIP's vocabulary has no [MASK]")  # fmt: skip
+        self.mlm_head = BertLMPredictionHead(self.language.layer_config) if mlm_loss_weight else None
         mean, std = [m / 255 for m in pixel_mean], [s / 255 for s in pixel_std]
         sizes = (min_size,) if isinstance(min_size, int) else tuple(min_size)
         self.transform = GeneralizedRCNNTransform(sizes, max_size, mean, std, size_divisible=32)
@@ -356,9 +366,9 @@ class GLIP(EvaluatesPerClassSet):
         input_ids, mlm_labels = tokens["input_ids"], None
         if self.mlm_head is not None:
             special = (tokens["offsets"][..., 1] == 0).to(input_ids.device)  # specials and padding: (0, 0)
-            tokenizer = self.language.tokenizer
-            input_ids, mlm_labels = mask_tokens(input_ids, tokens["attention_mask"], special, tokenizer.mask_token_id,
-                                                len(tokenizer), h.mlm_probability)  # fmt: skip
+            input_ids, mlm_labels = mask_tokens(input_ids, tokens["attention_mask"], special,
+                                                self.language.mask_token_id, self.language.vocab_size,
+                                                h.mlm_probability)  # fmt: skip
         out, _ = self.align(levels, batch["caption"], input_ids)
         sizes = [level.shape[-2:] for level in levels]
         anchor_boxes = anchors(sizes, STRIDES[: len(sizes)], self.hparams.anchor_scale, out["boxes"].device)
@@ -366,9 +376,12 @@ class GLIP(EvaluatesPerClassSet):
         token_targets = torch.zeros_like(out["logits"])
         positives, matched_boxes, region_image, region_tokens = [], [], [], []
         for b, (target, grounding) in enumerate(zip(targets, batch["targets"])):
-            phrase_tokens = positive_map(tokens["offsets"][b], grounding["phrases"], batch["caption"][b])
-            phrase_tokens = phrase_tokens.to(token_targets.device)
+            phrase_tokens = positive_map(tokens["offsets"][b], grounding["phrases"], batch["caption"][b],
+                                         required=False).to(token_targets.device)  # fmt: skip
             box_tokens = phrase_tokens[target["labels"]]  # [N, L]
+            # A box whose phrase the tokenizer cut off is left out, as GLIP drops the boxes of names that overflow.
+            kept = box_tokens.any(dim=1)
+            box_tokens, target = box_tokens[kept], {"boxes": target["boxes"][kept], "labels": target["labels"][kept]}
             assigned = atss_assign(anchor_boxes, counts, target["boxes"], h.topk)
             positive = assigned >= 0
             token_targets[b, positive] = box_tokens[assigned[positive]].to(token_targets.dtype)
@@ -378,8 +391,9 @@ class GLIP(EvaluatesPerClassSet):
             region_tokens.append(box_tokens[assigned[positive]])
         positive = torch.stack(positives)  # [B, A]
         num_positive = max(mean_over_processes(float(positive.sum()), positive.device), 1.0)
-        losses = {"token_loss": token_focal_loss(out["logits"], token_targets, tokens["attention_mask"],
-                                                 h.focal_alpha, h.focal_gamma) / num_positive}  # fmt: skip
+        token_loss = token_focal_loss(out["logits"], token_targets, tokens["attention_mask"], h.focal_alpha,
+                                      h.focal_gamma)  # fmt: skip
+        losses = {"token_loss": h.token_loss_weight * token_loss / num_positive}
         boxes = torch.cat(matched_boxes)
         anchors_of_positives = anchor_boxes.expand(len(targets), -1, -1)[positive]
         if len(boxes):
@@ -485,7 +499,9 @@ class GLIP(EvaluatesPerClassSet):
         height, width = shape
         boxes = torch.stack([boxes[:, 0].clamp(0, width - 1), boxes[:, 1].clamp(0, height - 1),
                              boxes[:, 2].clamp(0, width - 1), boxes[:, 3].clamp(0, height - 1)], dim=1)  # fmt: skip
-        kept = batched_nms(boxes, kept_scores, labels, h.nms_threshold)[: h.detections_per_image]
+        # Per-class NMS with widths counting the last pixel, as the released GPU kernel (ml_nms.cu).
+        kept = batched_nms(boxes + boxes.new_tensor([0, 0, 1, 1]), kept_scores, labels, h.nms_threshold)
+        kept = kept[: h.detections_per_image]
         return {"boxes": boxes[kept], "scores": kept_scores[kept], "labels": labels[kept]}
 
     def forward(self, batch: dict, names: Sequence[str] | None = None) -> list[dict[str, Tensor]]:
@@ -551,7 +567,7 @@ class GLIP(EvaluatesPerClassSet):
     @torch.no_grad()
     def explain(self, batch: GroundingBatch, b: int = 0) -> dict:
         """What the pictures show of image ``b`` of a grounding batch: ``phrases`` (their text), the best ``boxes``
-        of each (batch pixels; none: zeros) and their ``scores``; each real token of the caption (``tokens``) and its
+        of each (batch pixels; none: zeros) and their ``scores``; each token of the phrases (``tokens``) and its
         alignment map on the finest level, ``token_maps`` ``[T, h, w]`` sigmoid probabilities over the image."""
         one = {"image": batch["image"][b : b + 1], "image_size": batch["image_size"][b : b + 1]}
         caption, phrases = batch["caption"][b], batch["targets"][b]["phrases"]
@@ -567,10 +583,11 @@ class GLIP(EvaluatesPerClassSet):
         height, width = levels[0].shape[-2:]
         finest = out["logits"][0, : height * width].float().sigmoid().T.reshape(-1, height, width)
         shown_h, shown_w = (math.ceil(side / STRIDES[0]) for side in image_list.image_sizes[0])
-        real = [i for i, (start, end) in enumerate(tokens["offsets"][0].tolist()) if end > start]
-        names = self.language.tokenizer.convert_ids_to_tokens(tokens["input_ids"][0, real].tolist())
+        # The phrases' own tokens: the words that ground something.
+        words = positive_map(tokens["offsets"][0], phrases, caption).any(dim=0).nonzero().flatten().cpu()
+        names = self.language.token_names(tokens["input_ids"][0, words].tolist())
         return {"phrases": [" ".join(caption[s:e] for s, e in phrase) for phrase in phrases], "boxes": boxes,
-                "scores": scores, "tokens": names, "token_maps": finest[real, :shown_h, :shown_w].cpu()}  # fmt: skip
+                "scores": scores, "tokens": names, "token_maps": finest[words, :shown_h, :shown_w].cpu()}  # fmt: skip
 
     # --- the released checkpoints ---------------------------------------------------------------------------------
     def load_official(self, path: str) -> None:
