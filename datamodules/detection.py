@@ -29,7 +29,8 @@ import lightning as L
 import numpy as np
 import torch
 from lit_clip.datamodules.checks import require_one_batch
-from lit_clip.datamodules.images import BadSamplePolicy, RobustSamples, check_policy, load_rgb, without_bad_samples
+from lit_clip.datamodules.loaders import robust_loader
+from lit_clip.datamodules.images import BadSamplePolicy, check_policy, load_rgb
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
@@ -380,17 +381,7 @@ class COCOStyleDetection(L.LightningDataModule):
         return self.val_dataloader()
 
     def _loader(self, dataset: Dataset, train: bool) -> StatefulDataLoader:
-        h = self.hparams
-        # Stateful: a run killed mid-epoch resumes with the batches it had not yet seen.
-        return StatefulDataLoader(
-            RobustSamples(dataset, h.bad_samples),
-            batch_size=h.batch_size if train else h.eval_batch_size,
-            shuffle=train,
-            drop_last=train,
-            num_workers=h.num_workers,
-            persistent_workers=h.num_workers > 0,
-            collate_fn=without_bad_samples(detection_collate, training=train),
-        )
+        return robust_loader(dataset, self.hparams, detection_collate, train)
 
     def _read_images(self, split: str) -> list[AnnotatedImage]:
         path, training = self.files[split], split == "train"

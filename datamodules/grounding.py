@@ -38,6 +38,7 @@ from lit_clip.datamodules.detection import (
     detection_sample,
 )
 from lit_clip.datamodules.images import BadSamplePolicy, RobustSamples, check_policy, load_rgb, without_bad_samples
+from lit_clip.datamodules.loaders import robust_loader
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset, Sampler
@@ -239,17 +240,7 @@ class MDETRGrounding(L.LightningDataModule):
         return self._loader(GroundedImages(self.split_images("test"), detection_eval_transform()), train=False)
 
     def _loader(self, dataset: Dataset, train: bool) -> StatefulDataLoader:
-        h = self.hparams
-        # Stateful: a run killed mid-epoch resumes with the batches it had not yet seen.
-        return StatefulDataLoader(
-            RobustSamples(dataset, h.bad_samples),
-            batch_size=h.batch_size if train else h.eval_batch_size,
-            shuffle=train,
-            drop_last=train,
-            num_workers=h.num_workers,
-            persistent_workers=h.num_workers > 0,
-            collate_fn=without_bad_samples(grounding_collate, training=train),
-        )
+        return robust_loader(dataset, self.hparams, grounding_collate, train)
 
     def _read_images(self, split: str) -> list[GroundedImage]:
         path, training = self.files[split], split == "train"

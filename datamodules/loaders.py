@@ -1,9 +1,12 @@
-"""The DataLoader of the generated data sets (ShapesWorld's modules)."""
+"""The DataLoaders of the data modules: the generated data sets' (ShapesWorld's) and those of files with the
+bad-sample policy."""
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from torch.utils.data import Dataset
+
+from lit_clip.datamodules.images import RobustSamples, without_bad_samples
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 
@@ -21,4 +24,20 @@ def stateful_loader(
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         collate_fn=collate_fn,
+    )
+
+
+def robust_loader(dataset: Dataset, hparams, collate: Callable[[list[dict]], dict], train: bool) -> StatefulDataLoader:
+    """A loader of image files under the bad-sample policy ``hparams.bad_samples`` (see
+    :mod:`lit_clip.datamodules.images`), batches of ``batch_size`` in training (shuffled, the last partial one
+    dropped) and of ``eval_batch_size`` in evaluation; stateful, so a run killed mid-epoch resumes with the batches
+    it had not yet seen."""
+    return StatefulDataLoader(
+        RobustSamples(dataset, hparams.bad_samples),
+        batch_size=hparams.batch_size if train else hparams.eval_batch_size,
+        shuffle=train,
+        drop_last=train,
+        num_workers=hparams.num_workers,
+        persistent_workers=hparams.num_workers > 0,
+        collate_fn=without_bad_samples(collate, training=train),
     )

@@ -143,3 +143,13 @@ class MultiLabelContrastiveLoss(nn.Module):
         loss_per_image = -(image_targets * F.log_softmax(logits_per_image, dim=-1).clamp(min=-1e4)).sum(-1).mean()
         loss_per_prompt = F.cross_entropy(logits_per_prompt, prompt_targets)
         return {"multi_label_loss": (loss_per_image + loss_per_prompt) / 2}
+
+
+def logged_sum(module, terms: dict[str, Tensor], batch_size: int) -> Tensor:
+    """The sum of a method's named loss terms, which training minimises, logged by the LightningModule ``module`` as
+    ``train/loss`` (in the progress bar) with each term as ``train/<name>``."""
+    loss = sum(terms.values())
+    for name, value in terms.items():
+        module.log(f"train/{name}", value, batch_size=batch_size)
+    module.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+    return loss

@@ -43,6 +43,7 @@ from lit_clip.batches import DetectionBatch, EvaluationSet, GroundingBatch
 from lit_clip.distributed import distributed_rank_and_size, gather_padded, is_distributed
 from lit_clip.grounding import names_prompt, positive_map, sentence_prompt, training_prompt, vocabulary_chunks
 from lit_clip.methods.class_sets import EvaluatesPerClassSet, evaluation_sets
+from lit_clip.losses import logged_sum
 from lit_clip.metrics import DetectionMetrics
 from lit_clip.metrics.grounding import PhraseGroundingRecall
 from lit_clip.models.language import language_backbone
@@ -331,13 +332,7 @@ class GLIP(EvaluatesPerClassSet):
 
     # --- training -------------------------------------------------------------------------------------------------
     def training_step(self, batch: GroundingBatch | DetectionBatch, batch_idx: int) -> Tensor:
-        losses = self.losses(batch)
-        loss = sum(losses.values())
-        batch_size = len(batch["targets"])
-        for name, value in losses.items():
-            self.log(f"train/{name}", value, batch_size=batch_size)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        return loss
+        return logged_sum(self, self.losses(batch), batch_size=len(batch["targets"]))
 
     def as_grounding(self, batch: DetectionBatch, classnames: Sequence[str]) -> GroundingBatch:
         """A detection batch as grounding: each image's prompt names its classes and sampled negatives of

@@ -55,6 +55,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from lit_clip.batches import DetectionBatch, EvaluationSet
 from lit_clip.methods.frozen_clip import FrozenCLIPMethod
+from lit_clip.losses import logged_sum
 from lit_clip.metrics import DetectionMetrics
 from lit_clip.optim import weight_decay_groups
 from lit_clip.transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize
@@ -377,13 +378,7 @@ class ViLD(FrozenCLIPMethod):
     # --- training ------------------------------------------------------------------------------------------------
     def training_step(self, batch: DetectionBatch, batch_idx: int) -> Tensor:
         self.use_classes(self.trainer.datamodule.classnames)  # per step: a validation may have switched them
-        losses = self.losses(batch)
-        loss = sum(losses.values())
-        batch_size = len(batch["targets"])
-        for name, value in losses.items():
-            self.log(f"train/{name}", value, batch_size=batch_size)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        return loss
+        return logged_sum(self, self.losses(batch), batch_size=len(batch["targets"]))
 
     def losses(self, batch: DetectionBatch) -> dict[str, Tensor]:
         """The weighted loss terms of a training batch, whose sum is minimised: the RPN's, the RoI heads' and, for the
