@@ -145,7 +145,7 @@ def rows(size: str, clip_file: str, args, device: torch.device) -> None:
             peak = f"{memory[name] / 2**20:,.0f}" if name in memory else "-"
             print(
                 f"| {size} | {backbone} | {settings['image']} px | {settings['batch']} | {precision} | {name} | "
-                f"{sum(p.numel() for p in model.parameters()) / 1e6:,.1f} M | {seconds[name]:.3f} | "
+                f"{sum(p.numel() for p in model.parameters()):,} | {seconds[name]:.3f} | "
                 f"{seconds[name] / seconds['ViLD-text']:.2f}x | {peak} |"
             )
 
@@ -174,8 +174,8 @@ def main() -> None:
         args.rounds, args.warmup = 2, 1
     print(f"\n{machine_name(device)}; torch {torch.__version__}; median of {args.rounds} rounds\n")
     print("Training iteration (forward, losses, backward, optimizer step) on the same ShapesWorld scenes\n")
-    print("| size | backbone | image | batch | precision | model | parameters | train step s | step / ViLD-text's "
-          "| peak memory MiB |")  # fmt: skip
+    print("| size | backbone | image | batch | precision | model | parameters (ViLD's frozen CLIP included) | "
+          "train step s | step / ViLD-text's | peak memory MiB |")  # fmt: skip
     print("|---|---|---:|---:|---|---|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as folder:
         clip_file = str(Path(folder) / f"{CLIP}.pt")

@@ -384,3 +384,25 @@ def test_bad_grounding_input_is_named():
         check_phrases("a red circle. a star", [[(2, 12)], [(16, 20)]], [0, 2], "file.json: image 7")
     with pytest.raises(ValueError, match="fusion_depth must be in"):
         micro_glip(fusion_depth=3)
+
+
+def test_the_swin_shifts_every_odd_block_and_pads_before_rolling_as_the_released_swin(swin_glip):
+    from timm.models.swin_transformer import SwinTransformerBlock
+
+    from lit_clip.models.glip import ReleasedOrderSwinBlock
+
+    blocks = [m for m in swin_glip.pyramid.body.modules() if isinstance(m, SwinTransformerBlock)]
+    assert blocks and all(type(block) is ReleasedOrderSwinBlock for block in blocks)
+    last_stage = swin_glip.pyramid.body.layers_3.blocks
+    assert tuple(last_stage[1].shift_size) == (3, 3)  # timm alone would drop it: 7 x 7 fits one window at 224 px
+    block = blocks[1].eval()
+    x = torch.randn(1, 12, 10, block.norm1.normalized_shape[0])  # sides not multiples of the window
+    with torch.no_grad():
+        ours = block._attn(x)
+        # The released order: zeros to the window multiple first, then the shifted windows over that canvas.
+        canvas = torch.zeros(1, 14, 14, x.shape[-1])
+        canvas[:, :12, :10] = x
+        released = SwinTransformerBlock._attn(block, canvas)[:, :12, :10]
+        timm_order = SwinTransformerBlock._attn(block, x)
+    torch.testing.assert_close(ours, released)
+    assert not torch.allclose(ours, timm_order, atol=1e-4)  # timm rolls first: other rows wrap into the windows

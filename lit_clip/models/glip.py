@@ -19,6 +19,7 @@ import re
 import timm
 import torch
 import torch.nn.functional as F
+from timm.models.swin_transformer import SwinTransformerBlock
 from torch import Tensor, nn
 from torchvision.ops import deform_conv2d
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
@@ -32,26 +33,44 @@ PRIOR_PROBABILITY = 0.01  # the focal-loss prior: bias0 starts at -log((1 - p) /
 # --- the image side: backbone and pyramid -------------------------------------------------------------------------
 class ImagePyramid(nn.Module):
     """A timm backbone's stride-8, 16 and 32 features through a RetinaNet FPN: P3-P5, P6 from P5 and P7 from P6
-    (strides 8 to 128), ``channels`` each (GLIP's "SWINT-FPN-RETINANET")."""
+    (strides 8 to 128), ``channels`` each (GLIP's "SWINT-FPN-RETINANET"). A Swin is made to compute as the released
+    Swin does at any image size (:class:`ReleasedOrderSwinBlock`; every shifted block shifts)."""
 
     def __init__(self, backbone: str, channels: int, pretrained: bool = False):
         super().__init__()
-        options = {"strict_img_size": False} if backbone.startswith("swin") else {}
+        swin = backbone.startswith("swin")
+        # always_partition: timm drops the shift of a block whose 224-px resolution fits one window (Swin-T's last
+        # stage); the released Swin shifts every odd block.
+        options = {"strict_img_size": False, "always_partition": True} if swin else {}
         probe = timm.create_model(backbone, pretrained=False, features_only=True, **options)
         strides = probe.feature_info.reduction()
         wanted = [strides.index(s) for s in (8, 16, 32)]
         self.body = timm.create_model(backbone, pretrained=pretrained, features_only=True, out_indices=wanted,
                                       **options)  # fmt: skip
         in_channels = self.body.feature_info.channels()
-        # timm's Swin gives NHWC maps without the official backbone's layer norm on each output stage.
-        self.norms = nn.ModuleList([nn.LayerNorm(c) for c in in_channels]) if backbone.startswith("swin") else None
+        # timm's Swin gives NHWC maps without the released backbone's layer norm on each output stage.
+        self.norms = nn.ModuleList([nn.LayerNorm(c) for c in in_channels]) if swin else None
+        for block in self.body.modules() if swin else ():
+            if isinstance(block, SwinTransformerBlock):
+                block.__class__ = ReleasedOrderSwinBlock
         self.fpn = FeaturePyramidNetwork(in_channels, channels, extra_blocks=LastLevelP6P7(channels, channels))
 
     def forward(self, images: Tensor) -> list[Tensor]:
         maps = self.body(images)
         if self.norms is not None:
-            maps = [norm(m).permute(0, 3, 1, 2) for norm, m in zip(self.norms, maps)]
+            maps = [norm(m).permute(0, 3, 1, 2).contiguous() for norm, m in zip(self.norms, maps)]
         return list(self.fpn({str(i): m for i, m in enumerate(maps)}).values())
+
+
+class ReleasedOrderSwinBlock(SwinTransformerBlock):
+    """timm's Swin block with the released Swin's order around shifted windows: pad the map to a multiple of the
+    window, then roll it (timm rolls, then pads, which wraps other rows into the windows wherever a side is not a
+    multiple of 7: GLIP's 800 x 1333 images always are not). timm's own step on the padded map, cut back."""
+
+    def _attn(self, x: Tensor) -> Tensor:
+        height, width = x.shape[1:3]
+        padded = F.pad(x, (0, 0, 0, -width % self.window_size[1], 0, -height % self.window_size[0]))
+        return super()._attn(padded)[:, :height, :width]
 
 
 # --- deep fusion --------------------------------------------------------------------------------------------------
