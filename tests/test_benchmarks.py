@@ -109,10 +109,11 @@ def test_vild_benchmark_quick_mode_times_each_variant_beside_faster_rcnn():
 
 @pytest.mark.slow
 def test_glip_benchmark_quick_mode_times_each_fusion_depth_beside_vild():
-    rows = table_rows(run_module("benchmarks.bench_glip", "--quick", "--threads", "1"))
+    # Without the memory column: it rebuilds each model in a fresh process, a minute of the suite's time.
+    rows = table_rows(run_module("benchmarks.bench_glip", "--quick", "--threads", "1", "--no-memory"))
     assert [row[5] for row in rows] == ["ViLD-text", "GLIP, fusion depth 0/2", "GLIP, fusion depth 1/2",
                                         "GLIP, fusion depth 2/2"]  # fmt: skip
     assert all(number(row[7]) > 0 for row in rows) and number(rows[0][8]) == 1.0
     params = [number(row[6]) for row in rows[1:]]
     assert params[0] < params[1] < params[2]  # each fusion block adds cross-attention and a BERT layer
-    assert all(number(row[9]) > 0 for row in rows)  # peak memory, measured in a fresh process each
+    assert all(row[9] == "-" for row in rows)
