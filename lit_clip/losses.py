@@ -145,6 +145,49 @@ class MultiLabelContrastiveLoss(nn.Module):
         return {"multi_label_loss": (loss_per_image + loss_per_prompt) / 2}
 
 
+class NTXentLoss(nn.Module):
+    """SimCLR's NT-Xent (normalised temperature-scaled cross-entropy) over two views, as SLIP's ``SIMCLRLoss``.
+
+    Each of the 2N views (N images, two views each) must pick the other view of its image among the 2N - 1
+    others: cross-entropy over the similarities divided by ``temperature`` (0.1 in SLIP), a view never its own
+    candidate. Under ``torch.distributed`` both views are gathered **with gradient** and each rank scores its
+    own views against all, labels offset by ``rank * local_batch``: after DDP averages the gradients, the same
+    as one process holding the whole batch. Logits are computed in fp32 (SLIP's are, through its fp32 mask).
+    Ranks holding fewer rows (``batch_rows``, see :class:`ClipLoss`) are padded; padding is nobody's candidate.
+    """
+
+    def __init__(self, temperature: float = 0.1):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"the NT-Xent temperature must be positive, got {temperature}")
+        self.temperature = temperature
+
+    def forward(self, view_1: Tensor, view_2: Tensor, batch_rows: int | None = None) -> dict[str, Tensor]:
+        """``view_1``, ``view_2``: ``[N, D]`` features of the two views (normalised here). Returns
+        ``{"ssl_loss": ...}``."""
+        inf = float("inf")
+        q_1, q_2 = F.normalize(view_1.float(), dim=-1), F.normalize(view_2.float(), dim=-1)
+        rank, world_size = distributed_rank_and_size()
+        if world_size == 1:
+            k_1, k_2, real, total, offset = q_1, q_2, None, q_1.shape[0], 0
+        else:
+            (k_1, k_2), real, total, offset = gather_padded(q_1, q_2, rows=batch_rows)
+        labels = offset + torch.arange(q_1.shape[0], device=q_1.device)
+        itself = F.one_hot(labels, k_1.shape[0]).bool()
+        with torch.autocast(q_1.device.type, enabled=False):  # fp32 similarities under mixed precision too
+            # Row i: [the other view of every image | the same view of every image], the positive at column i.
+            logits_1 = torch.cat([q_1 @ k_2.T, (q_1 @ k_1.T).masked_fill(itself, -inf)], dim=1)
+            logits_2 = torch.cat([q_2 @ k_1.T, (q_2 @ k_2.T).masked_fill(itself, -inf)], dim=1)
+        if real is not None:  # padding rows of short ranks are nobody's candidates
+            logits_1, logits_2 = (logits.masked_fill(~real.repeat(2), -inf) for logits in (logits_1, logits_2))
+        losses = F.cross_entropy(logits_1 / self.temperature, labels, reduction="none") + F.cross_entropy(
+            logits_2 / self.temperature, labels, reduction="none"
+        )
+        if real is None:
+            return {"ssl_loss": losses.mean() / 2}
+        return {"ssl_loss": losses.sum() / 2 * world_size / total}  # DDP's average: the mean over real images
+
+
 def logged_sum(module, terms: dict[str, Tensor], batch_size: int) -> Tensor:
     """The sum of a method's named loss terms, which training minimises, logged by the LightningModule ``module`` as
     ``train/loss`` (in the progress bar) with each term as ``train/<name>``."""

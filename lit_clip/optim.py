@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 
 from torch import nn
 from torch.optim import Optimizer
@@ -34,12 +35,18 @@ def adamw_betas_and_eps(image_tower: nn.Module) -> tuple[tuple[float, float], fl
     return (0.9, 0.999), 1e-8
 
 
-def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    """Two parameter groups, decayed and not, over the trainable parameters of ``module``."""
+def weight_decay_groups(
+    parameters: nn.Module | Iterable[tuple[str, nn.Parameter]],
+    weight_decay: float,
+    exempt: Callable[[str, nn.Parameter], bool] = exempt_from_weight_decay,
+) -> list[dict]:
+    """Two parameter groups, decayed and not (by the rule ``exempt(name, param)``), over the trainable parameters
+    of a module or of ``(name, parameter)`` pairs."""
+    named = parameters.named_parameters() if isinstance(parameters, nn.Module) else parameters
     decay, no_decay = [], []
-    for name, param in module.named_parameters():
+    for name, param in named:
         if param.requires_grad:
-            (no_decay if exempt_from_weight_decay(name, param) else decay).append(param)
+            (no_decay if exempt(name, param) else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

@@ -180,10 +180,15 @@ class CLIPPretraining(L.LightningModule):
         with torch.no_grad():
             self.model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
 
+    def parameter_groups(self) -> list[dict]:
+        """The optimiser's parameter groups: open_clip's decay rule over the CLIP (see ``weight_decay_groups``); the
+        hook for methods with a rule or modules of their own."""
+        return weight_decay_groups(self.model, self.hparams.weight_decay)
+
     def build_optimizer(self, fused: bool = True) -> torch.optim.AdamW:
-        """AdamW over decay groups; fused into one kernel per step where the parameters' device has one."""
+        """AdamW over :meth:`parameter_groups`; fused into one kernel per step where the parameters' device has one."""
         h = self.hparams
-        groups = weight_decay_groups(self.model, h.weight_decay)
+        groups = self.parameter_groups()
         fused = fused and all(p.device.type in ("cpu", "cuda") for group in groups for p in group["params"])
         betas, eps = adamw_betas_and_eps(self.model.visual)
         betas, eps = betas if h.betas is None else h.betas, eps if h.eps is None else h.eps

@@ -32,6 +32,7 @@ from torch import Tensor
 from lit_clip.batches import PairsBatch
 from lit_clip.losses import MultiLabelContrastiveLoss
 from lit_clip.methods.pretraining.clip_pretraining import MAX_LOGIT_SCALE, CLIPPretraining, batch_rows
+from lit_clip.optim import weight_decay_groups
 from lit_clip.tokenizer import trim_padding
 
 
@@ -106,16 +107,11 @@ class GroupViTPretraining(CLIPPretraining):
         multi_label = self.multi_label_loss(image_features, text_features[:, 1:], multi_label_scale, rows)
         return {**terms, "multi_label_loss": weight * multi_label["multi_label_loss"]}
 
-    def build_optimizer(self, fused: bool = True) -> torch.optim.AdamW:
-        """AdamW with the official decay groups: vectors and biases undecayed, everything else decayed."""
-        h = self.hparams
-        decay, no_decay = [], []
-        for name, param in self.model.named_parameters():
-            if param.requires_grad:
-                (no_decay if param.ndim == 1 or name.endswith(".bias") else decay).append(param)
-        groups = [{"params": decay, "weight_decay": h.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        fused = fused and all(p.device.type in ("cpu", "cuda") for p in self.model.parameters())
-        return torch.optim.AdamW(groups, lr=h.lr, betas=h.betas, eps=h.eps, fused=fused, foreach=not fused)
+    def parameter_groups(self) -> list[dict]:
+        """The official decay groups: vectors and biases undecayed, everything else decayed."""
+        return weight_decay_groups(
+            self.model, self.hparams.weight_decay, exempt=lambda name, param: param.ndim == 1 or name.endswith(".bias")
+        )
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         super().on_train_batch_end(outputs, batch, batch_idx)
