@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from lit_clip.tokenizer import tokenize
-from lit_clip.transforms import clip_eval_transform, clip_train_transform, image_entries
+from lit_clip.transforms import clip_eval_transform, clip_train_transform, image_entries, with_ssl_views
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class _CaptionedImagesDataModule(L.LightningDataModule):
     """Loaders over ``pairs(split)``; subclasses read the splits in ``_read``.
 
     The subclass's ``hparams`` hold ``image_size``, ``context_length``, ``batch_size``,
-    ``num_workers`` and ``bad_samples``.
+    ``num_workers``, ``bad_samples`` and ``ssl_views``.
     """
 
     classnames = None  # captions only: no zero-shot classification during evaluation
@@ -174,8 +174,11 @@ class _CaptionedImagesDataModule(L.LightningDataModule):
         return self._loader(dataset, shuffle=True)
 
     def train_transform(self) -> Transform:
-        """CLIP's training augmentation; a subclass may return a ``MultiView`` (SLIP's extra views)."""
-        return clip_train_transform(self.hparams.image_size)
+        """CLIP's training augmentation; with ``ssl_views``, SLIP's: a crop of 50-100 % and two SimCLR views."""
+        h = self.hparams
+        if h.ssl_views:
+            return with_ssl_views(clip_train_transform(h.image_size, scale=(0.5, 1.0)), h.image_size)
+        return clip_train_transform(h.image_size)
 
     def val_dataloader(self) -> StatefulDataLoader | list:
         # Validation is optional where the data set has a choice: without it, fit runs with none.
@@ -213,6 +216,7 @@ class CocoCaptions(_CaptionedImagesDataModule):
         predict_images: str | None = None,
         predict_texts: str | None = None,
         bad_samples: BadSamplePolicy = "skip",
+        ssl_views: bool = False,
     ):
         """
         Args:
@@ -231,6 +235,8 @@ class CocoCaptions(_CaptionedImagesDataModule):
             bad_samples: "skip" a bad sample (left out of its batch, its index in ``skipped_index``) or
                 "raise" an error naming it. Captions that are empty or not text are left out with a
                 warning, or raised when the file is read.
+            ssl_views: give training samples SLIP's two SimCLR views (``ssl_view_1``, ``ssl_view_2``) beside
+                the CLIP view, which is then a crop of 50-100 % (see ``lit_clip.transforms.with_ssl_views``).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -265,6 +271,7 @@ class Flickr30k(_CaptionedImagesDataModule):
         predict_images: str | None = None,
         predict_texts: str | None = None,
         bad_samples: BadSamplePolicy = "skip",
+        ssl_views: bool = False,
     ):
         """
         Args:
@@ -281,6 +288,8 @@ class Flickr30k(_CaptionedImagesDataModule):
             bad_samples: "skip" a bad sample (left out of its batch, its index in ``skipped_index``) or
                 "raise" an error naming it. Captions that are empty or not text are left out with a
                 warning, or raised when the file is read.
+            ssl_views: give training samples SLIP's two SimCLR views (``ssl_view_1``, ``ssl_view_2``) beside
+                the CLIP view, which is then a crop of 50-100 % (see ``lit_clip.transforms.with_ssl_views``).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -314,6 +323,7 @@ class CsvPairs(_CaptionedImagesDataModule):
         predict_images: str | None = None,
         predict_texts: str | None = None,
         bad_samples: BadSamplePolicy = "skip",
+        ssl_views: bool = False,
     ):
         """
         Args:
@@ -333,6 +343,8 @@ class CsvPairs(_CaptionedImagesDataModule):
             bad_samples: "skip" a bad sample (left out of its batch, its index in ``skipped_index``) or
                 "raise" an error naming it. Captions that are empty or not text are left out with a
                 warning, or raised when the file is read.
+            ssl_views: give training samples SLIP's two SimCLR views (``ssl_view_1``, ``ssl_view_2``) beside
+                the CLIP view, which is then a crop of 50-100 % (see ``lit_clip.transforms.with_ssl_views``).
         """
         super().__init__()
         self.save_hyperparameters()

@@ -28,7 +28,7 @@ from lit_clip.datamodules.images import (
 from torch.utils.data import DataLoader, IterableDataset
 
 from lit_clip.noun_prompts import NounPrompts, Tagger, WordType, caption_entries
-from lit_clip.transforms import clip_eval_transform, clip_train_transform, image_entries
+from lit_clip.transforms import clip_eval_transform, clip_train_transform, image_entries, with_ssl_views
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class WebDatasetPairs(L.LightningDataModule):
         noun_prompts: int = 0,
         noun_tagger: Tagger = "auto",
         noun_word_type: WordType = "noun",
+        ssl_views: bool = False,
     ):
         """
         Args:
@@ -112,6 +113,8 @@ class WebDatasetPairs(L.LightningDataModule):
                 each caption's nouns (GroupViT's multi-label loss; see ``lit_clip.noun_prompts``); 0: none.
             noun_tagger: how nouns are found: "auto", "nltk" (the official tagger) or "rules".
             noun_word_type: prompt "noun"s (the released configs') or "noun_phrase"s ("small red circle").
+            ssl_views: give training samples SLIP's two SimCLR views (``ssl_view_1``, ``ssl_view_2``) beside
+                the CLIP view, which is then a crop of 50-100 % (see ``lit_clip.transforms.with_ssl_views``).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -173,8 +176,11 @@ class WebDatasetPairs(L.LightningDataModule):
         return _ExactBatches(self._loader(pipeline, train=True), batches, h.train_shards)
 
     def train_transform(self) -> Callable:
-        """CLIP's training augmentation; a subclass may return a ``MultiView`` (SLIP's extra views)."""
-        return clip_train_transform(self.hparams.image_size)
+        """CLIP's training augmentation; with ``ssl_views``, SLIP's: a crop of 50-100 % and two SimCLR views."""
+        h = self.hparams
+        if h.ssl_views:
+            return with_ssl_views(clip_train_transform(h.image_size, scale=(0.5, 1.0)), h.image_size)
+        return clip_train_transform(h.image_size)
 
     def val_dataloader(self) -> DataLoader | list:
         h = self.hparams

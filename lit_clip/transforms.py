@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms import v2 as T
@@ -118,6 +118,30 @@ def image_entries(transform: Callable[[Any], Tensor | dict[str, Tensor]], image:
     return transformed if isinstance(transformed, dict) else {"image": transformed}
 
 
+def simclr_view(image_size: int) -> Callable[[Image.Image], Tensor]:
+    """SimCLR's augmentation as SLIP draws its two SSL views (facebookresearch/SLIP, ``main.py``): a crop of 8-100 %
+    of the area resized to ``image_size``, colour jitter (brightness, contrast, saturation 0.4, hue 0.1; p 0.8),
+    grey (p 0.2), Pillow's Gaussian blur (sigma 0.1-2; p 0.5), a left-right flip; then CLIP's mean and std."""
+    return T.Compose(
+        [
+            T.RandomResizedCrop(image_size, scale=(0.08, 1.0), antialias=True),
+            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            T.RandomGrayscale(p=0.2),
+            T.RandomApply([RandomGaussianBlur(sigma=(0.1, 2.0))], p=0.5),
+            T.RandomHorizontalFlip(),
+            ConvertToRGB(),
+            *normalized_tensor(),
+        ]
+    )
+
+
+def with_ssl_views(clip_view: Callable[[Any], Tensor], image_size: int) -> MultiView:
+    """SLIP's three views of a training image: ``image`` by ``clip_view``, ``ssl_view_1`` and ``ssl_view_2`` by
+    :func:`simclr_view`, each with its own random draws (SLIP's CLIP view is ``clip_train_transform`` with scale
+    0.5-1)."""
+    return MultiView(image=clip_view, ssl_view_1=simclr_view(image_size), ssl_view_2=simclr_view(image_size))
+
+
 class ConvertToRGB(T.Transform):
     """PIL images to RGB (palette, grey, RGBA and CMYK files); tensors, masks and boxes pass unchanged."""
 
@@ -125,6 +149,21 @@ class ConvertToRGB(T.Transform):
 
     def transform(self, inpt: Image.Image, params: dict[str, Any]) -> Image.Image:
         return inpt.convert("RGB")
+
+
+class RandomGaussianBlur(T.Transform):
+    """Pillow's Gaussian blur with a radius drawn uniformly from ``sigma``: SimCLR's blur as MoCo v2 and SLIP write
+    it (a PIL filter, whose extent follows the radius, where torchvision's needs a fixed kernel size)."""
+
+    _transformed_types = (Image.Image,)
+
+    def __init__(self, sigma: tuple[float, float] = (0.1, 2.0)):
+        super().__init__()
+        self.sigma = sigma
+
+    def transform(self, inpt: Image.Image, params: dict[str, Any]) -> Image.Image:
+        radius = float(torch.empty(()).uniform_(*self.sigma))  # torch's generator, as every v2 transform's draws
+        return inpt.filter(ImageFilter.GaussianBlur(radius=radius))
 
 
 class ScaleToUnit(T.Transform):

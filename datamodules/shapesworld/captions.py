@@ -16,7 +16,7 @@ from lit_clip.datamodules.shapesworld.world import ShapesWorld, class_names
 from torch.utils.data import DataLoader, Dataset
 
 from lit_clip.noun_prompts import NounPrompts, Tagger, WordType, caption_entries
-from lit_clip.transforms import image_entries, to_normalized_tensor
+from lit_clip.transforms import image_entries, to_normalized_tensor, with_ssl_views
 
 
 class ShapesCaptionDataset(Dataset):
@@ -73,6 +73,7 @@ class ShapesWorldCaptions(L.LightningDataModule):
         noun_prompts: int = 0,
         noun_tagger: Tagger = "auto",
         noun_word_type: WordType = "noun",
+        ssl_views: bool = False,
     ):
         """
         Args:
@@ -93,6 +94,8 @@ class ShapesWorldCaptions(L.LightningDataModule):
                 each caption's nouns (GroupViT's multi-label loss; see ``lit_clip.noun_prompts``); 0: none.
             noun_tagger: how nouns are found: "auto", "nltk" (the official tagger) or "rules".
             noun_word_type: prompt "noun"s (the released configs') or "noun_phrase"s ("small red circle").
+            ssl_views: give training samples SLIP's two SimCLR views (``ssl_view_1``, ``ssl_view_2``) of the
+                scene beside the scene itself (the CLIP view; see ``lit_clip.transforms.simclr_view``).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -122,7 +125,9 @@ class ShapesWorldCaptions(L.LightningDataModule):
         return self._loader(dataset, shuffle=True)
 
     def train_transform(self) -> Callable:
-        """The scenes as they are (ShapesWorld is its own augmentation); a subclass may return a ``MultiView``."""
+        """The scenes as they are (ShapesWorld is its own augmentation), and SLIP's SimCLR views with ``ssl_views``."""
+        if self.hparams.ssl_views:
+            return with_ssl_views(to_normalized_tensor, self.hparams.image_size)
         return to_normalized_tensor
 
     def val_dataloader(self) -> list[DataLoader]:

@@ -192,6 +192,18 @@ class CLIP(nn.Module):
             raise ValueError("vision prompts need a ViT image tower; this model has a ModifiedResNet")
         return self.visual(images, prompts)
 
+    def encode_image_pooled(self, images: Tensor) -> Tensor:
+        """The image tower's pooled feature before its projection into the joint space, ``[batch, width]``: a ViT's
+        class token after ``ln_post``, a timm trunk's pooled output (SLIP's SSL head reads it). A tower whose pooling
+        projects as it pools (ResNet's attention pool) gives its embedding."""
+        pooled = getattr(self.visual, "forward_pooled", None)
+        return self.visual(images) if pooled is None else pooled(images)
+
+    @property
+    def image_pooled_width(self) -> int:
+        """The size of :meth:`encode_image_pooled`'s features."""
+        return getattr(self.visual, "pooled_width", self.config.embed_dim)
+
     def encode_dense_image(self, images: Tensor) -> Tensor:
         """Un-normalised per-location embeddings ``[batch, embed_dim, h, w]``, comparable with ``encode_text``'s.
 

@@ -85,6 +85,7 @@ class TimmImageTower(nn.Module):
                 f"image_size={image_size}: pass img_size={image_size} too (an argument of timm.create_model)"
             )
         width = getattr(self.trunk, "head_hidden_size", self.trunk.num_features)  # what the pooled trunk gives
+        self.pooled_width = width  # forward_pooled's
         if proj == "linear":
             head = {"drop": nn.Dropout(drop), "proj": nn.Linear(width, embed_dim, bias=proj_bias)}
         else:
@@ -101,7 +102,11 @@ class TimmImageTower(nn.Module):
             raise ValueError(
                 f"vision prompts need lit-clip's ViT image tower; this model's is a TimmImageTower ({self.model_name})"
             )
-        return self.head(self.trunk(self.check(images)))
+        return self.head(self.forward_pooled(images))
+
+    def forward_pooled(self, images: Tensor) -> Tensor:
+        """The trunk's pooled output, before the head: ``[batch, width]``."""
+        return self.trunk(self.check(images))
 
     def check(self, images: Tensor) -> Tensor:
         """``images`` as the trunk takes them, with lit-clip's message for a wrong shape or dtype."""

@@ -210,6 +210,7 @@ class VisionTransformer(nn.Module):
         if image_size % patch_size:
             raise ValueError(f"image size {image_size} is not a multiple of the patch size {patch_size}")
         self.image_size, self.patch_size, self.output_dim = image_size, patch_size, output_dim
+        self.pooled_width = width  # forward_pooled's
         self.grid_size = image_size // patch_size
         scale = width**-0.5
         self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
@@ -260,10 +261,14 @@ class VisionTransformer(nn.Module):
 
     def forward(self, images: Tensor, prompts: Sequence[Tensor | None] | None = None) -> Tensor:
         """The pooled image embedding: the class token, projected, ``[batch, output_dim]``."""
+        return self.forward_pooled(images, prompts) @ self.proj
+
+    def forward_pooled(self, images: Tensor, prompts: Sequence[Tensor | None] | None = None) -> Tensor:
+        """The class token after ``ln_post``, before the projection: ``[batch, width]``."""
         x = self.embed(images)
         if self.training and self.patch_dropout > 0:
             x = drop_patches(x, self.patch_dropout)
-        return self.transform(x, prompts)[:, 0] @ self.proj
+        return self.transform(x, prompts)[:, 0]
 
     def transform(self, x: Tensor, prompts: Sequence[Tensor | None] | None = None) -> Tensor:
         """Embedded tokens through ``ln_pre``, the blocks (with prompts, if any) and ``ln_post``."""
