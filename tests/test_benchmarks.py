@@ -117,3 +117,15 @@ def test_glip_benchmark_quick_mode_times_each_fusion_depth_beside_vild():
     params = [number(row[6]) for row in rows[1:]]
     assert params[0] < params[1] < params[2]  # each fusion block adds cross-attention and a BERT layer
     assert all(row[9] == "-" for row in rows)
+
+
+def test_slip_benchmark_quick_mode_times_slips_step_beside_clips(monkeypatch, capsys):
+    from benchmarks import bench_slip
+
+    # In this process: a fresh one would spend most of the test importing torch and Lightning again.
+    monkeypatch.setattr(sys, "argv", ["bench_slip", "--quick"])
+    bench_slip.main()
+    rows = table_rows(capsys.readouterr().out)
+    assert [row[0] for row in rows] == ["fp32"]
+    clip, slip, ratio = (number(cell) for cell in rows[0][1:4])
+    assert clip > 0 and slip > 0 and ratio == pytest.approx(slip / clip, rel=0.02)

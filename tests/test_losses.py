@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from lit_clip import ClipLoss, SigLipLoss
-from lit_clip.losses import MultiLabelContrastiveLoss
+from lit_clip.losses import MultiLabelContrastiveLoss, NTXentLoss
 
 WORLD_SIZE, LOCAL_BATCH, DIM = 2, 4, 8
 
@@ -34,6 +34,8 @@ def loss_and_grads(loss_name, images, texts, towers, scale, bias, local_loss=Tru
     text_features = F.normalize(towers["text"](texts), dim=-1)
     if loss_name == "clip":
         loss = ClipLoss(local_loss=local_loss)(image_features, text_features, scale.exp(), batch_rows)["contrastive_loss"]
+    elif loss_name == "ntxent":  # the two towers' outputs as an image's two views
+        loss = NTXentLoss(0.1)(towers["image"](images), towers["text"](texts), batch_rows)["ssl_loss"]
     elif loss_name == "multi_label":  # two prompts per image: the text and the text reversed
         prompt_features = F.normalize(towers["text"](torch.stack([texts, texts.flip(-1)], dim=1)), dim=-1)
         loss = MultiLabelContrastiveLoss()(image_features, prompt_features, scale.exp(), batch_rows)["multi_label_loss"]
@@ -79,14 +81,15 @@ def assert_two_processes_equal_one(tmp_path, loss_name, local_loss, kept, single
 
 
 @pytest.mark.parametrize(
-    "loss_name,local_loss", [("clip", True), ("clip", False), ("siglip", True), ("multi_label", True)]
+    "loss_name,local_loss",
+    [("clip", True), ("clip", False), ("siglip", True), ("multi_label", True), ("ntxent", True)],
 )
 def test_two_processes_equal_one_process_with_the_doubled_batch(tmp_path, loss_name, local_loss):
     single = loss_and_grads(loss_name, *features_and_model(), local_loss=local_loss)
     assert_two_processes_equal_one(tmp_path, loss_name, local_loss, (LOCAL_BATCH, LOCAL_BATCH), *single)
 
 
-@pytest.mark.parametrize("loss_name,local_loss", [("clip", True), ("clip", False), ("siglip", True)])
+@pytest.mark.parametrize("loss_name,local_loss", [("clip", True), ("clip", False), ("siglip", True), ("ntxent", True)])
 def test_two_processes_with_unequal_batches_equal_one_process_with_their_rows(tmp_path, loss_name, local_loss):
     """Bad samples left out: rank 0 keeps 4 rows, rank 1 only 1; the loss is still that of the 5 real pairs."""
     kept = (LOCAL_BATCH, 1)
@@ -151,3 +154,32 @@ def test_multi_label_loss_with_a_repeated_noun_gives_it_its_share_twice():
     # One image: the prompt side is a single candidate (loss 0); the image side is -(1/2)(log p1 + log p2).
     torch.testing.assert_close(repeated["multi_label_loss"], torch.tensor(math.log(2) / 2))
     assert distinct["multi_label_loss"] > repeated["multi_label_loss"]
+
+
+def test_nt_xent_equals_simclr_written_out():
+    """SimCLR's loss (Chen et al., 2020, eq. 1): 2N views, each with the other view of its image as the positive
+    among the 2N - 1 others, cosine similarities over the temperature; the mean over all 2N views."""
+    generator = torch.Generator().manual_seed(0)
+    view_1, view_2 = torch.randn(5, 8, generator=generator), torch.randn(5, 8, generator=generator)
+    views = F.normalize(torch.cat([view_1, view_2]), dim=-1)
+    similarity = views @ views.T / 0.1
+    n = view_1.shape[0]
+    expected = 0.0
+    for i in range(2 * n):
+        positive = (i + n) % (2 * n)
+        others = [k for k in range(2 * n) if k != i]
+        expected += -(similarity[i, positive] - torch.logsumexp(similarity[i, others], dim=0))
+    loss = NTXentLoss(0.1)(view_1, view_2)["ssl_loss"]
+    torch.testing.assert_close(loss, expected / (2 * n))
+
+
+def test_nt_xent_is_low_when_the_views_agree_and_in_fp32_under_autocast():
+    generator = torch.Generator().manual_seed(1)
+    views = torch.randn(16, 32, generator=generator)
+    agreeing = NTXentLoss(0.1)(views, views + 0.01 * torch.randn(16, 32, generator=generator))["ssl_loss"]
+    unrelated = NTXentLoss(0.1)(views, torch.randn(16, 32, generator=generator))["ssl_loss"]
+    assert agreeing < 0.1 < math.log(31) - 0.5 < unrelated
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = NTXentLoss(0.1)(views.bfloat16(), views.bfloat16())["ssl_loss"]
+    assert under_autocast.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, NTXentLoss(0.1)(views.bfloat16().float(), views.bfloat16().float())["ssl_loss"])

@@ -11,6 +11,7 @@ from lit_clip.methods.detection.glip import GLIP
 from lit_clip.methods.detection.vild import ViLD
 from lit_clip.methods.pretraining.clip_pretraining import CLIPPretraining
 from lit_clip.methods.pretraining.groupvit import GroupViTPretraining
+from lit_clip.methods.pretraining.slip import SLIPPretraining
 from lit_clip.methods.segmentation.groupvit_segmentation import GroupViTSegmentation
 from lit_clip.methods.segmentation.lseg import LSeg
 from lit_clip.methods.segmentation.zeroshot_segmentation import ZeroShotSegmentation
@@ -18,6 +19,7 @@ from lit_clip.methods.segmentation.zeroshot_segmentation import ZeroShotSegmenta
 __all__ = [
     "CLIPPretraining",
     "GroupViTPretraining",
+    "SLIPPretraining",
     "ZeroShotClassifier",
     "LinearProbe",
     "CoOp",
