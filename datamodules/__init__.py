@@ -3,6 +3,7 @@
 Installed as ``lit_clip.datamodules`` from the repository's top-level ``datamodules/``. Data
 never imports a method: batch formats are in :mod:`lit_clip.batches`.
 """
+from lit_clip.datamodules.audio import ESC50, AudioClips, AudioWebDataset, UrbanSound8K
 from lit_clip.datamodules.classification import CoOpClassification, ImageFolderClassification
 from lit_clip.datamodules.detection import COCODetection, LVISDetection, Objects365Detection, ODinWDetection
 from lit_clip.datamodules.fewshot import CoOpFewShot
@@ -22,6 +23,7 @@ from lit_clip.datamodules.segmentation import (
     PascalVOCSegmentation,
 )
 from lit_clip.datamodules.shapesworld import (
+    ShapesWorldAudio,
     ShapesWorldCaptions,
     ShapesWorldClassification,
     ShapesWorldDetection,
@@ -61,4 +63,9 @@ __all__ = [
     "MDETRGrounding",
     "DetectionAsGrounding",
     "GroundingMixture",
+    "ShapesWorldAudio",
+    "ESC50",
+    "UrbanSound8K",
+    "AudioClips",
+    "AudioWebDataset",
 ]

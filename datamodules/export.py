@@ -938,6 +938,243 @@ def export_mdetr_grounding(root: str | Path, world: ShapesWorld, samples: Mappin
     return exported
 
 
+# -- audio (ESC-50's, UrbanSound8K's and AudioSet-style clip lists) ------------------------------
+#
+# ShapesWorld's sounds (lit_clip.datamodules.shapesworld.sounds: pitch = colour, timbre and rhythm = shape) in the
+# layouts :mod:`lit_clip.datamodules.audio` reads. The classification exporters return ``(sound file, label)`` per
+# fold, in the order of the metadata file; the clip-list exporters ``(sound file, labels)`` per split.
+
+ExportedFolds = dict[int, list[tuple[Path, int]]]
+ExportedClips = dict[str, list[tuple[Path, list[str]]]]
+
+
+def sound_classes(classes: int | Sequence[str]) -> list[tuple[str, int]]:
+    """``(colour-shape name, class index)`` of the classes an audio exporter writes.
+
+    ``classes``: a number n of classes: the colour-shape classes ``9 k mod 64`` for k < n (the first eight are the
+    diagonal red circle, orange square, ..., pink ring: every pitch and every timbre once); or colour-shape names.
+    """
+    names = class_names("color_shape")
+    if isinstance(classes, int):
+        if not 1 <= classes <= len(names):
+            raise ValueError(f"classes must be 1..{len(names)}, got {classes}")
+        return [(names[9 * k % len(names)], 9 * k % len(names)) for k in range(classes)]
+    unknown = [name for name in classes if name not in names]
+    if unknown or not classes:
+        raise ValueError(f"unknown colour-shape class {unknown[0] if unknown else None!r}; expected names from {names}")
+    return [(name, names.index(name)) for name in classes]
+
+
+def export_esc50(
+    root: str | Path,
+    world_seed: int = 0,
+    clips_per_class: int = 5,
+    classes: int | Sequence[str] = 8,
+    sample_rate: int = 44100,
+    duration: float = 5.0,
+) -> ExportedFolds:
+    """ESC-50's layout: ``root/audio/<fold>-<src_file>-A-<target>.wav`` (16-bit PCM, mono) and
+    ``root/meta/esc50.csv`` (filename, fold, target, category, esc10, src_file, take), rows sorted by file name as
+    in ESC-50. A class's clips go to the folds 1, 2, 3, 4, 5, 1, ... in turn; ``category`` is the colour-shape name
+    with "_" for spaces ("red_circle"), ``target`` the class's position in ``classes``.
+
+    Args:
+        root: output folder.
+        world_seed: the ShapesWorld world the sounds come from.
+        clips_per_class: clips of every class (5: one per fold).
+        classes: how many classes, or which colour-shape names (see :func:`sound_classes`).
+        sample_rate, duration: of every file (ESC-50's: 44.1 kHz, 5 s).
+    """
+    import soundfile as sf  # imported here, as only the audio exporters need it
+
+    root = Path(root)
+    sounds = _sounds(world_seed, sample_rate, duration)
+    rows = []
+    for target, (name, class_index) in enumerate(sound_classes(classes)):
+        for clip in range(clips_per_class):
+            number = target * clips_per_class + clip
+            fold = clip % 5 + 1
+            filename = f"{fold}-{number:06d}-A-{target}.wav"
+            _, wave = sounds.single_object("train", number, class_index)
+            _save_sound(sf, root / "audio" / filename, wave[:, None], sample_rate, "PCM_16")
+            rows.append([filename, fold, target, _folder_name(name), "False", f"{number:06d}", "A"])
+    rows.sort()
+    (root / "meta").mkdir(parents=True, exist_ok=True)
+    with open(root / "meta" / "esc50.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
+        writer.writerows(rows)
+    exported: ExportedFolds = {fold: [] for fold in range(1, 6)}
+    for filename, fold, target, *_ in rows:
+        exported[fold].append((root / "audio" / filename, target))
+    return exported
+
+
+def export_urbansound8k(
+    root: str | Path,
+    world_seed: int = 0,
+    clips_per_class: int = 10,
+    classes: int | Sequence[str] = 10,
+    sample_rates: Sequence[int] = (22050, 48000),
+    channels: Sequence[int] = (1, 2),
+    duration: float = 4.0,
+) -> ExportedFolds:
+    """UrbanSound8K's layout: ``root/audio/fold<k>/<fsID>-<classID>-0-<n>.wav`` and
+    ``root/metadata/UrbanSound8K.csv`` (slice_file_name, fsID, start, end, salience, fold, classID, class), rows
+    sorted by file name. A class's clips go to the folds 1..10 in turn.
+
+    As in UrbanSound8K, the files differ: clip ``n`` takes the ``n``-th of every (sample rate, channel count)
+    combination in turn, is 16- or 24-bit PCM, and lasts ``duration`` times 1, 0.75 or 0.5 (slices of up to 4 s).
+    Channel ``c`` of a file is its first channel at ``0.5 ** c`` the amplitude (a stereo file's right channel is its
+    left at half the amplitude).
+
+    Args:
+        root: output folder.
+        world_seed: the ShapesWorld world the sounds come from.
+        clips_per_class: clips of every class (10: one per fold).
+        classes: how many classes, or which colour-shape names (see :func:`sound_classes`).
+        sample_rates, channels: the rates and channel counts the files are written with.
+        duration: the longest clip's seconds.
+    """
+    import soundfile as sf  # imported here, as only the audio exporters need it
+
+    root = Path(root)
+    formats = list(itertools.product(sample_rates, channels))
+    sounds = {}  # (sample rate, seconds) -> ShapesWorldSounds
+    rows = []
+    for class_id, (name, class_index) in enumerate(sound_classes(classes)):
+        for clip in range(clips_per_class):
+            number = class_id * clips_per_class + clip
+            fold = clip % 10 + 1
+            sample_rate, channel_count = formats[number % len(formats)]
+            seconds = duration * (1.0, 0.75, 0.5)[number % 3]
+            key = (sample_rate, seconds)
+            if key not in sounds:
+                sounds[key] = _sounds(world_seed, sample_rate, seconds)
+            _, wave = sounds[key].single_object("train", number, class_index)
+            wave = np.stack([wave * 0.5**channel for channel in range(channel_count)], axis=1)
+            fs_id = 100000 + number
+            filename = f"{fs_id}-{class_id}-0-{number}.wav"
+            subtype = ("PCM_16", "PCM_24")[number % 2]
+            _save_sound(sf, root / "audio" / f"fold{fold}" / filename, wave, sample_rate, subtype)
+            rows.append([filename, fs_id, 0.0, seconds, 1, fold, class_id, _folder_name(name)])
+    rows.sort()
+    (root / "metadata").mkdir(parents=True, exist_ok=True)
+    with open(root / "metadata" / "UrbanSound8K.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class"])
+        writer.writerows(rows)
+    exported: ExportedFolds = {fold: [] for fold in range(1, 11)}
+    for filename, _, _, _, _, fold, class_id, _ in rows:
+        exported[fold].append((root / "audio" / f"fold{fold}" / filename, class_id))
+    return exported
+
+
+def export_audio_clips_csv(
+    root: str | Path,
+    per_split: Mapping[str, int],
+    world_seed: int = 0,
+    sample_rate: int = 44100,
+    duration: float = 10.0,
+    max_objects: int = 2,
+    path_key: str = "path",
+    labels_key: str = "labels",
+    label_separator: str = ";",
+    separator: str = ",",
+) -> ExportedClips:
+    """AudioSet-style clip lists (what :class:`~lit_clip.datamodules.audio.AudioClips` reads): ``root/<split>.csv``
+    with a ``path_key, labels_key`` row per clip, the sound ``audio/<split>/<index>.flac`` relative to the CSV's
+    folder, the labels the colour-shape names of the scene's objects ("red circle;blue star"), sorted, distinct.
+
+    Args:
+        root: output folder.
+        per_split: clips for each split written, e.g. ``{"train": 8, "val": 4}``.
+        world_seed: the ShapesWorld world; max_objects: objects per scene (1 to ``max_objects``), each one sounding.
+        sample_rate, duration: of every file.
+        path_key, labels_key, label_separator, separator: the CSV's columns and separators.
+    """
+    import soundfile as sf  # imported here, as only the audio exporters need it
+
+    root = Path(root)
+    exported: ExportedClips = {split: [] for split in per_split}
+    for split, index, wave, labels in _sounding_scenes(per_split, world_seed, sample_rate, duration, max_objects):
+        path = root / "audio" / split / f"{index:06d}.flac"
+        _save_sound(sf, path, wave[:, None], sample_rate, "PCM_16")
+        exported[split].append((path, labels))
+    for split, clips in exported.items():
+        with open(root / f"{split}.csv", "w", newline="") as file:
+            writer = csv.writer(file, delimiter=separator)
+            writer.writerow([path_key, labels_key])
+            writer.writerows([path.relative_to(root).as_posix(), label_separator.join(names)] for path, names in clips)
+    return exported
+
+
+def export_audio_webdataset(
+    root: str | Path,
+    samples: int,
+    shard_size: int,
+    world_seed: int = 0,
+    sample_rate: int = 44100,
+    duration: float = 10.0,
+    max_objects: int = 2,
+    split: str = "train",
+) -> list[Path]:
+    """ShapesWorld scenes' sounds as WebDataset shards ``root/shard-000000.tar``, ... of ``shard_size`` samples
+    (what :class:`~lit_clip.datamodules.audio.AudioWebDataset` reads): sample ``<key>`` is ``<key>.flac`` (16-bit,
+    mono) and ``<key>.txt``, the scene's colour-shape names joined with ", " (AudioSet's text), keys ``000000``,
+    ``000001``, ... across shards. Returns the shard paths in order.
+
+    Args:
+        root: output folder.
+        samples: clips written; the last shard holds the remainder.
+        shard_size: samples per shard.
+        world_seed, sample_rate, duration, max_objects: as :func:`export_audio_clips_csv`'s.
+        split: the ShapesWorld split the scenes come from.
+    """
+    import io
+
+    import soundfile as sf  # imported here, as only the audio exporters need them
+    import webdataset as wds
+
+    if samples < 1 or shard_size < 1:
+        raise ValueError(f"samples and shard_size must be positive, got {samples} and {shard_size}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    shards: list[str] = []  # ShardWriter calls `post` with each shard's name once it is complete
+    with wds.ShardWriter(str(root / "shard-%06d.tar"), maxcount=shard_size, verbose=0, post=shards.append) as writer:
+        scenes = _sounding_scenes({split: samples}, world_seed, sample_rate, duration, max_objects)
+        for _, index, wave, labels in scenes:
+            encoded = io.BytesIO()
+            sf.write(encoded, wave, sample_rate, subtype="PCM_16", format="FLAC")
+            writer.write({"__key__": f"{index:06d}", "flac": encoded.getvalue(), "txt": ", ".join(labels)})
+    return [Path(shard) for shard in shards]
+
+
+def _sounds(world_seed: int, sample_rate: int, duration: float):
+    from lit_clip.datamodules.shapesworld.sounds import ShapesWorldSounds
+
+    return ShapesWorldSounds(ShapesWorld(seed=world_seed), sample_rate, duration)
+
+
+def _sounding_scenes(
+    per_split: Mapping[str, int], world_seed: int, sample_rate: int, duration: float, max_objects: int
+) -> Iterator[tuple[str, int, np.ndarray, list[str]]]:
+    """``(split, index, sound, labels)``: the sounds of ``per_split[split]`` scenes of 1 to ``max_objects``
+    objects, with the sorted distinct colour-shape names of their objects."""
+    from lit_clip.datamodules.shapesworld.sounds import ShapesWorldSounds
+
+    sounds = ShapesWorldSounds(ShapesWorld(max_objects=max_objects, seed=world_seed), sample_rate, duration)
+    for split, count in per_split.items():
+        for index in range(count):
+            scene, wave = sounds.scene(split, index)
+            yield split, index, wave, sorted({obj.name for obj in scene.objects})
+
+
+def _save_sound(sf, path: Path, wave: np.ndarray, sample_rate: int, subtype: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), wave, sample_rate, subtype=subtype)
+
+
 def main(args: list[str] | None = None) -> None:
     """``python -m lit_clip.datamodules.export LAYOUT ROOT``: ShapesWorld on disk, to try a real-data config."""
     import argparse
