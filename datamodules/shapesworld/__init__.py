@@ -1,4 +1,5 @@
 """ShapesWorld, the embedded default data: the generated world and one data module per task view of it."""
+from lit_clip.datamodules.shapesworld.audio import ShapesWorldAudio
 from lit_clip.datamodules.shapesworld.captions import ShapesWorldCaptions
 from lit_clip.datamodules.shapesworld.classification import SHAPES_TEMPLATES, ShapesWorldClassification
 from lit_clip.datamodules.shapesworld.detection import ShapesWorldDetection
@@ -10,6 +11,7 @@ from lit_clip.datamodules.shapesworld.world import ShapesWorld, class_names
 __all__ = [
     "SHAPES_TEMPLATES",
     "ShapesWorld",
+    "ShapesWorldAudio",
     "ShapesWorldCaptions",
     "ShapesWorldClassification",
     "ShapesWorldDetection",
