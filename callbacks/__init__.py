@@ -1,4 +1,5 @@
 """Evaluation, visualisation and checkpoint callbacks any method can attach."""
+from lit_clip.callbacks.audio import AudioSamples
 from lit_clip.callbacks.detection import DetectionSamples
 from lit_clip.callbacks.grounding import GroundingSamples
 from lit_clip.callbacks.groupvit import GroupMaps
@@ -9,5 +10,5 @@ from lit_clip.callbacks.predictions import DetectionDrawings, PredictionWriter
 from lit_clip.callbacks.segmentation import SegmentationSamples
 
 __all__ = [
-    "DetectionDrawings", "DetectionSamples", "GroundingSamples", "GroupMaps",
+    "AudioSamples", "DetectionDrawings", "DetectionSamples", "GroundingSamples", "GroupMaps",
     "ImageTextSamples", "LastCheckpoint", "MonitoredHpMetric", "PredictionWriter", "SegmentationSamples"]

@@ -19,6 +19,7 @@ accuracy without any error):
 """
 from __future__ import annotations
 
+import argparse
 import collections
 import dataclasses
 import glob
@@ -40,7 +41,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from lit_clip.models import groupvit
+from lit_clip.models import audioclip, groupvit
 from lit_clip.models.clip import (
     CLIP,
     CLIPConfig,
@@ -95,7 +96,12 @@ def load_clip(
               (config.json with model_type "groupvit") or hub id such as ``nvidia/groupvit-gcc-yfcc``, and our
               own state dicts and checkpoints. Like every file here, official ones load with ``weights_only=True``;
               the OmegaConf config the official training pickles beside the weights is allowed through (its
-              containers and plain nodes only).
+              containers and plain nodes only);
+            - SLIP's released checkpoints (``slip_base_25ep.pt`` and the others: a CLIP of the timm family,
+              ``SLIP-ViT-{S,B,L}-16``, comes back; the SSL head is left out);
+            - AudioCLIP (a :class:`~lit_clip.models.audioclip.AudioCLIP` comes back): the released state dicts
+              (``AudioCLIP-Full-Training.pt``, ``AudioCLIP-Partial-Training.pt``; OpenAI's RN50 with QuickGELU and
+              the ESResNeXt-fbsp tower), and our own state dicts and checkpoints.
         architecture: a name of :func:`lit_clip.architecture_names`; sets the geometry instead of
             working it out. Needed when it cannot be read off the tensors: attention heads are assumed
             to be 64 wide in OpenAI / open_clip files, and open_clip's CLIPs with a timm image tower are
@@ -114,6 +120,8 @@ def load_clip(
         return _build_by_family(named, checkpoint, source, quick_gelu)
     if architecture is None and isinstance(checkpoint.config, groupvit.GroupViTConfig):
         return _build_groupvit(checkpoint, source, quick_gelu)
+    if architecture is None and audioclip.is_audioclip_state(checkpoint.state_dict):
+        return _build_audioclip(checkpoint, source, quick_gelu)
     if architecture is not None:
         config, name = get_config(architecture), architecture
     elif checkpoint.config is not None:
@@ -183,13 +191,31 @@ def _build_groupvit(checkpoint: _Checkpoint, source: str | os.PathLike, quick_ge
     return model.eval()
 
 
+def _build_audioclip(checkpoint: _Checkpoint, source: str | os.PathLike, quick_gelu: bool | None) -> audioclip.AudioCLIP:
+    """An AudioCLIP of the geometry the file records or, for the released files, its tensors show (the CLIP's as
+    for OpenAI's files, the audio tower's among the audio architectures). The released AudioCLIP's CLIP is OpenAI's
+    RN50: its state dicts load with QuickGELU unless ``quick_gelu`` says otherwise."""
+    state, config = checkpoint.state_dict, checkpoint.config
+    if config is None:
+        clip_state = {key: value for key, value in state.items()
+                      if not key.startswith("audio.") and key not in audioclip.AUDIO_SCALE_NAMES}  # fmt: skip
+        config = audioclip.AudioCLIPConfig(_infer_config(clip_state, source), audioclip.infer_audio_config(state, source))
+    activation = next(q for q in (quick_gelu, checkpoint.quick_gelu, config.clip.quick_gelu) if q is not None)
+    config = dataclasses.replace(config, clip=dataclasses.replace(config.clip, quick_gelu=activation))
+    bias = 0.0 if "logit_bias" in state else None
+    model = _empty_model(lambda: audioclip.AudioCLIP(config, init_logit_bias=bias))
+    name = f"AudioCLIP({_describe(config.clip)}; audio tower {audioclip.audio_architecture_name(config.audio)})"
+    _load_strictly(model, state, f"{source} ({checkpoint.kind})", name)
+    return model.eval()
+
+
 @dataclass
 class _Checkpoint:
     """A file's tensors under our names, and what the file records about the architecture."""
 
     state_dict: dict[str, Tensor]
     kind: str
-    config: CLIPConfig | groupvit.GroupViTConfig | None = None
+    config: CLIPConfig | groupvit.GroupViTConfig | audioclip.AudioCLIPConfig | None = None
     architecture: str | None = None
     quick_gelu: bool | None = None
 
@@ -261,8 +287,9 @@ def _torch_load(path: Path):
     """``torch.load`` of a file that may come from anywhere: only tensors, numbers, strings and containers."""
     try:
         # Lightning, open_clip and Hugging Face .bin checkpoints hold nothing else, so they load
-        # without running arbitrary pickled code; GroupViT's official files add their run's OmegaConf config.
-        with torch.serialization.safe_globals(OMEGACONF_CONTAINERS):
+        # without running arbitrary pickled code; GroupViT's official files add their run's OmegaConf config, SLIP's
+        # their run's argparse arguments.
+        with torch.serialization.safe_globals([*OMEGACONF_CONTAINERS, argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types for a file that is not its own
         # torch's own message is long and suggests weights_only=False; keep only what it found.
@@ -315,12 +342,39 @@ def _from_state_dict(state: dict, container: str, openai: bool = False) -> _Chec
         return _Checkpoint(state, f"official GroupViT {container}", groupvit.infer_config(state), quick_gelu=True)
     if groupvit.is_groupvit_state(state):  # ours, saved bare
         return _Checkpoint(state, f"GroupViT {container}", groupvit.infer_config(state))
+    if audioclip.is_audioclip_state(state):  # the released AudioCLIP's names are ours; its CLIP is OpenAI's
+        return _Checkpoint(state, f"AudioCLIP {container}", quick_gelu=True)
+    if "image_projection" in state and "visual.pos_embed" in state:
+        return _from_official_slip(state, container)
     openai = openai or any(key in state for key in OPENAI_EXTRA_ENTRIES)
     if not openai:
         return _Checkpoint(state, f"open_clip {container}")
     for key in OPENAI_EXTRA_ENTRIES:
         state.pop(key, None)
     return _Checkpoint(state, f"OpenAI {container}", quick_gelu=True)
+
+
+# SLIP's released ViTs by width: MoCo v3's ViT-S (12 heads), timm's ViT-B/16 and ViT-L/16.
+SLIP_ARCHITECTURES = {384: "SLIP-ViT-S-16", 768: "SLIP-ViT-B-16", 1024: "SLIP-ViT-L-16"}
+
+
+def _from_official_slip(state: dict[str, Tensor], container: str) -> _Checkpoint:
+    """SLIP's released checkpoints (``slip_base_25ep.pt``: ``{"state_dict": {"module.visual.*", "module.image_projection",
+    ...}, "args": ...}``) as a CLIP of the timm family: the timm ViT under ``visual.trunk.``, its projection as the
+    tower's head (SLIP multiplies by it, the head's linear map by its transpose), the text tower's names as OpenAI's.
+    The SSL head (``image_mlp.*``) is SLIP's training head, not part of the CLIP: left out."""
+    width = state["visual.pos_embed"].shape[-1]
+    if width not in SLIP_ARCHITECTURES:
+        raise ValueError(f"an official SLIP {container} with a ViT {width} wide: SLIP released 384, 768 and 1024")
+    converted = {}
+    for key, value in state.items():
+        if key == "image_projection":
+            converted["visual.head.proj.weight"] = value.T
+        elif key.startswith("visual."):
+            converted["visual.trunk." + key.removeprefix("visual.")] = value
+        elif not key.startswith("image_mlp."):
+            converted[key] = value
+    return _Checkpoint(converted, f"official SLIP {container}", architecture=SLIP_ARCHITECTURES[width], quick_gelu=True)
 
 
 def _from_lightning(content: dict) -> _Checkpoint:
@@ -332,6 +386,9 @@ def _from_lightning(content: dict) -> _Checkpoint:
         return _Checkpoint(state, "lit-clip checkpoint", architecture=content[CLIP_ARCHITECTURE_KEY])
     if CLIP_CONFIG_KEY in content and groupvit.is_groupvit_config_dict(content[CLIP_CONFIG_KEY]):
         return _Checkpoint(state, "lit-clip checkpoint", groupvit.GroupViTConfig.from_dict(content[CLIP_CONFIG_KEY]))
+    if CLIP_CONFIG_KEY in content and audioclip.is_audioclip_config_dict(content[CLIP_CONFIG_KEY]):
+        config = audioclip.AudioCLIPConfig.from_dict(content[CLIP_CONFIG_KEY])
+        return _Checkpoint(state, "lit-clip checkpoint", config, quick_gelu=config.clip.quick_gelu)
     if CLIP_CONFIG_KEY in content:  # a run that started from other weights records their geometry
         config = config_from_dict(content[CLIP_CONFIG_KEY])
         return _Checkpoint(state, "lit-clip checkpoint", config, quick_gelu=config.quick_gelu)

@@ -121,6 +121,15 @@ def similarity_figure(
     return np.asarray(canvas)
 
 
+def spectrogram_picture(decibels: Tensor, dynamic_range: float = 80.0) -> np.ndarray:
+    """A spectrogram ``[frequencies, frames]`` in dB as a picture, low frequencies at the bottom, time to the right:
+    the ``dynamic_range`` dB under its loudest bin on the similarity figure's colour scale, anything quieter in the
+    scale's first colour."""
+    values = decibels.detach().float().cpu().numpy()
+    floor = values.max() - dynamic_range
+    return _scale(np.clip((values - floor) / dynamic_range, 0, 1)[::-1])
+
+
 def segmentation_overlay(
     image: np.ndarray,
     mask: ArrayLike,

@@ -14,6 +14,8 @@ equal those of one process holding the whole batch.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -143,6 +145,37 @@ class MultiLabelContrastiveLoss(nn.Module):
         loss_per_image = -(image_targets * F.log_softmax(logits_per_image, dim=-1).clamp(min=-1e4)).sum(-1).mean()
         loss_per_prompt = F.cross_entropy(logits_per_prompt, prompt_targets)
         return {"multi_label_loss": (loss_per_image + loss_per_prompt) / 2}
+
+
+class AudioCLIPLoss(nn.Module):
+    """AudioCLIP's loss (AndreyGuzhov/AudioCLIP, ``model/audioclip.py``): for every pair of the modalities a batch
+    holds (audio-image, audio-text, image-text), the cross-entropy of its logits both ways, **summed**, each pair
+    with its own scale; the total divided by the factorial of the number of pairs, as the released code: 3
+    modalities give 3 pairs and 3! = 6, the mean of the six directional terms; 2 give one pair and 1, the sum of its
+    two directions (not CLIP's mean). Under ``torch.distributed`` each pair is :class:`ClipLoss`'s, features gathered
+    with gradient (the released code ran one process).
+    """
+
+    PAIRS = (("audio", "image"), ("audio", "text"), ("image", "text"))
+
+    def __init__(self, local_loss: bool = True):
+        super().__init__()
+        self.pair_loss = ClipLoss(local_loss=local_loss)
+
+    def forward(
+        self, features: dict[str, Tensor], scales: dict[tuple[str, str], Tensor], batch_rows: int | None = None
+    ) -> dict[str, Tensor]:
+        """``features``: L2-normalised ``[B, D]`` per modality present (``audio``, ``image``, ``text``); ``scales``:
+        each pair's exponentiated scale. Returns ``{"audio_image_loss", "audio_text_loss", "image_text_loss"}`` for
+        the pairs present, each divided already: their sum is the loss."""
+        pairs = [(a, b) for a, b in self.PAIRS if a in features and b in features]
+        if not pairs:
+            raise ValueError(f"AudioCLIP's loss needs two modalities of audio, image and text; got {sorted(features)}")
+        divisor = math.factorial(len(pairs))
+        return {
+            f"{a}_{b}_loss": 2 * self.pair_loss.infonce(features[a], features[b], scales[(a, b)], batch_rows) / divisor
+            for a, b in pairs
+        }
 
 
 class NTXentLoss(nn.Module):

@@ -12,12 +12,14 @@ import torch
 import yaml
 from lit_clip.datamodules.export import (
     export_ade20k,
+    export_audio_clips_csv,
     export_coco20i,
     export_coco_captions,
     export_coco_detection,
     export_coco_stuff,
     export_coop,
     export_csv_pairs,
+    export_esc50,
     export_fss1000,
     export_imagefolder,
     export_lvis_detection,
@@ -26,6 +28,7 @@ from lit_clip.datamodules.export import (
     export_odinw_detection,
     export_pascal5i,
     export_pascal_context,
+    export_urbansound8k,
     export_voc_segmentation,
     export_webdataset,
 )
@@ -162,8 +165,20 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
     elif data_class == "ODinWDetection":
         export_odinw_detection(data, ShapesWorld(image_size=64, max_objects=3), {"train": 4, "valid": 2, "test": 2})
         arguments += [f"--data.init_args.root={data}", "--data.init_args.eval_batch_size=2"]
+    elif data_class in ("ESC50", "UrbanSound8K"):  # 4 classes, clips in folds 1 and 2 (the test fold: 1)
+        export = export_esc50 if data_class == "ESC50" else export_urbansound8k
+        export(data, clips_per_class=2, classes=4, duration=0.5)
+        arguments.append(f"--data.init_args.root={data}")
+    elif data_class == "AudioClips":
+        export_audio_clips_csv(data, {"train": 4, "val": 2}, sample_rate=8000, duration=0.5)
+        arguments += [f"--data.init_args.train_csv={data / 'train.csv'}", f"--data.init_args.val_csv={data / 'val.csv'}"]
+    if model_class == "AudioCLIPPretraining":  # the CPU-sized audio tower, no AudioSet weights
+        arguments += ["--model.init_args.audio_architecture=ESResNeXt-Tiny", "--model.init_args.audio_pretrained=null"]
     kinds = ("Segmentation", "Detection", "Grounding", "Mixture")
-    if data_class.endswith(kinds) and not data_class.startswith("ShapesWorld"):
+    if data_class in ("ESC50", "UrbanSound8K", "AudioClips"):
+        arguments += ["--data.init_args.num_workers=0", "--data.init_args.batch_size=2", "--data.init_args.context_length=16"]
+        arguments += ["--data.init_args.sample_rate=8000", "--data.init_args.duration=0.5"]
+    elif data_class.endswith(kinds) and not data_class.startswith("ShapesWorld"):
         arguments += ["--data.init_args.num_workers=0", "--data.init_args.batch_size=2"]
     elif not data_class.startswith("ShapesWorld"):
         arguments += ["--data.init_args.num_workers=0", "--data.init_args.image_size=32", "--data.init_args.batch_size=8"]

@@ -2,6 +2,8 @@
 
 NT-Xent's formula and its distributed guarantee are tested with the other losses (tests/test_losses.py); every SLIP
 config runs in tests/test_cli.py."""
+import dataclasses
+
 import pytest
 import torch
 from PIL import Image
@@ -11,6 +13,7 @@ from lit_clip.datamodules.export import export_csv_pairs
 from lit_clip.datamodules.pairs import _with_captions
 from lit_clip.methods import SLIPPretraining
 from lit_clip.methods.pretraining.slip import MIN_SSL_BATCH
+from lit_clip.models import TextConfig
 from lit_clip.transforms import clip_train_transform, to_normalized_tensor
 
 
@@ -84,3 +87,33 @@ def test_slips_decay_rule_decays_position_embeddings_but_no_norm_bias_or_scale(m
     for name in ("logit_scale", "visual.class_embedding", "ln_final.weight", "ssl_head.bn1.weight", "ssl_head.layer3.bias"):
         assert id(names[name]) in undecayed, name
     assert len(decayed) + len(undecayed) == len(names)
+
+
+def test_slips_released_checkpoints_map_onto_the_timm_family(tmp_path):
+    """A file in SLIP's layout (``{"state_dict": {"module.visual.*" (timm's ViT), "module.image_projection", OpenAI's
+    text names, "module.image_mlp.*"}, "args": Namespace}``) loads strictly as ``SLIP-ViT-S-16``; its image embedding
+    is SLIP's ``visual(x) @ image_projection``. Sizes shrunk for speed: a 2-block ViT-S and a 1-layer text tower."""
+    import argparse
+
+    import timm
+
+    from lit_clip import load_clip
+    from lit_clip.models import create_model, timm_tower
+
+    small = dataclasses.replace(timm_tower.TIMM_ARCHITECTURES["SLIP-ViT-S-16"], text=TextConfig(width=64, heads=1, layers=1),
+                                timm_kwargs=(("num_heads", 12), ("depth", 2)))  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(timm_tower.TIMM_ARCHITECTURES, "SLIP-ViT-S-16", small)
+        torch.manual_seed(0)
+        text = {k: v for k, v in create_model("SLIP-ViT-S-16").state_dict().items() if not k.startswith("visual.")}
+        vit = timm.create_model("vit_small_patch16_224", num_heads=12, depth=2, num_classes=0).eval()
+        projection = torch.randn(384, 512)
+        state = {**{f"visual.{k}": v for k, v in vit.state_dict().items()}, "image_projection": projection, **text,
+                 "image_mlp.layer1.weight": torch.randn(8, 384)}  # fmt: skip
+        torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "args": argparse.Namespace(lr=3e-3)},
+                   tmp_path / "slip_small_25ep.pt")  # fmt: skip
+        model = load_clip(tmp_path / "slip_small_25ep.pt")
+    assert model.architecture == "SLIP-ViT-S-16" and model.config.quick_gelu
+    images = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(images), vit(images) @ projection)

@@ -9,6 +9,7 @@ from lit_clip.methods.classification.tip_adapter import TipAdapter, TipAdapterF
 from lit_clip.methods.classification.zeroshot_classifier import ZeroShotClassifier
 from lit_clip.methods.detection.glip import GLIP
 from lit_clip.methods.detection.vild import ViLD
+from lit_clip.methods.pretraining.audioclip import AudioCLIPPretraining
 from lit_clip.methods.pretraining.clip_pretraining import CLIPPretraining
 from lit_clip.methods.pretraining.groupvit import GroupViTPretraining
 from lit_clip.methods.pretraining.slip import SLIPPretraining
@@ -20,6 +21,7 @@ __all__ = [
     "CLIPPretraining",
     "GroupViTPretraining",
     "SLIPPretraining",
+    "AudioCLIPPretraining",
     "ZeroShotClassifier",
     "LinearProbe",
     "CoOp",

@@ -180,6 +180,8 @@ class TimmArchitecture:
     pool: str = ""
     proj: str = "linear"
     drop_path: float | None = None
+    quick_gelu: bool = False  # the text tower's activation (OpenAI's QuickGELU in SLIP's)
+    timm_kwargs: tuple[tuple[str, object], ...] = ()  # more arguments of timm.create_model
 
 
 def _text(width: int, heads: int, layers: int = 12) -> TextConfig:
@@ -208,6 +210,14 @@ TIMM_ARCHITECTURES: dict[str, TimmArchitecture] = {
     "timm-test_resnet-Tiny": TimmArchitecture(
         128, "test_resnet", 64, TextConfig(context_length=32, width=128, heads=2, layers=4)
     ),
+    # SLIP's released models (facebookresearch/SLIP, models.py): a timm ViT's class token projected linearly to 512,
+    # OpenAI's text tower. ViT-S is MoCo v3's, with 12 heads where timm's ViT-S has 6.
+    **{
+        f"SLIP-ViT-{size}-16": TimmArchitecture(
+            512, f"vit_{name}_patch16_224", 224, _text(512, 8), pool="token", quick_gelu=True, timm_kwargs=kwargs
+        )
+        for size, name, kwargs in (("S", "small", (("num_heads", 12),)), ("B", "base", ()), ("L", "large", ()))
+    },
 }
 
 
@@ -221,8 +231,10 @@ def build_timm_clip(
     if name not in TIMM_ARCHITECTURES:
         raise ValueError(f"unknown timm architecture {name!r}; known: {', '.join(sorted(TIMM_ARCHITECTURES))}")
     a = TIMM_ARCHITECTURES[name]
-    tower = TimmImageTower(a.model_name, a.embed_dim, a.image_size, a.pool, a.proj, drop_path=a.drop_path)
-    config = CLIPConfig(a.embed_dim, VisionConfig(image_size=a.image_size), a.text)
+    tower = TimmImageTower(
+        a.model_name, a.embed_dim, a.image_size, a.pool, a.proj, drop_path=a.drop_path, **dict(a.timm_kwargs)
+    )
+    config = CLIPConfig(a.embed_dim, VisionConfig(image_size=a.image_size), a.text, quick_gelu=a.quick_gelu)
     return CLIP(config, init_logit_scale, init_logit_bias, visual=tower)
 
 

@@ -43,9 +43,15 @@ MAX_LOGIT_SCALE = math.log(100)
 warnings.filterwarnings("ignore", message=r".*overridden `on_before_batch_transfer` in `LightningModule` but have passed in a")
 
 
+def batch_size(batch: dict) -> int:
+    """The number of samples in a batch: of its images, or of its sounds where it has none (AudioCLIP's audio-text
+    batches)."""
+    return batch["image"].shape[0] if "image" in batch else batch["audio"].shape[0]
+
+
 def batch_rows(batch: dict) -> int | None:
     """The batch size before bad samples were left out (see ``RobustSamples``); None where data has none."""
-    return batch["image"].shape[0] + batch["skipped_index"].numel() if "skipped_index" in batch else None
+    return batch_size(batch) + batch["skipped_index"].numel() if "skipped_index" in batch else None
 
 
 class CLIPPretraining(L.LightningModule):
@@ -163,13 +169,13 @@ class CLIPPretraining(L.LightningModule):
     def training_step(self, batch: PairsBatch, batch_idx: int) -> torch.Tensor:
         terms = self.loss_terms(batch)
         loss = sum(terms.values())
-        batch_size = batch["image"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        rows = batch_size(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=rows)
         if len(terms) > 1:
             for name, value in terms.items():
-                self.log(f"train/{name}", value, batch_size=batch_size)
-        self.log("train/logit_scale", self.model.logit_scale.exp(), batch_size=batch_size)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, batch_size=batch_size)
+                self.log(f"train/{name}", value, batch_size=rows)
+        self.log("train/logit_scale", self.model.logit_scale.exp(), batch_size=rows)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, batch_size=rows)
         if "skipped_index" in batch:  # bad samples the data module left out (bad_samples: skip)
             skipped = float(batch["skipped_index"].numel())
             self.log("train/skipped_samples", skipped, on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=True)
@@ -244,7 +250,7 @@ class CLIPPretraining(L.LightningModule):
             self._skipped_indices.append(batch["skipped_index"].to(self.device))
         if "image" not in batch:  # every sample of this batch was bad
             return
-        batch_size = batch["image"].shape[0]
+        rows = batch["image"].shape[0]
         if "label" in batch:
             if self.zeroshot.classifier is None:
                 raise RuntimeError("a classification batch arrived but the data module names no `classnames`")
@@ -254,7 +260,7 @@ class CLIPPretraining(L.LightningModule):
             image_features, text_features, logit_scale = self.model(batch["image"], batch["text"])
             if "text_index" not in batch:  # one caption per image: the contrastive loss sees the pairs as they are
                 loss = self.contrastive_loss(image_features, text_features, logit_scale, batch_rows(batch))["contrastive_loss"]
-                self.log(f"{stage}/loss", loss, batch_size=batch_size, add_dataloader_idx=False, sync_dist=True)
+                self.log(f"{stage}/loss", loss, batch_size=rows, add_dataloader_idx=False, sync_dist=True)
             self._retrieval_features.append(
                 (
                     batch["index"], image_features.float(),
