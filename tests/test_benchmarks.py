@@ -129,3 +129,14 @@ def test_slip_benchmark_quick_mode_times_slips_step_beside_clips(monkeypatch, ca
     assert [row[0] for row in rows] == ["fp32"]
     clip, slip, ratio = (number(cell) for cell in rows[0][1:4])
     assert clip > 0 and slip > 0 and ratio == pytest.approx(slip / clip, rel=0.02)
+
+
+def test_audio_benchmark_quick_mode_times_the_audio_tower(monkeypatch, capsys):
+    from benchmarks import bench_audio
+
+    monkeypatch.setattr(sys, "argv", ["bench_audio", "--quick"])
+    bench_audio.main()
+    rows = table_rows(capsys.readouterr().out)
+    assert [row[:3] for row in rows] == [["ESResNeXt-Tiny", "1 s at 8000 Hz", "fp32"]]
+    assert number(rows[0][3]) > 100_000 and number(rows[0][4]) > 0 and number(rows[0][5]) > 0
+    assert 0 < number(rows[0][6].rstrip("%")) <= 100
