@@ -1,4 +1,6 @@
 """Shared fixtures: a real lit-clip checkpoint, made once per test session; quiet trainers; open_clip twins."""
+import os
+
 import lightning as L
 import open_clip
 import pytest
@@ -8,6 +10,11 @@ from lit_clip.datamodules import ShapesWorldCaptions
 import lit_clip
 from lit_clip.methods import CLIPPretraining
 from lit_clip.models.clip import get_config
+
+# setup.cfg runs the suite on one pytest-xdist worker per core: each worker computes on its share of the cores (two
+# workers of two threads each would fight over a 2-core machine's).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
 @pytest.fixture(scope="session")

@@ -120,9 +120,10 @@ def test_glip_benchmark_quick_mode_times_each_fusion_depth_beside_vild():
 
 
 def test_slip_benchmark_quick_mode_times_slips_step_beside_clips(monkeypatch, capsys):
+    # In this process: a fresh one would spend most of the test importing torch and Lightning again.
+    monkeypatch.syspath_prepend(str(ROOT))  # the benchmarks package sits at the root, not installed
     from benchmarks import bench_slip
 
-    # In this process: a fresh one would spend most of the test importing torch and Lightning again.
     monkeypatch.setattr(sys, "argv", ["bench_slip", "--quick"])
     bench_slip.main()
     rows = table_rows(capsys.readouterr().out)
@@ -132,6 +133,7 @@ def test_slip_benchmark_quick_mode_times_slips_step_beside_clips(monkeypatch, ca
 
 
 def test_audio_benchmark_quick_mode_times_the_audio_tower(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT))
     from benchmarks import bench_audio
 
     monkeypatch.setattr(sys, "argv", ["bench_audio", "--quick"])

@@ -46,57 +46,63 @@ def loss_and_grads(loss_name, images, texts, towers, scale, bias, local_loss=Tru
     return loss.detach(), [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
 
 
-def ddp_worker(rank, init_file, loss_name, local_loss, results, kept=(LOCAL_BATCH, LOCAL_BATCH)):
-    """``kept[r]``: the rows rank r keeps of its batch of LOCAL_BATCH (the others were bad samples)."""
+EQUAL, UNEQUAL = (LOCAL_BATCH, LOCAL_BATCH), (LOCAL_BATCH, 1)  # rows each rank keeps: all, or rank 1 only one
+EQUAL_CASES = [("clip", True), ("clip", False), ("siglip", True), ("multi_label", True), ("ntxent", True)]
+UNEQUAL_CASES = [("clip", True), ("clip", False), ("siglip", True), ("ntxent", True)]
+CASES = [(name, local, EQUAL) for name, local in EQUAL_CASES] + [(name, local, UNEQUAL) for name, local in UNEQUAL_CASES]
+
+
+def ddp_worker(rank, init_file, results):
+    """Every case of :data:`CASES` on this rank: the loss and gradients averaged over ranks, as DDP averages them.
+    ``kept[r]``: the rows rank r keeps of its batch of LOCAL_BATCH (the others were bad samples)."""
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE)
     try:
-        images, texts, towers, scale, bias = features_and_model()
-        rows = slice(rank * LOCAL_BATCH, rank * LOCAL_BATCH + kept[rank])
-        batch_rows = LOCAL_BATCH if kept != (LOCAL_BATCH, LOCAL_BATCH) else None
-        loss, grads = loss_and_grads(
-            loss_name, images[rows], texts[rows], towers, scale, bias, local_loss, batch_rows
-        )
-        # What DDP does to gradients: average them over ranks. The reported loss is averaged likewise.
-        for g in grads:
-            dist.all_reduce(g)
-            g /= WORLD_SIZE
-        dist.all_reduce(loss)
-        results[rank] = (loss / WORLD_SIZE, grads)
+        for loss_name, local_loss, kept in CASES:
+            images, texts, towers, scale, bias = features_and_model()
+            rows = slice(rank * LOCAL_BATCH, rank * LOCAL_BATCH + kept[rank])
+            batch_rows = LOCAL_BATCH if kept != EQUAL else None
+            loss, grads = loss_and_grads(loss_name, images[rows], texts[rows], towers, scale, bias, local_loss, batch_rows)
+            for g in grads:
+                dist.all_reduce(g)
+                g /= WORLD_SIZE
+            dist.all_reduce(loss)
+            results[(rank, loss_name, local_loss, kept)] = (loss / WORLD_SIZE, grads)
     finally:
         dist.destroy_process_group()
 
 
-def assert_two_processes_equal_one(tmp_path, loss_name, local_loss, kept, single_loss, single_grads):
-    """Every rank's averaged loss and gradients, from ``ddp_worker`` with ``kept`` rows, equal one process's."""
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """The results of :func:`ddp_worker` on 2 gloo processes, every case in one launch (each launch costs seconds)."""
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(ddp_worker, args=(str(tmp_path / "init"), loss_name, local_loss, results, kept), nprocs=WORLD_SIZE)
-        results = dict(results)
+        mp.spawn(ddp_worker, args=(str(tmp_path_factory.mktemp("gloo") / "init"), results), nprocs=WORLD_SIZE)
+        return dict(results)
+
+
+def assert_two_processes_equal_one(results, loss_name, local_loss, kept, single_loss, single_grads):
+    """Every rank's averaged loss and gradients, from ``ddp_worker`` with ``kept`` rows, equal one process's."""
     for rank in range(WORLD_SIZE):
-        loss, grads = results[rank]
+        loss, grads = results[(rank, loss_name, local_loss, kept)]
         torch.testing.assert_close(loss, single_loss, rtol=1e-5, atol=1e-6)
         for g, expected in zip(grads, single_grads):
             torch.testing.assert_close(g, expected, rtol=1e-4, atol=1e-6)
     assert any(g.abs().sum() > 0 for g in single_grads)
 
 
-@pytest.mark.parametrize(
-    "loss_name,local_loss",
-    [("clip", True), ("clip", False), ("siglip", True), ("multi_label", True), ("ntxent", True)],
-)
-def test_two_processes_equal_one_process_with_the_doubled_batch(tmp_path, loss_name, local_loss):
+@pytest.mark.parametrize("loss_name,local_loss", EQUAL_CASES)
+def test_two_processes_equal_one_process_with_the_doubled_batch(two_processes, loss_name, local_loss):
     single = loss_and_grads(loss_name, *features_and_model(), local_loss=local_loss)
-    assert_two_processes_equal_one(tmp_path, loss_name, local_loss, (LOCAL_BATCH, LOCAL_BATCH), *single)
+    assert_two_processes_equal_one(two_processes, loss_name, local_loss, EQUAL, *single)
 
 
-@pytest.mark.parametrize("loss_name,local_loss", [("clip", True), ("clip", False), ("siglip", True), ("ntxent", True)])
-def test_two_processes_with_unequal_batches_equal_one_process_with_their_rows(tmp_path, loss_name, local_loss):
+@pytest.mark.parametrize("loss_name,local_loss", UNEQUAL_CASES)
+def test_two_processes_with_unequal_batches_equal_one_process_with_their_rows(two_processes, loss_name, local_loss):
     """Bad samples left out: rank 0 keeps 4 rows, rank 1 only 1; the loss is still that of the 5 real pairs."""
-    kept = (LOCAL_BATCH, 1)
     images, texts, towers, scale, bias = features_and_model()
-    real = [*range(kept[0]), *range(LOCAL_BATCH, LOCAL_BATCH + kept[1])]
+    real = [*range(UNEQUAL[0]), *range(LOCAL_BATCH, LOCAL_BATCH + UNEQUAL[1])]
     single = loss_and_grads(loss_name, images[real], texts[real], towers, scale, bias, local_loss)
-    assert_two_processes_equal_one(tmp_path, loss_name, local_loss, kept, *single)
+    assert_two_processes_equal_one(two_processes, loss_name, local_loss, UNEQUAL, *single)
 
 
 def test_clip_loss_matches_open_clip():
