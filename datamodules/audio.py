@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 import logging
 import math
 from dataclasses import dataclass
@@ -48,18 +47,11 @@ from lit_clip.datamodules.images import (
     bad_sample,
     check_caption,
     check_policy,
+    openable,
     without_bad_samples,
 )
 from lit_clip.datamodules.loaders import stateful_loader
-from lit_clip.datamodules.webdataset import (
-    SHUFFLE_BUFFER,
-    _check_local_shards,
-    _ExactBatches,
-    _number_samples,
-    _numbers,
-    _rank_and_world_size,
-    _split_by_rank,
-)
+from lit_clip.datamodules.webdataset import _check_local_shards, _ExactBatches, evaluation_samples, training_samples
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
@@ -106,18 +98,7 @@ def read_audio(
     _check_rate(sample_rate)
     if channels is not None and channels < 1:
         raise ValueError(f"channels must be None or at least 1, got {channels}")
-    name = name or (str(source) if isinstance(source, (str, Path)) else "<bytes>")
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise BadSampleError(f"{name}: file not found")
-        if path.stat().st_size == 0:
-            raise BadSampleError(f"{name}: empty file (0 bytes)")
-        opened: str | io.BytesIO = str(path)
-    else:
-        if len(source) == 0:
-            raise BadSampleError(f"{name}: empty file (0 bytes)")
-        opened = io.BytesIO(source)
+    name, opened = openable(source, name)
     try:
         wave, file_rate = sf.read(opened, dtype="float32", always_2d=True)
     except _DECODE_ERRORS as error:
@@ -1005,56 +986,19 @@ class AudioWebDataset(L.LightningDataModule):
 
     def train_dataloader(self) -> Iterable[dict]:
         h = self.hparams
-        rank, world_size = _rank_and_world_size()
-        urls = wds.shardlists.expand_urls(h.train_shards)
-        readers = world_size * max(1, h.num_workers)
-        if not h.resampled and len(urls) < readers:
-            raise ValueError(
-                f"{len(urls)} training shards cannot give each of {world_size} ranks x {max(1, h.num_workers)} "
-                f"loader workers a shard of its own; write at least {readers} shards, lower num_workers "
-                "or set resampled=True"
-            )
-        batches = h.train_samples_per_epoch // (world_size * h.batch_size)
-        if batches == 0:
-            raise ValueError(
-                f"train_samples_per_epoch={h.train_samples_per_epoch} is less than one batch of "
-                f"{h.batch_size} on each of {world_size} ranks"
-            )
-        if h.resampled:
-            shards = wds.WebDataset(
-                urls, resampled=True, shardshuffle=False, nodesplitter=None, workersplitter=None,
-                handler=self._shard_error_handler(), empty_check=False,
-            )  # fmt: skip
-        else:
-            shards = wds.WebDataset(
-                urls, shardshuffle=len(urls), detshuffle=True,
-                nodesplitter=functools.partial(_split_by_rank, rank=rank, world_size=world_size),
-                workersplitter=wds.split_by_worker, handler=self._shard_error_handler(), empty_check=False,
-            )  # fmt: skip
-        transform = audio_train_transform(self.out_len) if h.augment else audio_eval_transform(self.out_len)
-        pipeline = (
-            shards.compose(functools.partial(_number_samples, shard_numbers=_numbers(urls)))
-            .shuffle(SHUFFLE_BUFFER)
-            .compose(self._decoder(transform))
+        samples, batches = training_samples(
+            h.train_shards, h.resampled, h.num_workers, h.batch_size, h.train_samples_per_epoch, self._shard_error_handler()
         )
+        transform = audio_train_transform(self.out_len) if h.augment else audio_eval_transform(self.out_len)
+        pipeline = samples.compose(self._decoder(transform))
         return _ExactBatches(self._loader(pipeline, train=True), batches, h.train_shards)
 
     def val_dataloader(self) -> DataLoader | list:
         h = self.hparams
         if h.val_shards is None:
             return []
-        rank, world_size = _rank_and_world_size()
-        urls = wds.shardlists.expand_urls(h.val_shards)
-        shards = wds.WebDataset(
-            urls, shardshuffle=False,
-            nodesplitter=functools.partial(_split_by_rank, rank=rank, world_size=world_size),
-            workersplitter=wds.split_by_worker, handler=self._shard_error_handler(), empty_check=False,
-        )  # fmt: skip
-        pipeline = shards.compose(
-            functools.partial(_number_samples, shard_numbers=_numbers(urls)),
-            self._decoder(audio_eval_transform(self.out_len)),
-        )
-        return self._loader(pipeline, train=False)
+        samples = evaluation_samples(h.val_shards, self._shard_error_handler())
+        return self._loader(samples.compose(self._decoder(audio_eval_transform(self.out_len))), train=False)
 
     def _loader(self, dataset: IterableDataset, train: bool) -> DataLoader:
         h = self.hparams

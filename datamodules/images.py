@@ -51,18 +51,7 @@ def load_rgb(source: str | Path | bytes, name: str | None = None) -> Image.Image
     Raises:
         BadSampleError: for a missing or empty file, truncated data, or bytes that are no image.
     """
-    name = name or (str(source) if isinstance(source, (str, Path)) else "<bytes>")
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise BadSampleError(f"{name}: file not found")
-        if path.stat().st_size == 0:
-            raise BadSampleError(f"{name}: empty file (0 bytes)")
-        opened = path
-    else:
-        if len(source) == 0:
-            raise BadSampleError(f"{name}: empty file (0 bytes)")
-        opened = io.BytesIO(source)
+    name, opened = openable(source, name)
     try:
         with Image.open(opened) as image:
             # Image.open reads only the header; decoding all pixels here is what finds truncation.
@@ -70,6 +59,23 @@ def load_rgb(source: str | Path | bytes, name: str | None = None) -> Image.Image
             return _to_rgb(image)
     except _DECODE_ERRORS as error:
         raise BadSampleError(f"{name}: cannot decode image ({type(error).__name__}: {error})") from error
+
+
+def openable(source: str | Path | bytes, name: str | None = None) -> tuple[str, str | io.BytesIO]:
+    """``(name, what a decoder opens)`` of a file path or a file's bytes (decoders read a path as a string and bytes
+    as a stream); a missing or empty file is a :class:`BadSampleError` naming it (``name``: by default the path, or
+    "<bytes>")."""
+    name = name or (str(source) if isinstance(source, (str, Path)) else "<bytes>")
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise BadSampleError(f"{name}: file not found")
+        if path.stat().st_size == 0:
+            raise BadSampleError(f"{name}: empty file (0 bytes)")
+        return name, str(path)
+    if len(source) == 0:
+        raise BadSampleError(f"{name}: empty file (0 bytes)")
+    return name, io.BytesIO(source)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

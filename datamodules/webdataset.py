@@ -131,48 +131,10 @@ class WebDatasetPairs(L.LightningDataModule):
 
     def train_dataloader(self) -> Iterable[dict]:
         h = self.hparams
-        rank, world_size = _rank_and_world_size()
-        urls = wds.shardlists.expand_urls(h.train_shards)
-        readers = world_size * max(1, h.num_workers)
-        if not h.resampled and len(urls) < readers:
-            raise ValueError(
-                f"{len(urls)} training shards cannot give each of {world_size} ranks x {max(1, h.num_workers)} "
-                f"loader workers a shard of its own; write at least {readers} shards, lower num_workers "
-                "or set resampled=True"
-            )
-        batches = h.train_samples_per_epoch // (world_size * h.batch_size)
-        if batches == 0:
-            raise ValueError(
-                f"train_samples_per_epoch={h.train_samples_per_epoch} is less than one batch of "
-                f"{h.batch_size} on each of {world_size} ranks"
-            )
-        if h.resampled:
-            # Every worker draws its own shards (seeded by rank, worker and time): nothing to split or shuffle.
-            shards = wds.WebDataset(
-                urls,
-                resampled=True,
-                shardshuffle=False,
-                nodesplitter=None,
-                workersplitter=None,
-                handler=self._shard_error_handler(),
-                empty_check=False,
-            )
-        else:
-            # Shards are split before shuffling, so ranks and workers get disjoint sets.
-            shards = wds.WebDataset(
-                urls,
-                shardshuffle=len(urls),
-                detshuffle=True,  # a new shard order every epoch, from the epoch number
-                nodesplitter=functools.partial(_split_by_rank, rank=rank, world_size=world_size),
-                workersplitter=wds.split_by_worker,
-                handler=self._shard_error_handler(),
-                empty_check=False,  # a worker left without shards simply yields nothing
-            )
-        pipeline = (
-            shards.compose(functools.partial(_number_samples, shard_numbers=_numbers(urls)))
-            .shuffle(SHUFFLE_BUFFER)
-            .compose(self._decoder(self.train_transform(), train=True))
+        samples, batches = training_samples(
+            h.train_shards, h.resampled, h.num_workers, h.batch_size, h.train_samples_per_epoch, self._shard_error_handler()
         )
+        pipeline = samples.compose(self._decoder(self.train_transform(), train=True))
         return _ExactBatches(self._loader(pipeline, train=True), batches, h.train_shards)
 
     def train_transform(self) -> Callable:
@@ -186,21 +148,8 @@ class WebDatasetPairs(L.LightningDataModule):
         h = self.hparams
         if h.val_shards is None:
             return []
-        rank, world_size = _rank_and_world_size()
-        urls = wds.shardlists.expand_urls(h.val_shards)
-        shards = wds.WebDataset(
-            urls,
-            shardshuffle=False,
-            nodesplitter=functools.partial(_split_by_rank, rank=rank, world_size=world_size),
-            workersplitter=wds.split_by_worker,
-            handler=self._shard_error_handler(),
-            empty_check=False,
-        )
-        pipeline = shards.compose(
-            functools.partial(_number_samples, shard_numbers=_numbers(urls)),
-            self._decoder(clip_eval_transform(h.image_size), train=False),
-        )
-        return self._loader(pipeline, train=False)
+        samples = evaluation_samples(h.val_shards, self._shard_error_handler())
+        return self._loader(samples.compose(self._decoder(clip_eval_transform(h.image_size), train=False)), train=False)
 
     def _loader(self, dataset: IterableDataset, train: bool) -> DataLoader:
         h = self.hparams
@@ -235,6 +184,63 @@ class WebDatasetPairs(L.LightningDataModule):
         return wds.warn_and_continue if self.hparams.bad_samples == "skip" else wds.reraise_exception
 
 
+def training_samples(
+    train_shards: str, resampled: bool, num_workers: int, batch_size: int, samples_per_epoch: int, handler: Callable
+) -> tuple[wds.WebDataset, int]:
+    """The training samples of a WebDataset data module, numbered and shuffled, and the batches each rank reads in an
+    epoch. Shards are split over ranks and loader workers before shuffling (disjoint sets; a new shard order every
+    epoch), or with ``resampled`` drawn at random by every worker; ``handler`` decides what an unreadable shard does.
+    Too few shards or samples for the ranks and workers are clear errors."""
+    rank, world_size = _rank_and_world_size()
+    urls = wds.shardlists.expand_urls(train_shards)
+    readers = world_size * max(1, num_workers)
+    if not resampled and len(urls) < readers:
+        raise ValueError(
+            f"{len(urls)} training shards cannot give each of {world_size} ranks x {max(1, num_workers)} "
+            f"loader workers a shard of its own; write at least {readers} shards, lower num_workers "
+            "or set resampled=True"
+        )
+    batches = samples_per_epoch // (world_size * batch_size)
+    if batches == 0:
+        raise ValueError(
+            f"train_samples_per_epoch={samples_per_epoch} is less than one batch of {batch_size} on each of "
+            f"{world_size} ranks"
+        )
+    if resampled:
+        # Every worker draws its own shards (seeded by rank, worker and time): nothing to split or shuffle.
+        shards = wds.WebDataset(
+            urls, resampled=True, shardshuffle=False, nodesplitter=None, workersplitter=None, handler=handler,
+            empty_check=False,
+        )  # fmt: skip
+    else:
+        shards = wds.WebDataset(
+            urls,
+            shardshuffle=len(urls),
+            detshuffle=True,  # a new shard order every epoch, from the epoch number
+            nodesplitter=functools.partial(_split_by_rank, rank=rank, world_size=world_size),
+            workersplitter=wds.split_by_worker,
+            handler=handler,
+            empty_check=False,  # a worker left without shards simply yields nothing
+        )
+    numbered = shards.compose(functools.partial(_number_samples, shard_numbers=_numbers(urls)))
+    return numbered.shuffle(SHUFFLE_BUFFER), batches
+
+
+def evaluation_samples(shards: str, handler: Callable) -> wds.WebDataset:
+    """The samples of evaluation shards, numbered, each read once: the shards split over ranks and loader workers."""
+    rank, world_size = _rank_and_world_size()
+    urls = wds.shardlists.expand_urls(shards)
+    dataset = wds.WebDataset(
+        urls,
+        shardshuffle=False,
+        nodesplitter=functools.partial(_split_by_rank, rank=rank, world_size=world_size),
+        workersplitter=wds.split_by_worker,
+        handler=handler,
+        empty_check=False,
+    )
+    return dataset.compose(functools.partial(_number_samples, shard_numbers=_numbers(urls)))
+
+
 class _ExactBatches:
     """A training loader that gives exactly ``batches`` batches an epoch, whatever its stream holds.
 
@@ -258,8 +264,8 @@ class _ExactBatches:
                     return
             if in_pass == 0:
                 raise ValueError(
-                    f"the training shards {self.shards!r} gave no full batch; are they readable tar files "
-                    "in the WebDataset layout (<key>.jpg + <key>.txt), and do they hold at least a batch per "
+                    f"the training shards {self.shards!r} gave no full batch; are they readable tar files in the "
+                    "WebDataset layout (<key>.<jpg, flac ...> + <key>.txt), and do they hold at least a batch per "
                     "loader worker?"
                 )
             log.warning(
