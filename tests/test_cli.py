@@ -172,6 +172,9 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
     elif data_class == "AudioClips":
         export_audio_clips_csv(data, {"train": 4, "val": 2}, sample_rate=8000, duration=0.5)
         arguments += [f"--data.init_args.train_csv={data / 'train.csv'}", f"--data.init_args.val_csv={data / 'val.csv'}"]
+    if model_class == "LinearProbe" and data_class == "ShapesWorldClassification":  # a short C sweep: 1 min less
+        arguments += ["--data.init_args.train_per_class=2", "--data.init_args.val_per_class=1"]
+        arguments.append("--model.init_args.max_iter=100")
     if model_class == "SLIPPretraining":  # a micro CLIP and SSL head in place of the paper's ViT-B/16 and 4096-wide head
         arguments += ["--model.init_args.architecture=ViT-Micro-8", "--model.init_args.ssl_hidden_dim=32"]
     if model_class == "AudioCLIPPretraining":  # the CPU-sized audio tower, no AudioSet weights
