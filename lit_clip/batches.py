@@ -8,7 +8,8 @@ samples of a split so that evaluation counts each once under DDP.
 
 Any batch may carry ``skipped_index`` (long ``[k]``): samples of the batch that could
 not be read and were left out (see ``lit_clip.datamodules.images.RobustSamples``). An
-evaluation batch in which every sample was bad holds ``skipped_index`` alone.
+evaluation batch in which every sample was bad holds ``skipped_index`` alone (and an audio batch's
+``sample_rate``).
 
 Data modules and methods import from here; this module imports neither.
 """
