@@ -32,26 +32,33 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 import lightning as L
 import numpy as np
 import soundfile as sf
 import torch
-import webdataset as wds
 from lit_clip.datamodules.checks import require_one_batch
 from lit_clip.datamodules.images import (
     BadSampleError,
     BadSamplePolicy,
     RobustSamples,
-    bad_sample,
-    check_caption,
     check_policy,
     openable,
     without_bad_samples,
 )
 from lit_clip.datamodules.loaders import stateful_loader
-from lit_clip.datamodules.webdataset import _check_local_shards, _ExactBatches, evaluation_samples, training_samples
+from lit_clip.datamodules.webdataset import (
+    _check_local_shards,
+    _ExactBatches,
+    decoded,
+    evaluation_samples,
+    sample_member,
+    sample_name,
+    sample_text,
+    shard_error_handler,
+    training_samples,
+)
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
@@ -987,7 +994,8 @@ class AudioWebDataset(L.LightningDataModule):
     def train_dataloader(self) -> Iterable[dict]:
         h = self.hparams
         samples, batches = training_samples(
-            h.train_shards, h.resampled, h.num_workers, h.batch_size, h.train_samples_per_epoch, self._shard_error_handler()
+            h.train_shards, h.resampled, h.num_workers, h.batch_size, h.train_samples_per_epoch,
+            shard_error_handler(h.bad_samples),
         )
         transform = audio_train_transform(self.out_len) if h.augment else audio_eval_transform(self.out_len)
         pipeline = samples.compose(self._decoder(transform))
@@ -997,7 +1005,7 @@ class AudioWebDataset(L.LightningDataModule):
         h = self.hparams
         if h.val_shards is None:
             return []
-        samples = evaluation_samples(h.val_shards, self._shard_error_handler())
+        samples = evaluation_samples(h.val_shards, shard_error_handler(h.bad_samples))
         return self._loader(samples.compose(self._decoder(audio_eval_transform(self.out_len))), train=False)
 
     def _loader(self, dataset: IterableDataset, train: bool) -> DataLoader:
@@ -1013,56 +1021,23 @@ class AudioWebDataset(L.LightningDataModule):
 
     def _decoder(self, transform: Callable) -> Callable:
         h = self.hparams
-        return functools.partial(
-            _decode_clips,
+        decode = functools.partial(
+            _decode_clip,
             audio_keys=self.audio_keys,
             text_key=h.text_key.lower(),
             reader=AudioReader(h.sample_rate, channels=h.channels),
             transform=transform,
             context_length=h.context_length,
-            policy=h.bad_samples,
         )
-
-    def _shard_error_handler(self) -> Callable[[Exception], bool]:
-        return wds.warn_and_continue if self.hparams.bad_samples == "skip" else wds.reraise_exception
-
-
-def _decode_clips(
-    samples: Iterable[dict],
-    audio_keys: list[str],
-    text_key: str,
-    reader: AudioReader,
-    transform: Callable,
-    context_length: int,
-    policy: BadSamplePolicy,
-) -> Iterator[dict]:
-    """Raw webdataset samples into model inputs; a bad one becomes a :func:`bad_sample` marker in its place."""
-    for sample in samples:
-        try:
-            yield _decode_clip(sample, audio_keys, text_key, reader, transform, context_length)
-        except BadSampleError as error:
-            if policy == "raise":
-                raise
-            log.warning("skipping bad sample: %s", error)
-            yield bad_sample(sample["__index__"])
+        return functools.partial(decoded, decode=decode, policy=h.bad_samples)
 
 
 def _decode_clip(
     sample: dict, audio_keys: list[str], text_key: str, reader: AudioReader, transform: Callable, context_length: int
 ) -> dict:
-    name = f"{sample['__url__']}:{sample['__key__']}"
-    audio_key = next((key for key in audio_keys if key in sample), None)
-    if audio_key is None:
-        members = sorted(key for key in sample if not key.startswith("__"))
-        raise BadSampleError(f"{name}: no sound ({';'.join(audio_keys)}) in the sample, only {members}")
-    if text_key not in sample:
-        raise BadSampleError(f"{name}: no text (.{text_key}) in the sample")
-    try:
-        text = sample[text_key].decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise BadSampleError(f"{name}.{text_key}: text is not UTF-8 ({error})") from error
-    text = check_caption(text, f"{name}.{text_key}")
-    wave = reader(sample[audio_key], name=f"{name}.{audio_key}")
+    audio_key = sample_member(sample, audio_keys, "sound")
+    text = sample_text(sample, text_key, "text")
+    wave = reader(sample[audio_key], name=f"{sample_name(sample)}.{audio_key}")
     return {
         "audio": transform(wave),
         "text": tokenize(text, context_length=context_length)[0],

@@ -132,7 +132,8 @@ class WebDatasetPairs(L.LightningDataModule):
     def train_dataloader(self) -> Iterable[dict]:
         h = self.hparams
         samples, batches = training_samples(
-            h.train_shards, h.resampled, h.num_workers, h.batch_size, h.train_samples_per_epoch, self._shard_error_handler()
+            h.train_shards, h.resampled, h.num_workers, h.batch_size, h.train_samples_per_epoch,
+            shard_error_handler(h.bad_samples),
         )
         pipeline = samples.compose(self._decoder(self.train_transform(), train=True))
         return _ExactBatches(self._loader(pipeline, train=True), batches, h.train_shards)
@@ -148,7 +149,7 @@ class WebDatasetPairs(L.LightningDataModule):
         h = self.hparams
         if h.val_shards is None:
             return []
-        samples = evaluation_samples(h.val_shards, self._shard_error_handler())
+        samples = evaluation_samples(h.val_shards, shard_error_handler(h.bad_samples))
         return self._loader(samples.compose(self._decoder(clip_eval_transform(h.image_size), train=False)), train=False)
 
     def _loader(self, dataset: IterableDataset, train: bool) -> DataLoader:
@@ -169,19 +170,15 @@ class WebDatasetPairs(L.LightningDataModule):
         nouns = None
         if train and h.noun_prompts:
             nouns = NounPrompts(h.noun_prompts, tagger=h.noun_tagger, word_type=h.noun_word_type)
-        return functools.partial(
-            _decode_pairs,
+        decode = functools.partial(
+            _decode,
             image_keys=self.image_keys,
             caption_key=h.caption_key.lower(),
             transform=transform,
             context_length=h.context_length,
-            policy=h.bad_samples,
             noun_prompts=nouns,
         )
-
-    def _shard_error_handler(self) -> Callable[[Exception], bool]:
-        # Errors reading a shard itself (unreachable URL, corrupt tar), as opposed to one sample.
-        return wds.warn_and_continue if self.hparams.bad_samples == "skip" else wds.reraise_exception
+        return functools.partial(decoded, decode=decode, policy=h.bad_samples)
 
 
 def training_samples(
@@ -294,24 +291,48 @@ def _number_samples(samples: Iterable[dict], shard_numbers: dict[str, int]) -> I
         yield sample
 
 
-def _decode_pairs(
-    samples: Iterable[dict],
-    image_keys: list[str],
-    caption_key: str,
-    transform: Callable,
-    context_length: int,
-    policy: BadSamplePolicy,
-    noun_prompts: NounPrompts | None = None,
-) -> Iterator[dict]:
-    """Raw webdataset samples into model inputs; a bad one becomes a :func:`bad_sample` marker in its place."""
+def decoded(samples: Iterable[dict], decode: Callable[[dict], dict], policy: BadSamplePolicy) -> Iterator[dict]:
+    """Raw webdataset samples through ``decode``; a bad one becomes a :func:`bad_sample` marker in its place, or is
+    raised with policy "raise"."""
     for sample in samples:
         try:
-            yield _decode(sample, image_keys, caption_key, transform, context_length, noun_prompts)
+            yield decode(sample)
         except BadSampleError as error:
             if policy == "raise":
                 raise
             log.warning("skipping bad sample: %s", error)
             yield bad_sample(sample["__index__"])
+
+
+def sample_name(sample: dict) -> str:
+    """A sample's name in errors: its shard and key."""
+    return f"{sample['__url__']}:{sample['__key__']}"
+
+
+def sample_member(sample: dict, keys: list[str], what: str) -> str:
+    """The first of ``keys`` (file extensions) that the sample holds; a sample with none is a bad sample."""
+    key = next((key for key in keys if key in sample), None)
+    if key is None:
+        members = sorted(key for key in sample if not key.startswith("__"))
+        raise BadSampleError(f"{sample_name(sample)}: no {what} ({';'.join(keys)}) in the sample, only {members}")
+    return key
+
+
+def sample_text(sample: dict, key: str, what: str) -> str:
+    """The sample's UTF-8 text under ``key``, checked as a caption; missing, undecodable or empty: a bad sample."""
+    name = sample_name(sample)
+    if key not in sample:
+        raise BadSampleError(f"{name}: no {what} (.{key}) in the sample")
+    try:
+        text = sample[key].decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadSampleError(f"{name}.{key}: {what} is not UTF-8 ({error})") from error
+    return check_caption(text, f"{name}.{key}")
+
+
+def shard_error_handler(policy: BadSamplePolicy) -> Callable[[Exception], bool]:
+    """What an error reading a shard itself does (an unreachable URL, a corrupt tar), as opposed to one sample."""
+    return wds.warn_and_continue if policy == "skip" else wds.reraise_exception
 
 
 def _decode(
@@ -322,19 +343,9 @@ def _decode(
     context_length: int,
     noun_prompts: NounPrompts | None = None,
 ) -> dict:
-    name = f"{sample['__url__']}:{sample['__key__']}"
-    image_key = next((key for key in image_keys if key in sample), None)
-    if image_key is None:
-        members = sorted(key for key in sample if not key.startswith("__"))
-        raise BadSampleError(f"{name}: no image ({';'.join(image_keys)}) in the sample, only {members}")
-    if caption_key not in sample:
-        raise BadSampleError(f"{name}: no caption (.{caption_key}) in the sample")
-    try:
-        caption = sample[caption_key].decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise BadSampleError(f"{name}.{caption_key}: caption is not UTF-8 ({error})") from error
-    caption = check_caption(caption, f"{name}.{caption_key}")
-    image = load_rgb(sample[image_key], name=f"{name}.{image_key}")
+    image_key = sample_member(sample, image_keys, "image")
+    caption = sample_text(sample, caption_key, "caption")
+    image = load_rgb(sample[image_key], name=f"{sample_name(sample)}.{image_key}")
     return {
         **image_entries(transform, image),
         **caption_entries(caption, context_length, noun_prompts),
