@@ -121,6 +121,28 @@ def similarity_figure(
     return np.asarray(canvas)
 
 
+def frame_strips(clips: Sequence[Sequence[np.ndarray]], captions: Sequence[str], px: int = 64) -> np.ndarray:
+    """Clips as rows of their frames, ``px`` pixels a side and left to right in time, each clip's caption at the
+    left of its row: what a video batch shows (motion reads along a row)."""
+    font = _font(TEXT_PX)
+    caption_w = 200
+    lines = [_wrap(caption, font, caption_w - MARGIN) for caption in captions]
+    line_h = _line_height(font)
+    row_h = max(px, line_h * max(map(len, lines), default=1))
+    frames = max(map(len, clips), default=0)
+    width = MARGIN + caption_w + frames * (px + 2) + MARGIN
+    canvas = Image.new("RGB", (width, MARGIN + len(clips) * (row_h + MARGIN)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for row, (clip, caption_lines) in enumerate(zip(clips, lines)):
+        y = MARGIN + row * (row_h + MARGIN)
+        first = y + (row_h - line_h * len(caption_lines)) / 2
+        for k, line in enumerate(caption_lines):
+            draw.text((MARGIN, first + k * line_h), line, font=font, fill="black")
+        for t, frame in enumerate(clip):
+            canvas.paste(_thumbnail(frame, px), (MARGIN + caption_w + t * (px + 2), y + (row_h - px) // 2))
+    return np.asarray(canvas)
+
+
 def spectrogram_picture(decibels: Tensor, dynamic_range: float = 80.0) -> np.ndarray:
     """A spectrogram ``[frequencies, frames]`` in dB as a picture, low frequencies at the bottom, time to the right:
     the ``dynamic_range`` dB under its loudest bin on the similarity figure's colour scale, anything quieter in the

@@ -57,6 +57,17 @@ def test_caption_grid_puts_each_image_above_its_caption():
     assert (caption_area != 255).any(axis=-1).sum() > 50  # the captions' letters
 
 
+def test_frame_strips_put_each_clip_s_frames_in_a_row_in_time_order_beside_its_caption():
+    clips = [[solid(RED), solid(GREY), solid(RED)], [solid(GREY), solid(GREY)]]
+    strips = drawing.frame_strips(clips, ["a red square blinks", "a grey square"], px=40)
+    assert is_picture(strips) and count(strips, RED) == 2 * 40 * 40
+    first_row = strips[MARGIN : MARGIN + 40]
+    red_columns = np.flatnonzero((first_row == RED).all(axis=-1).any(axis=0))
+    # frames 1 and 3 of the first clip are red: two runs of 40 columns, two frame steps (40 + 2 px each) apart
+    assert len(red_columns) == 80 and red_columns[40] - red_columns[0] == 2 * (40 + 2)
+    assert (strips[:, : red_columns[0]] != 255).any(axis=-1).sum() > 50  # the captions' letters at the left
+
+
 def test_similarity_figure_grows_with_the_images_and_shows_thumbnails_captions_and_values():
     def figure(n: int, captions: list[str] | None = None, value: float | None = None) -> np.ndarray:
         similarity = np.eye(n) if value is None else np.full((n, n), value)

@@ -2,7 +2,7 @@
 from lit_clip.metrics.classification import TopKAccuracy
 from lit_clip.metrics.depth import DEPTH_METRICS, DepthMetrics
 from lit_clip.metrics.detection import DetectionMetrics, DetectionPrediction
-from lit_clip.metrics.retrieval import retrieval_recall
+from lit_clip.metrics.retrieval import retrieval_ranks, retrieval_recall
 from lit_clip.metrics.segmentation import EpisodicSegmentationMetrics, SegmentationMetrics
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "EpisodicSegmentationMetrics",
     "SegmentationMetrics",
     "TopKAccuracy",
+    "retrieval_ranks",
     "retrieval_recall",
 ]
