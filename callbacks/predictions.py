@@ -7,7 +7,9 @@ and loaders and writes:
 - ``predictions.pt``: every key, tensors concatenated (``torch.load`` it);
 - ``predictions.csv``: one row per sample with the keys that hold one value per sample
   (paths, predicted class, its probability, ...), for a quick look; keys with fewer rows than
-  the longest (texts beside images) go to ``predictions_<key>.csv`` tables of their own length.
+  the longest (texts beside images) go to ``predictions_<key>.csv`` tables of their own length;
+- ``ranking.csv``, when texts were embedded beside images or videos: retrieval with each text as the
+  query, its ``top_k`` best images / videos by cosine similarity (query, rank, path, similarity).
 
 Under DDP each process writes its own share as ``predictions.rank<N>.pt`` / ``.csv``.
 """
@@ -29,13 +31,14 @@ log = logging.getLogger(__name__)
 
 
 class PredictionWriter(BasePredictionWriter):
-    def __init__(self, output_dir: str | None = None):
+    def __init__(self, output_dir: str | None = None, top_k: int = 10):
         """
         Args:
             output_dir: where the files go; by default the run directory (``trainer.log_dir``).
+            top_k: the images or videos ``ranking.csv`` lists per text query.
         """
         super().__init__(write_interval="epoch")
-        self.output_dir = output_dir
+        self.output_dir, self.top_k = output_dir, top_k
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions, batch_indices) -> None:
         # One list of batch outputs per loader, or a flat list for one loader.
@@ -52,6 +55,10 @@ class PredictionWriter(BasePredictionWriter):
                 writer = csv.writer(file)
                 writer.writerow(columns)
                 writer.writerows(zip(*(_cells(joined[key]) for key in columns)))
+        ranking = retrieval_ranking(joined, self.top_k)
+        if ranking:
+            with open(folder / f"ranking{suffix}.csv", "w", newline="") as file:
+                csv.writer(file).writerows([("query", "rank", "path", "similarity"), *ranking])
         log.info("wrote the predictions of %d batches to %s", len(batches), folder / f"predictions{suffix}.pt")
         print(f"predictions written to {folder / f'predictions{suffix}.pt'}")
 
@@ -66,6 +73,22 @@ def join_predictions(batches: list[dict[str, Any]]) -> dict[str, Any]:
         key: torch.cat([v.cpu() for v in values]) if isinstance(values[0], torch.Tensor) else [x for v in values for x in v]
         for key, values in joined.items()
     }
+
+
+def retrieval_ranking(joined: dict[str, Any], top_k: int) -> list[tuple[str, int, str, float]]:
+    """(query, rank, path, similarity) rows: for each embedded text, the ``top_k`` images or videos nearest to it
+    (cosine similarity of the normalised embeddings); none when the predictions hold no texts beside media."""
+    media = next((key for key in ("video_embedding", "image_embedding") if key in joined), None)
+    if media is None or "text_embedding" not in joined or "caption" not in joined:
+        return []
+    names = joined.get("path") or [str(i) for i in _cells(joined["index"])]
+    similarity = joined["text_embedding"].float() @ joined[media].float().T
+    best = similarity.topk(min(top_k, similarity.shape[1]), dim=1)
+    return [
+        (query, rank + 1, names[item], round(score, 4))
+        for query, scores, items in zip(joined["caption"], best.values.tolist(), best.indices.tolist())
+        for rank, (score, item) in enumerate(zip(scores, items))
+    ]
 
 
 def per_sample_tables(joined: dict[str, Any]) -> dict[str, list[str]]:

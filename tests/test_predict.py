@@ -45,6 +45,14 @@ def test_clip_config_writes_embeddings_of_images_and_texts(tmp_path, my_images, 
     torch.testing.assert_close(predictions["image_embedding"].norm(dim=-1), torch.ones(3))
     rows = list(csv.DictReader(open(run / "predictions.csv")))
     assert [row["path"] for row in rows] == predictions["path"]
+    # ranking.csv: each text's images, nearest first, by the embeddings' cosine similarity
+    similarity = predictions["text_embedding"] @ predictions["image_embedding"].T
+    ranking = list(csv.DictReader(open(run / "ranking.csv")))
+    assert [(row["query"], int(row["rank"])) for row in ranking] == [(q, r) for q in predictions["caption"] for r in (1, 2, 3)]
+    for row in ranking:
+        query, item = predictions["caption"].index(row["query"]), predictions["path"].index(row["path"])
+        assert float(row["similarity"]) == pytest.approx(similarity[query, item].item(), abs=1e-4)
+        assert (similarity[query] > similarity[query, item] + 1e-6).sum() == int(row["rank"]) - 1
 
 
 def test_zeroshot_config_writes_class_probabilities_of_my_images(tmp_path, my_images, lit_clip_checkpoint):
