@@ -137,14 +137,24 @@ class AudioBatch(TypedDict, total=False):
 
 
 class VideoBatch(TypedDict, total=False):
-    """Clips of frames: ``video`` float ``[B, T, 3, H, W]`` normalised as images, ``frame_mask`` bool
-    ``[B, T]`` (False for padding frames of short videos); ``text`` for retrieval, ``label`` for actions."""
+    """Clips of frames: ``video`` float ``[B, T, 3, H, W]`` normalised as images, ``frame_mask`` bool ``[B, T]`` (False
+    for the padding frames of short videos, which come last); ``text`` for retrieval, ``label`` for actions.
+
+    Evaluation batches with several captions per video (MSVD) hold every caption: ``text`` ``[N, L]``, ``text_index``
+    ``[N]`` (numbered over the split) and ``text_video_index`` ``[N]`` (each caption's video ``index``), as
+    ``PairsBatch``'s ``text_image_index``. Several temporal views of a video (``num_clips`` at test) come as ``video``
+    ``[B, V, T, 3, H, W]`` and ``frame_mask`` ``[B, V, T]``, the other keys one per video. VideoCLIP's precomputed
+    per-second features come as ``features`` ``[B, T, D]`` instead of ``video``."""
 
     video: Tensor
     frame_mask: Tensor
+    features: Tensor
     text: Tensor
     caption: list[str]
+    text_index: Tensor
+    text_video_index: Tensor
     label: Tensor
+    path: list[str]
     index: Tensor
     skipped_index: Tensor
 
