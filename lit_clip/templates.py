@@ -249,3 +249,26 @@ def _has_one_slot(template: object) -> bool:
     except ValueError:  # unbalanced braces
         return False
     return [field for field in fields if field != ("article", "", None)] == [("", "", None)]
+
+
+# ActionCLIP's 16 prompts for action names (sallymmx/ActionCLIP, utils/Text_Prompt.py, in its order): each training
+# clip is paired with one of them drawn at random, and test scores average over all 16.
+ACTIONCLIP_TEMPLATES: tuple[str, ...] = (
+    "a photo of action {}",
+    "a picture of action {}",
+    "Human action of {}",
+    "{}, an action",
+    "{} this is an action",
+    "{}, a video of action",
+    "Playing action of {}",
+    "{}",
+    "Playing a kind of action, {}",
+    "Doing a kind of action, {}",
+    "Look, the human is {}",
+    "Can you recognize the action of {}?",
+    "Video classification of {}",
+    "A video of {}",
+    "The man is {}",
+    "The woman is {}",
+)
+_NAMED_SETS["actionclip"] = ACTIONCLIP_TEMPLATES
