@@ -30,7 +30,11 @@ from lit_clip.datamodules.shapesworld import (
     ShapesWorldFewShot,
     ShapesWorldGrounding,
     ShapesWorldSegmentation,
+    ShapesWorldVideo,
 )
+from lit_clip.datamodules.timed_captions import ShapesWorldTimedCaptions, TimedCaptions
+from lit_clip.datamodules.video_retrieval import MSRVTT, MSVD, DiDeMo, VideoFolder
+from lit_clip.datamodules.video_recognition import HMDB51, UCF101, Kinetics400, VideoListRecognition
 from lit_clip.datamodules.webdataset import WebDatasetPairs
 
 __all__ = [
@@ -68,4 +72,15 @@ __all__ = [
     "UrbanSound8K",
     "AudioClips",
     "AudioWebDataset",
+    "ShapesWorldVideo",
+    "Kinetics400",
+    "UCF101",
+    "HMDB51",
+    "VideoListRecognition",
+    "ShapesWorldTimedCaptions",
+    "TimedCaptions",
+    "MSRVTT",
+    "MSVD",
+    "DiDeMo",
+    "VideoFolder",
 ]
