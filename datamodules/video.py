@@ -572,10 +572,10 @@ def video_prediction_loaders(hparams, reader: ClipReader, default: Callable[[], 
     if hparams.get("predict_videos"):
         dataset = RobustSamples(VideoPathsDataset(list_videos(hparams.predict_videos), reader), hparams.bad_samples)
         collate = without_bad_samples(collate_videos, training=False)
-        loaders.append(DataLoader(dataset, batch_size, num_workers=hparams.num_workers, collate_fn=collate))
+        loaders.append(DataLoader(dataset, batch_size=batch_size, num_workers=hparams.num_workers, collate_fn=collate))
     if hparams.get("predict_texts"):
         texts = TextsDataset(read_texts(hparams.predict_texts), hparams.context_length)
-        loaders.append(DataLoader(texts, batch_size, num_workers=hparams.num_workers))
+        loaders.append(DataLoader(texts, batch_size=batch_size, num_workers=hparams.num_workers))
     if not loaders:
         return default()
     return loaders[0] if len(loaders) == 1 else loaders

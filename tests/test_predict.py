@@ -122,3 +122,31 @@ def test_glip_grounds_a_sentence_or_names_on_the_users_images_into_a_table_and_d
             assert 0 <= float(row["y1"]) <= float(row["y2"]) <= height
         assert {p.name for p in (run / "drawings").iterdir()} == {"wide.png", "tall.png"}
         assert Image.open(run / "drawings" / "wide.png").size[0] >= 70
+
+
+def test_clip4clip_ranks_my_videos_for_my_text_queries(tmp_path, lit_clip_checkpoint):
+    from lit_clip.datamodules.export_video import write_video
+    from lit_clip.datamodules.shapesworld import ShapesWorldClips
+
+    clips = ShapesWorldClips(image_size=32, num_frames=8)
+    folder = tmp_path / "my_videos"
+    (folder / "nested").mkdir(parents=True)
+    names = ["left.mp4", "nested/grow.avi", "up.mkv"]
+    for k, name in enumerate(names):
+        write_video(folder / name, clips.clip("test", k).frames, fps=4)
+    (folder / "broken.mp4").write_bytes(b"not a video")
+    (tmp_path / "queries.txt").write_text("a red circle moving left\na shape growing\n")
+    result = lit_clip(
+        "--config", ROOT / "configs/clip4clip/shapes.yaml", f"--model.init_args.pretrained={lit_clip_checkpoint}",
+        "--model.init_args.cross_num_hidden_layers=2", "--data.init_args.image_size=32",
+        "--data.init_args.context_length=16", "--data.init_args.held_out=[]",
+        f"--data.init_args.predict_videos={folder}", "--data.init_args.predict_texts=queries.txt", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "runs" / "clip4clip-shapes" / "version_0"
+    predictions = torch.load(run / "predictions.pt", weights_only=False)
+    assert sorted(predictions["path"]) == sorted(str(folder / n) for n in names)  # the broken file skipped
+    assert predictions["video_embedding"].shape[0] == 3 and predictions["text_embedding"].shape[0] == 2
+    ranking = list(csv.DictReader(open(run / "ranking.csv")))
+    assert [row["query"] for row in ranking] == ["a red circle moving left"] * 3 + ["a shape growing"] * 3
+    assert sorted(row["path"] for row in ranking[:3]) == sorted(predictions["path"])

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 from lit_clip.datamodules.checks import require_one_batch
+from lit_clip.datamodules.images import BadSamplePolicy, check_policy
 from lit_clip.datamodules.loaders import stateful_loader
 from lit_clip.datamodules.shapesworld.clips import MOTIONS, ShapesWorldClips
-from lit_clip.datamodules.video import collate_videos, sample_frames
+from lit_clip.datamodules.video import ClipReader, collate_videos, sample_frames, video_prediction_loaders, video_transform
 from torch.utils.data import DataLoader, Dataset
 
 from lit_clip.batches import EvaluationSet
@@ -93,6 +94,9 @@ class ShapesWorldVideo(L.LightningDataModule):
         context_length: int = 32,
         batch_size: int = 32,
         num_workers: int = 0,
+        predict_videos: str | None = None,
+        predict_texts: str | None = None,
+        bad_samples: BadSamplePolicy = "skip",
     ):
         """
         Args:
@@ -111,11 +115,17 @@ class ShapesWorldVideo(L.LightningDataModule):
             context_length: token length of the captions; at most the model's context length.
             batch_size: per process.
             num_workers: DataLoader worker processes.
+            predict_videos: ``lit-clip predict``'s videos: a folder (searched recursively), a file listing video
+                paths, or a video; each read as ``num_frames`` uniform frames (every frame of a clip of
+                ``clip_frames``), resized and centre-cropped to ``image_size``. By default predict reads the test split.
+            predict_texts: ``lit-clip predict``'s text queries, a text file with one a line.
+            bad_samples: an unreadable video of ``predict_videos``: "skip" (and count) or "raise".
         """
         super().__init__()
         self.save_hyperparameters()
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {list(TASKS)}")
+        check_policy(bad_samples)
         self.clips = ShapesWorldClips(image_size, clip_frames, frames_per_second, seed, held_out)
         if num_frames is None:
             num_frames = clip_frames
@@ -159,3 +169,8 @@ class ShapesWorldVideo(L.LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return self._evaluation_loaders("test", self.hparams.test_samples)
+
+    def predict_dataloader(self) -> DataLoader | list[DataLoader]:
+        h = self.hparams
+        reader = ClipReader(len(self.frame_indices), "uniform", video_transform(h.image_size))
+        return video_prediction_loaders(h, reader, default=lambda: self._evaluation_loaders("test", h.test_samples)[0])
