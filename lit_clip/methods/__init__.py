@@ -16,6 +16,7 @@ from lit_clip.methods.pretraining.slip import SLIPPretraining
 from lit_clip.methods.segmentation.groupvit_segmentation import GroupViTSegmentation
 from lit_clip.methods.segmentation.lseg import LSeg
 from lit_clip.methods.segmentation.zeroshot_segmentation import ZeroShotSegmentation
+from lit_clip.methods.video.actionclip import ActionCLIP
 from lit_clip.methods.video.clip4clip import CLIP4Clip
 from lit_clip.methods.video.videoclip import VideoCLIP
 
@@ -38,5 +39,6 @@ __all__ = [
     "ViLD",
     "GLIP",
     "CLIP4Clip",
+    "ActionCLIP",
     "VideoCLIP",
 ]
