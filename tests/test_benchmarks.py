@@ -142,3 +142,18 @@ def test_audio_benchmark_quick_mode_times_the_audio_tower(monkeypatch, capsys):
     assert [row[:3] for row in rows] == [["ESResNeXt-Tiny", "1 s at 8000 Hz", "fp32"]]
     assert number(rows[0][3]) > 100_000 and number(rows[0][4]) > 0 and number(rows[0][5]) > 0
     assert 0 < number(rows[0][6].rstrip("%")) <= 100
+
+
+def test_video_benchmark_quick_mode_times_the_loaders_and_every_method_s_step(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import bench_video
+
+    monkeypatch.setattr(sys, "argv", ["bench_video", "--quick"])
+    bench_video.main()
+    rows = [row for row in table_rows(capsys.readouterr().out) if not row[0].startswith("training step")]  # 2 tables
+    names = [row[0] for row in rows]
+    assert names == [
+        "ShapesWorldVideo (generated)", "MSRVTT (lossless mp4, 1 fps)", "Kinetics400 (lossy mp4, TSN + augmentation)",
+        "CLIP4Clip meanP", "CLIP4Clip seqTransf", "ActionCLIP Transf", "VideoCLIP (CLIP text)",
+    ]  # fmt: skip
+    assert all(number(row[1]) > 0 for row in rows)
