@@ -236,3 +236,16 @@ def test_recognition_one_frame_is_the_middle_frame_and_held_out_loader():
     for caption, label in zip(held["caption"], held["label"].tolist()):
         shapes = [c.split(" ", 1)[0] for c in HELD_OUT if c.endswith(MOTIONS[label])]
         assert any(shape in caption for shape in shapes), caption
+
+
+def test_motion_families_batch_one_draw_in_every_motion_mirrored_ones_sharing_the_middle_frame():
+    data = ShapesWorldVideo(image_size=32, motion_families=True, train_samples=28, batch_size=2)
+    batch = next(iter(data.train_dataloader()))
+    n = len(MOTIONS)
+    assert batch["video"].shape[:2] == (2 * n, 8) and batch["text"].shape[0] == 2 * n
+    assert batch["label"].tolist() == list(range(n)) * 2
+    for family in batch["video"].split(n):
+        left, right, up, down, grow, shrink = family[:6, 4]  # the middle frames of the mirrored pairs
+        assert torch.equal(left, right) and torch.equal(up, down) and torch.equal(grow, shrink)
+        assert not torch.equal(family[0], family[1])  # the clips differ
+    assert not torch.equal(batch["video"][0], batch["video"][n])  # families are different draws

@@ -18,7 +18,7 @@ import torch
 from lit_clip.datamodules.checks import require_one_batch
 from lit_clip.datamodules.images import BadSamplePolicy, check_policy
 from lit_clip.datamodules.loaders import stateful_loader
-from lit_clip.datamodules.shapesworld.clips import MOTIONS, ShapesWorldClips
+from lit_clip.datamodules.shapesworld.clips import MOTIONS, Clip, ShapesWorldClips
 from lit_clip.datamodules.video import ClipReader, collate_videos, sample_frames, video_prediction_loaders, video_transform
 from torch.utils.data import DataLoader, Dataset
 
@@ -57,7 +57,9 @@ class ShapesClipDataset(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> dict:
-        clip = self.clips.clip(self.split, index, self.allowed)
+        return self._sample(self.clips.clip(self.split, index, self.allowed), index)
+
+    def _sample(self, clip: Clip, index: int) -> dict:
         sample = {
             "video": torch.stack([to_normalized_tensor(clip.frames[k]) for k in self.frame_indices]),
             "caption": clip.caption,
@@ -67,6 +69,19 @@ class ShapesClipDataset(Dataset):
         if self.context_length is not None:
             sample["text"] = caption_entries(clip.caption, self.context_length)["text"]
         return sample
+
+
+class ShapesClipFamilies(ShapesClipDataset):
+    """Motion families: item ``f`` is the list of the samples of draw ``f`` shown with every motion in turn (the same
+    object, background and middle-frame pose wherever the motion allows; see ``ShapesWorldClips.clip``'s ``motion``)."""
+
+    def __getitem__(self, family: int) -> list[dict]:
+        return [self._sample(self.clips.clip(self.split, family, motion=motion), family) for motion in MOTIONS]
+
+
+def collate_families(families: list[list[dict]]) -> dict:
+    """One batch of every clip of the families."""
+    return collate_videos([sample for family in families for sample in family])
 
 
 class ShapesWorldVideo(L.LightningDataModule):
@@ -89,6 +104,7 @@ class ShapesWorldVideo(L.LightningDataModule):
         held_out: Sequence[str] = (),
         seed: int = 0,
         train_samples: int = 8192,
+        motion_families: bool = False,
         val_samples: int = 256,
         test_samples: int = 512,
         context_length: int = 32,
@@ -111,6 +127,10 @@ class ShapesWorldVideo(L.LightningDataModule):
                 test add a loader of these only (metrics prefixed "heldout_").
             seed: the world's seed; clip ``i`` of a split is the same for a given seed.
             train_samples: clips per training epoch.
+            motion_families: train on batches of motion families: one draw of an object shown with each of the 7
+                motions (mirrored motions then share their middle frame), ``batch_size`` families a batch (7 x as
+                many clips). Their clips differ only in motion: the hard negatives that make a contrastive model learn
+                motion, which in batches of random clips colour and shape alone tell apart.
             val_samples, test_samples: clips of each validation / test loader.
             context_length: token length of the captions; at most the model's context length.
             batch_size: per process.
@@ -161,8 +181,14 @@ class ShapesWorldVideo(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         h = self.hparams
-        require_one_batch(h.train_samples, h.batch_size, self.trainer, "training clips (train_samples)")
-        return self._loader(self._dataset("train", h.train_samples), shuffle=True)
+        if not h.motion_families:
+            require_one_batch(h.train_samples, h.batch_size, self.trainer, "training clips (train_samples)")
+            return self._loader(self._dataset("train", h.train_samples), shuffle=True)
+        families = h.train_samples // len(MOTIONS)
+        require_one_batch(families, h.batch_size, self.trainer, "motion families (train_samples / 7)")
+        context_length = h.context_length if h.task == "retrieval" else None
+        dataset = ShapesClipFamilies(self.clips, "train", families, self.frame_indices, context_length)
+        return stateful_loader(dataset, h.batch_size, h.num_workers, True, collate_fn=collate_families)
 
     def val_dataloader(self) -> list[DataLoader]:
         return self._evaluation_loaders("val", self.hparams.val_samples)
