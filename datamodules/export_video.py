@@ -2,8 +2,9 @@
 
 The files exercise the real parsers and the video decoding of :mod:`lit_clip.datamodules.video_recognition`
 (Kinetics' csv files and downloader names, UCF101's and HMDB51's archives and split files, ActionCLIP's frame
-lists) and of :mod:`lit_clip.datamodules.video_retrieval` (MSR-VTT's files as CLIP4Clip reads them) in tests and
-demos, without downloading anything. Class names are the motions of
+lists) and of :mod:`lit_clip.datamodules.video_retrieval` (MSR-VTT's, MSVD's and DiDeMo's files as CLIP4Clip reads them)
+and :mod:`lit_clip.datamodules.timed_captions` (HowTo100M's timed captions with per-second features, as VideoCLIP
+reads them) in tests and demos, without downloading anything. Class names are the motions of
 :data:`~lit_clip.datamodules.shapesworld.clips.MOTIONS` ("moving left"), written as each data set writes its names
 ("MovingLeft" in UCF101, "moving_left" in HMDB51). The recognition exporters return the written ``(video path,
 label)`` pairs, labels numbered as the data module numbers them, in the order of the split files.
@@ -20,13 +21,16 @@ import base64
 import csv
 import hashlib
 import json
+import math
+import pickle
+import re
 from fractions import Fraction
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import av
 import numpy as np
-from lit_clip.datamodules.shapesworld.clips import MOTIONS, ShapesWorldClips
+from lit_clip.datamodules.shapesworld.clips import MOTIONS, Clip, ShapesWorldClips
 from PIL import Image
 
 Exported = dict[str, list[tuple[Path, int]]]
@@ -318,6 +322,18 @@ def _mkdir(folder: Path) -> Path:
 _EXTRA_CAPTIONS = ("a video of {objects} {motion}.", "{objects}: {motion}.", "a short clip showing {objects} {motion}.")
 
 
+def _check_captions_per_video(count: int) -> None:
+    if not 1 <= count <= 1 + len(_EXTRA_CAPTIONS):
+        raise ValueError(f"captions_per_video must be 1..{1 + len(_EXTRA_CAPTIONS)}, got {count}")
+
+
+def _clip_captions(clip: Clip, count: int) -> list[str]:
+    """The clip's own caption, then captions naming its objects and motion (``_EXTRA_CAPTIONS``): ``count`` of them."""
+    objects = " and ".join(f"a {obj.name}" for obj in clip.objects)
+    extra = [template.format(objects=objects, motion=clip.motion_name) for template in _EXTRA_CAPTIONS]
+    return [clip.caption, *extra][:count]
+
+
 def export_msrvtt(
     root: str | Path,
     train_videos: int,
@@ -345,8 +361,7 @@ def export_msrvtt(
         videos_dir: the video folder under ``root`` (``MSRVTT_Videos``, as CLIP4Clip's scripts and
             :class:`~lit_clip.datamodules.video_retrieval.MSRVTT` call it).
     """
-    if not 1 <= captions_per_video <= 1 + len(_EXTRA_CAPTIONS):
-        raise ValueError(f"captions_per_video must be 1..{1 + len(_EXTRA_CAPTIONS)}, got {captions_per_video}")
+    _check_captions_per_video(captions_per_video)
     root, clips = Path(root), clips or ShapesWorldClips()
     videos, sentences, exported = [], [], {"train": [], "test": []}
     for split, count in (("train", train_videos), ("test", test_videos)):
@@ -356,9 +371,7 @@ def export_msrvtt(
             clip = clips.clip(split, i)
             path = root / videos_dir / f"{video_id}.mp4"
             write_video(path, clip.frames, clips.frames_per_second, codec)
-            objects = " and ".join(f"a {obj.name}" for obj in clip.objects)
-            extra = [template.format(objects=objects, motion=clip.motion_name) for template in _EXTRA_CAPTIONS]
-            captions = [clip.caption, *extra][:captions_per_video]
+            captions = _clip_captions(clip, captions_per_video)
             videos.append({
                 "category": clip.motion, "url": f"https://www.youtube.com/watch?v={youtube_id(split, i)}",
                 "video_id": video_id, "start time": 0.0, "end time": clips.duration, "split": split, "id": number,
@@ -381,13 +394,187 @@ def export_msrvtt(
     return exported
 
 
+# -- MSVD ---------------------------------------------------------------------------------------
+
+
+def export_msvd(
+    root: str | Path,
+    videos: Mapping[str, int],
+    captions_per_video: int = 2,
+    clips: ShapesWorldClips | None = None,
+    codec: str = "lossless",
+    videos_dir: str = "MSVD_Videos",
+) -> ExportedCaptions:
+    """MSVD's files as CLIP4Clip reads them (collaborative-experts'): ``root/raw-captions.pkl`` (a pickled dict of
+    video id -> captions, each a list of lower-case words without punctuation), ``root/<split>_list.txt`` (the
+    split's video ids, one a line) and ``root/<videos_dir>/<id>.avi``. Ids are MSVD's ``<youtube id>_<start>_<end>``;
+    video ``i`` of a split shows ``clips.clip(split, i)``, its captions those of :func:`export_msrvtt`.
+
+    Returns ``{split: [(video, captions)]}``, each caption as the data module reads it (its words joined by spaces).
+
+    Args:
+        root: output folder.
+        videos: videos of each split written, e.g. ``{"train": 4, "val": 2, "test": 2}``.
+        captions_per_video: captions of every video (1 to 4; MSVD has about 40).
+        clips, codec: as :func:`export_msrvtt`'s (``.avi`` files).
+        videos_dir: the video folder under ``root`` (``MSVD_Videos``, as CLIP4Clip's scripts call it).
+    """
+    _check_captions_per_video(captions_per_video)
+    root, clips = Path(root), clips or ShapesWorldClips()
+    captions: dict[str, list[list[str]]] = {}
+    exported: ExportedCaptions = {split: [] for split in videos}
+    for split, count in videos.items():
+        ids = []
+        for i in range(count):
+            start = 5 * i % 120
+            video_id = f"{youtube_id(split, i)}_{start}_{start + 10}"
+            clip = clips.clip(split, i)
+            path = root / videos_dir / f"{video_id}.avi"
+            write_video(path, clip.frames, clips.frames_per_second, codec)
+            captions[video_id] = [_words(caption) for caption in _clip_captions(clip, captions_per_video)]
+            exported[split].append((path, [" ".join(words) for words in captions[video_id]]))
+            ids.append(video_id)
+        _write_lines(root / f"{split}_list.txt", ids)
+    with open(root / "raw-captions.pkl", "wb") as file:
+        pickle.dump(captions, file)
+    return exported
+
+
+def _words(caption: str) -> list[str]:
+    """A caption as MSVD's ``raw-captions.pkl`` holds it: its lower-case words, punctuation left out."""
+    return re.findall(r"[a-z0-9']+", caption.lower())
+
+
+# -- DiDeMo -------------------------------------------------------------------------------------
+
+# DiDeMo's moments are marked in 5-second segments, by 4 annotators each.
+_DIDEMO_SEGMENT_SECONDS, _DIDEMO_ANNOTATORS = 5.0, 4
+
+
+def flickr_name(split: str, index: int) -> str:
+    """A Flickr-like video file name (``<user>@N0<k>_<photo>_<secret>.mp4``, DiDeMo's) for video ``index`` of
+    ``split``, fixed per pair."""
+    digest = hashlib.sha1(f"didemo/{split}/{index}".encode()).hexdigest()
+    user, photo = int(digest[:8], 16) % 10**8, int(digest[8:18], 16) % 10**10
+    return f"{user}@N0{int(digest[18], 16) % 10}_{photo}_{digest[19:29]}.mp4"
+
+
+def export_didemo(
+    root: str | Path,
+    videos: Mapping[str, int],
+    segments: int = 3,
+    clips: ShapesWorldClips | None = None,
+    codec: str = "lossless",
+    videos_dir: str = "DiDeMo_Videos",
+) -> ExportedCaptions:
+    """DiDeMo's files as CLIP4Clip reads them: ``root/<split>_data.json`` (LocalizingMoments' list of moments:
+    annotation_id, description, video, times (each annotator's ``[first, last]`` 5-second segment), download_link,
+    num_segments), ``root/<split>_list.txt`` (the split's video file names, one a line) and
+    ``root/<videos_dir>/<video>`` (:func:`flickr_name`). Video ``i`` of a split is ``clips.long_video(split, i,
+    segments)``; each of its segments is a moment, described by the segment's caption.
+
+    Returns ``{split: [(video, [its paragraph])]}``: the descriptions joined by spaces, as the data module reads them.
+
+    Args:
+        root: output folder.
+        videos: videos of each split written, e.g. ``{"train": 4, "val": 2, "test": 2}``.
+        segments: clips (moments) of every video.
+        clips, codec: as :func:`export_msrvtt`'s (``.mp4`` files).
+        videos_dir: the video folder under ``root`` (``DiDeMo_Videos``, as CLIP4Clip's scripts call it).
+    """
+    root, clips = Path(root), clips or ShapesWorldClips()
+    exported: ExportedCaptions = {split: [] for split in videos}
+    for split, count in videos.items():
+        moments, names = [], []
+        for i in range(count):
+            name, video = flickr_name(split, i), clips.long_video(split, i, segments)
+            path = root / videos_dir / name
+            write_video(path, video.frames, video.frames_per_second, codec)
+            user, photo = name.split("_")[:2]
+            duration = len(video.frames) / video.frames_per_second
+            for caption, (start, end) in zip(video.captions, video.spans):
+                first = int(start // _DIDEMO_SEGMENT_SECONDS)
+                last = max(first, math.ceil(end / _DIDEMO_SEGMENT_SECONDS) - 1)
+                moments.append({
+                    "annotation_id": len(moments), "description": caption, "video": name,
+                    "times": [[first, last]] * _DIDEMO_ANNOTATORS,
+                    "download_link": f"https://www.flickr.com/videos/{user}/{photo}",
+                    "num_segments": math.ceil(duration / _DIDEMO_SEGMENT_SECONDS),
+                })  # fmt: skip
+            names.append(name)
+            exported[split].append((path, [" ".join(video.captions)]))
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / f"{split}_data.json", "w") as file:
+            json.dump(moments, file)
+        _write_lines(root / f"{split}_list.txt", names)
+    return exported
+
+
+# -- HowTo100M-style timed captions -------------------------------------------------------------
+
+
+def export_timed_captions(
+    root: str | Path,
+    videos: Mapping[str, int],
+    segments: int = 3,
+    feature_dim: int = 512,
+    clips: ShapesWorldClips | None = None,
+    seed: int = 0,
+    features_dir: str = "s3d",
+) -> ExportedCaptions:
+    """HowTo100M's files as VideoCLIP (MMPT) reads them: ``root/caption.json`` (``{video id: {"start": [...], "end":
+    [...], "text": [...]}}``, in seconds), ``root/<features_dir>/<video id>.npy`` (float32 ``[seconds,
+    feature_dim]``, one feature a second: S3D's place) and ``root/<split>_list.txt`` (the split's video ids, one a
+    line: MMPT's ``.lst``). Video ``i`` of a split (id :func:`youtube_id`) is ``clips.long_video(split, i,
+    segments)``, each segment's caption timed over its seconds. Its feature of second ``s`` is a fixed random
+    projection (drawn from ``seed``) of the pixels of its frame at ``s + 0.5`` seconds (the frame
+    ``TimedCaptions`` reads from a video file), so the features are a function of the frames.
+
+    Returns ``{split: [(features file, captions)]}``.
+
+    Args:
+        root: output folder.
+        videos: videos of each split written, e.g. ``{"train": 4, "val": 2}``.
+        segments: clips (captions) of every video.
+        feature_dim: the features' width (512: S3D's, the VideoCLIP configs' ``feature_dim``).
+        clips: the clip generator (by default ``ShapesWorldClips()``).
+        seed: the projection's.
+        features_dir: the features folder under ``root``.
+    """
+    root, clips = Path(root), clips or ShapesWorldClips()
+    pixels = 3 * clips.image_size**2
+    projection = np.random.default_rng(seed).standard_normal((pixels, feature_dim)) / math.sqrt(pixels)
+    captions: dict[str, dict[str, list]] = {}
+    exported: ExportedCaptions = {split: [] for split in videos}
+    for split, count in videos.items():
+        ids = []
+        for i in range(count):
+            video_id, video = youtube_id(split, i), clips.long_video(split, i, segments)
+            fps = video.frames_per_second
+            seconds = math.ceil(len(video.frames) / fps)
+            frames = [video.frames[min(int((s + 0.5) * fps), len(video.frames) - 1)] for s in range(seconds)]
+            pixels_per_second = np.stack([np.asarray(frame, dtype=np.float64).reshape(-1) / 255 for frame in frames])
+            features = pixels_per_second @ projection
+            path = _mkdir(root / features_dir) / f"{video_id}.npy"
+            np.save(path, features.astype(np.float32))
+            starts, ends = zip(*video.spans)
+            captions[video_id] = {"start": list(starts), "end": list(ends), "text": list(video.captions)}
+            exported[split].append((path, list(video.captions)))
+            ids.append(video_id)
+        _write_lines(root / f"{split}_list.txt", ids)
+    with open(root / "caption.json", "w") as file:
+        json.dump(captions, file)
+    return exported
+
+
 def main(args: list[str] | None = None) -> None:
     """``python -m lit_clip.datamodules.export_video LAYOUT ROOT``: ShapesWorld clips on disk, to try a real-data
     video config."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("layout", choices=["kinetics", "ucf101", "hmdb51", "actionclip-lists", "msrvtt"])
+    layouts = ["kinetics", "ucf101", "hmdb51", "actionclip-lists", "msrvtt", "msvd", "didemo", "timed-captions"]
+    parser.add_argument("layout", choices=layouts)
     parser.add_argument("root", type=Path)
     parser.add_argument("--train", type=int, default=20, help="training videos (per class for recognition)")
     parser.add_argument("--test", type=int, default=10, help="evaluation videos (per class for recognition)")
@@ -404,8 +591,16 @@ def main(args: list[str] | None = None) -> None:
         export_hmdb51(options.root, options.train + options.test, clips, codec=options.codec)
     elif options.layout == "actionclip-lists":
         export_actionclip_lists(options.root, {"train": options.train, "val": options.test}, clips)
-    else:
+    elif options.layout == "msrvtt":
         export_msrvtt(options.root, options.train, options.test, clips=clips, codec=options.codec)
+    else:  # MSVD's, DiDeMo's and the timed captions' val and test: --test videos each
+        splits = {"train": options.train, "val": options.test, "test": options.test}
+        if options.layout == "msvd":
+            export_msvd(options.root, splits, clips=clips, codec=options.codec)
+        elif options.layout == "didemo":
+            export_didemo(options.root, splits, clips=clips, codec=options.codec)
+        else:
+            export_timed_captions(options.root, splits, clips=clips)
     print(f"wrote ShapesWorld clips in the {options.layout} layout under {options.root}")
 
 

@@ -32,18 +32,31 @@ from lit_clip.datamodules.export import (
     export_voc_segmentation,
     export_webdataset,
 )
+from lit_clip.datamodules.export_video import (
+    export_didemo,
+    export_hmdb51,
+    export_kinetics,
+    export_msrvtt,
+    export_msvd,
+    export_timed_captions,
+    export_ucf101,
+)
 from lit_clip.datamodules.shapesworld import ShapesWorld
+from lit_clip.datamodules.shapesworld.clips import ShapesWorldClips
 from lit_clip.datamodules.shapesworld.segmentation import held_out_compositions
 from lit_clip.datamodules.shapesworld.world import COLORS, SHAPES
 
 from lit_clip.cli import main
 from lit_clip.models import create_model
+from lit_clip.models.language import word_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 BASE = CONFIGS / "clip" / "shapes.yaml"
 PRESETS = sorted((CONFIGS / "presets").glob("*.yaml"))
 METHOD_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "presets")
+VIDEO_DATA = ("MSRVTT", "MSVD", "DiDeMo", "Kinetics400", "UCF101", "HMDB51")
+FEATURE_DIM = 16  # the width of the exported per-second features (S3D's 512)
 
 
 def lit_clip(*args, cwd, module=False):
@@ -172,6 +185,31 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
     elif data_class == "AudioClips":
         export_audio_clips_csv(data, {"train": 4, "val": 2}, sample_rate=8000, duration=0.5)
         arguments += [f"--data.init_args.train_csv={data / 'train.csv'}", f"--data.init_args.val_csv={data / 'val.csv'}"]
+    elif data_class in ("MSRVTT", "MSVD", "DiDeMo"):  # 2-second clips: 2 frames at 1 fps (DiDeMo's: 3 clips, 6)
+        clips = ShapesWorldClips(image_size=32)
+        if data_class == "MSRVTT":
+            export_msrvtt(data, train_videos=2, test_videos=2, clips=clips)
+        else:
+            export = export_msvd if data_class == "MSVD" else export_didemo
+            export(data, {"train": 2, "val": 2, "test": 2}, clips=clips)
+        arguments.append(f"--data.init_args.root={data}")
+    elif data_class in ("Kinetics400", "UCF101", "HMDB51"):  # 2 classes, 2 training videos (HMDB51: 4)
+        clips, motions = ShapesWorldClips(image_size=32), ("moving left", "moving right")
+        if data_class == "Kinetics400":
+            export_kinetics(data, {"train": 1, "val": 1}, clips, motions)
+        elif data_class == "UCF101":  # split 1 tests on group 1, trains on group 8
+            export_ucf101(data, groups=(1, 8), clips=clips, motions=motions)
+        else:
+            export_hmdb51(data, clips=clips, motions=motions)
+        arguments.append(f"--data.init_args.root={data}")
+    elif data_class == "TimedCaptions":  # per-second features of 6-second videos; the lists the config names
+        export_timed_captions(data, {"train": 2, "val": 2, "test": 2}, feature_dim=FEATURE_DIM,
+                              clips=ShapesWorldClips(image_size=32))  # fmt: skip
+        arguments.append(f"--data.init_args.captions={data / 'caption.json'}")
+        arguments.append(f"--data.init_args.features_dir={data / 's3d'}")
+        for split in ("train", "val", "test"):
+            if needs(parsed["data"], f"{split}_list"):
+                arguments.append(f"--data.init_args.{split}_list={data / f'{split}_list.txt'}")
     if model_class == "LinearProbe" and data_class == "ShapesWorldClassification":  # a short C sweep: 1 min less
         arguments += ["--data.init_args.train_per_class=2", "--data.init_args.val_per_class=1"]
         arguments.append("--model.init_args.max_iter=100")
@@ -185,9 +223,23 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
         arguments += ["--data.init_args.sample_rate=8000", "--data.init_args.duration=0.5"]
     elif data_class.endswith(kinds) and not data_class.startswith("ShapesWorld"):
         arguments += ["--data.init_args.num_workers=0", "--data.init_args.batch_size=2"]
+    elif data_class in VIDEO_DATA:
+        arguments += ["--data.init_args.num_workers=0", "--data.init_args.image_size=32"]
+        arguments += ["--data.init_args.batch_size=2", "--data.init_args.eval_batch_size=2"]
+    elif data_class == "TimedCaptions":
+        arguments += ["--data.init_args.num_workers=0", "--data.init_args.context_length=16"]
+        arguments += ["--data.init_args.videos_per_batch=2", "--data.init_args.clips_per_video=2"]
+        arguments.append("--data.init_args.eval_batch_size=4")
+    elif data_class == "ShapesWorldTimedCaptions":  # 4 long videos: retrieval-augmented batches embed them all
+        arguments += ["--data.init_args.image_size=32", "--data.init_args.context_length=16"]
+        arguments += ["--data.init_args.train_videos=4", "--data.init_args.videos_per_batch=2"]
+        arguments.append("--data.init_args.eval_batch_size=4")
+    elif data_class == "ShapesWorldVideo":
+        arguments += ["--data.init_args.image_size=32", "--data.init_args.context_length=16"]
+        arguments.append("--data.init_args.batch_size=4")
     elif not data_class.startswith("ShapesWorld"):
         arguments += ["--data.init_args.num_workers=0", "--data.init_args.image_size=32", "--data.init_args.batch_size=8"]
-    if data_class in ("CocoCaptions", "CsvPairs", "WebDatasetPairs"):
+    if data_class in ("CocoCaptions", "CsvPairs", "WebDatasetPairs", "MSRVTT", "MSVD", "DiDeMo"):
         arguments.append("--data.init_args.context_length=16")  # the tiny checkpoint's context
     # The stand-in CLIP has 2 layers and a 16-token context: fewer prompt layers and context vectors.
     model = init_parameters(parsed["model"])
@@ -197,6 +249,21 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
         arguments.append("--model.init_args.n_ctx=4")
     if "augment_epochs" in model:
         arguments.append("--model.init_args.augment_epochs=1")
+    if "cross_num_hidden_layers" in model:  # CLIP4Clip's temporal transformer: the CLIP's first text layers
+        arguments.append("--model.init_args.cross_num_hidden_layers=2")
+    if model_class == "VideoCLIP":
+        arguments.append("--model.init_args.video_layers=1")
+        if parsed["model"]["init_args"].get("text_encoder") == "bert":
+            # A tiny random BERT in place of bert-base-uncased, over a tokenizer saved offline (ShapesWorld's names
+            # whole, any other word spelt in pieces), on the exported features.
+            tokenizer = word_tokenizer([*COLORS, *SHAPES])
+            tokenizer.save_pretrained(tmp_path / "bert")
+            bert = {"vocab_size": len(tokenizer), "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                    "intermediate_size": 64}  # fmt: skip
+            arguments += [
+                "--model.init_args.pretrained_text=null", f"--model.init_args.bert_config={json.dumps(bert)}",
+                f"--model.init_args.feature_dim={FEATURE_DIM}", f"--data.init_args.tokenizer={tmp_path / 'bert'}",
+            ]  # fmt: skip
     if model_class == "ViLD":
         # A micro detector from scratch. ViLD-text: the distilling variants need a region cache built by a trained
         # detector (tests/test_vild.py runs that chain).

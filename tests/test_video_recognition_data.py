@@ -1,10 +1,13 @@
 """Action recognition data read from disk: Kinetics' csv files and downloader names, UCF101's and HMDB51's official
-split files, ActionCLIP's frame lists (and MSR-VTT's files for retrieval), all written by the ShapesWorld exporters
-in the real formats and read back by the real parsers and PyAV.
+split files, ActionCLIP's frame lists (and MSR-VTT's, MSVD's and DiDeMo's files for retrieval, HowTo100M's timed
+captions with per-second features for VideoCLIP), all written by the ShapesWorld exporters in the real formats and
+read back by the real parsers and PyAV.
 
 Clips are 32 x 32 pixels and 8 frames, so every video is written and decoded in milliseconds.
 """
 import csv
+import json
+import pickle
 import re
 
 import numpy as np
@@ -12,9 +15,12 @@ import pytest
 import torch
 from lit_clip.datamodules.export_video import (
     export_actionclip_lists,
+    export_didemo,
     export_hmdb51,
     export_kinetics,
     export_msrvtt,
+    export_msvd,
+    export_timed_captions,
     export_ucf101,
     write_video,
 )
@@ -314,3 +320,64 @@ def test_msrvtt_export_is_read_by_the_retrieval_data_module(tmp_path, clips):
     assert sorted(data.videos("train")) == sorted(exported["train"])
     assert data.videos("test") == exported["test"]
     np.testing.assert_array_equal(read_video(exported["test"][1][0]).numpy(), frames_of(clips.clip("test", 1)))
+
+
+# -- MSVD, DiDeMo ---------------------------------------------------------------------------------
+
+
+def test_msvd_export_is_read_by_the_retrieval_data_module(tmp_path, clips):
+    from lit_clip.datamodules.video_retrieval import MSVD
+
+    exported = export_msvd(tmp_path, {"train": 2, "val": 1, "test": 2}, captions_per_video=2, clips=clips)
+    data = MSVD(tmp_path, num_frames=4, image_size=SIZE, batch_size=2, eval_batch_size=2, num_workers=0)
+    for split in ("train", "val", "test"):
+        assert data.videos(split) == exported[split]
+    with open(tmp_path / "raw-captions.pkl", "rb") as file:
+        captions = pickle.load(file)
+    [(path, (first, _))] = exported["val"]
+    caption = clips.clip("val", 0).caption  # "in this video, the red circle moves left."
+    assert captions[path.stem][0] == caption.replace(",", "").rstrip(".").split() == first.split()  # words, read joined
+    assert re.fullmatch(r"[A-Za-z0-9_-]{11}_\d+_\d+", path.stem)  # MSVD's <youtube id>_<start>_<end>
+    np.testing.assert_array_equal(read_video(exported["test"][1][0]).numpy(), frames_of(clips.clip("test", 1)))
+
+
+def test_didemo_export_is_read_by_the_retrieval_data_module(tmp_path, clips):
+    from lit_clip.datamodules.video_retrieval import DiDeMo
+
+    exported = export_didemo(tmp_path, {"train": 2, "test": 1}, segments=2, clips=clips)
+    data = DiDeMo(tmp_path, num_frames=4, image_size=SIZE, batch_size=2, eval_batch_size=2, num_workers=0)
+    assert data.videos("train") == exported["train"] and data.videos("test") == exported["test"]
+    video = clips.long_video("test", 0, 2)
+    [(path, [paragraph])] = exported["test"]
+    assert paragraph == " ".join(video.captions)
+    moments = json.loads((tmp_path / "test_data.json").read_text())
+    assert [moment["description"] for moment in moments] == video.captions
+    assert all(moment["video"] == path.name and moment["times"] == [[0, 0]] * 4 for moment in moments)  # 0-4 s
+    np.testing.assert_array_equal(read_video(path).numpy(), np.stack([np.asarray(f) for f in video.frames]))
+
+
+# -- timed captions -------------------------------------------------------------------------------
+
+
+def test_timed_captions_export_is_read_by_the_timed_captions_data_module(tmp_path, clips):
+    from lit_clip.datamodules.timed_captions import TimedCaptions
+
+    exported = export_timed_captions(tmp_path, {"train": 2, "val": 1}, segments=2, feature_dim=8, clips=clips)
+    data = TimedCaptions(
+        str(tmp_path / "caption.json"), features_dir=str(tmp_path / "s3d"), train_list=str(tmp_path / "train_list.txt"),
+        val_list=str(tmp_path / "val_list.txt"), tokenizer="clip", context_length=16, num_workers=0,
+    )  # fmt: skip
+    for split in ("train", "val"):
+        assert data.video_ids[split] == [path.stem for path, _ in exported[split]]
+        assert [list(data.captions[v].texts) for v in data.video_ids[split]] == [c for _, c in exported[split]]
+    video = clips.long_video("val", 0, 2)
+    text = data.captions[data.video_ids["val"][0]]
+    assert list(zip(text.starts, text.ends)) == video.spans == [(0.0, 2.0), (2.0, 4.0)]
+    features = np.load(exported["val"][0][0])
+    assert features.dtype == np.float32 and features.shape == (4, 8)  # 2 clips of 2 s, a feature a second
+    assert len({row.tobytes() for row in features}) == 4  # each second's frame its own feature
+    again = export_timed_captions(tmp_path / "again", {"val": 1}, segments=2, feature_dim=8, clips=clips)
+    np.testing.assert_array_equal(np.load(again["val"][0][0]), features)
+    batch = next(iter(data.val_dataloader()[0]))  # each caption with its own seconds' features
+    assert batch["caption"] == video.captions
+    torch.testing.assert_close(batch["features"][1], torch.from_numpy(features[2:]))
