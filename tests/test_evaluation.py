@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from lit_clip.datamodules import ShapesWorldCaptions
 
 import lit_clip
-from lit_clip.metrics import retrieval_recall
+from lit_clip.metrics import retrieval_ranks, retrieval_recall
 from lit_clip.optim import warmup_cosine_schedule, weight_decay_groups
 
 
@@ -167,3 +167,11 @@ def test_lit_pretraining_optimises_only_the_unlocked_parameters():
     names = {n for n, p in module.model.named_parameters() if id(p) in optimised}
     assert {n for n in names if n.startswith("visual.")} == {"visual.proj"}  # the last group: the projection
     assert "token_embedding.weight" in names and "logit_scale" in names
+
+
+def test_retrieval_ranks_by_hand_with_ties_against_the_query():
+    similarity = torch.tensor([[0.9, 0.5, 0.1, 0.3], [0.2, 0.2, 0.8, 0.1], [0.1, 0.4, 0.3, 0.2], [0.5, 0.6, 0.7, 0.9]])
+    # right items 0, 1, 2, 3 rank 1; 3 (0.2 ties 0.2, and 0.8 above it); 2 (0.4 above); 1
+    metrics = retrieval_ranks(similarity, torch.arange(4), ks=(1, 2))
+    assert metrics["R@1"] == 0.5 and metrics["R@2"] == 0.75
+    assert metrics["MdR"] == 1.5 and metrics["MnR"] == (1 + 3 + 2 + 1) / 4

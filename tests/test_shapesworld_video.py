@@ -207,7 +207,7 @@ def test_retrieval_batches():
     assert batch["text"].shape == (4, 16) and batch["text"].dtype == torch.long
     assert batch["label"].dtype == torch.long and len(batch["caption"]) == 4
     loaders = data.val_dataloader()
-    assert len(loaders) == 1 and [s.name for s in data.evaluation_sets("validate")] == [""]
+    assert len(loaders) == 2 and [s.name for s in data.evaluation_sets("validate")] == ["", "motions"]
     batch = next(iter(loaders[0]))
     assert batch["index"].tolist() == [0, 1, 2, 3]
     # Frames 1, 3, 5, 7 of the clip (segment centres), normalised as CLIP images.
@@ -222,9 +222,9 @@ def test_recognition_one_frame_is_the_middle_frame_and_held_out_loader():
         task="recognition", image_size=32, num_frames=1, held_out=HELD_OUT, batch_size=8, test_samples=8
     )
     assert data.classnames == list(MOTIONS) and all("{}" in t for t in data.templates)
-    assert [s.name for s in data.evaluation_sets("test")] == ["", "heldout"]
+    assert [s.name for s in data.evaluation_sets("test")] == ["", "heldout", "motions"]
     assert all(s.classnames == tuple(MOTIONS) for s in data.evaluation_sets("test"))
-    split_loader, held_out_loader = data.test_dataloader()
+    split_loader, held_out_loader, _ = data.test_dataloader()
     batch = next(iter(split_loader))
     assert batch["video"].shape == (8, 1, 3, 32, 32) and "text" not in batch
     for b in range(8):
@@ -249,3 +249,17 @@ def test_motion_families_batch_one_draw_in_every_motion_mirrored_ones_sharing_th
         assert torch.equal(left, right) and torch.equal(up, down) and torch.equal(grow, shrink)
         assert not torch.equal(family[0], family[1])  # the clips differ
     assert not torch.equal(batch["video"][0], batch["video"][n])  # families are different draws
+
+
+def test_the_motions_evaluation_set_holds_whole_families_with_distinct_indices():
+    data = ShapesWorldVideo(image_size=32, num_frames=2, batch_size=14, val_samples=28, context_length=16)
+    families = data.val_dataloader()[-1]
+    batches = list(families)
+    n = len(MOTIONS)
+    assert [b["video"].shape[0] for b in batches] == [2 * n, 2 * n]  # 14 clips a batch, as the other loaders
+    labels = torch.cat([b["label"] for b in batches])
+    assert labels.tolist() == list(range(n)) * 4
+    assert torch.cat([b["index"] for b in batches]).tolist() == list(range(4 * n))  # each clip counted once
+    first = batches[0]
+    assert torch.equal(first["video"][0], torch.stack([to_normalized_tensor(f) for f in
+                                                       [data.clips.clip("val", 0, motion=0).frames[k] for k in (2, 6)]]))

@@ -76,7 +76,10 @@ class ShapesClipFamilies(ShapesClipDataset):
     object, background and middle-frame pose wherever the motion allows; see ``ShapesWorldClips.clip``'s ``motion``)."""
 
     def __getitem__(self, family: int) -> list[dict]:
-        return [self._sample(self.clips.clip(self.split, family, motion=motion), family) for motion in MOTIONS]
+        return [
+            self._sample(self.clips.clip(self.split, family, motion=motion), family * len(MOTIONS) + k)
+            for k, motion in enumerate(MOTIONS)
+        ]
 
 
 def collate_families(families: list[list[dict]]) -> dict:
@@ -90,8 +93,10 @@ class ShapesWorldVideo(L.LightningDataModule):
     Batches are :class:`~lit_clip.batches.VideoBatch` es (``collate_videos``): ``video``, ``frame_mask``,
     ``caption``, ``label``, ``index``, and ``text`` (the captions' token ids) for retrieval. ``classnames``: the
     motions ("moving left"), ``templates``: prompts for them. Validation and test read the clips of their split;
-    with ``held_out``, a second loader of held-out compositions only, whose metrics ``evaluation_sets`` names
-    "heldout" (``test/heldout_top1``, ``val/heldout_t2v_R@1``).
+    with ``held_out``, a loader of held-out compositions only, whose metrics ``evaluation_sets`` names "heldout"
+    (``test/heldout_top1``, ``val/heldout_t2v_R@1``); last, a loader of motion families ("motions":
+    ``test/motions_t2v_R@1``): the same number of clips in families of one draw shown in every motion, where only
+    the motion tells a clip's caption from six others, and a mirrored motion's middle frame is the same.
     """
 
     def __init__(
@@ -133,7 +138,8 @@ class ShapesWorldVideo(L.LightningDataModule):
                 motion, which in batches of random clips colour and shape alone tell apart.
             val_samples, test_samples: clips of each validation / test loader.
             context_length: token length of the captions; at most the model's context length.
-            batch_size: per process.
+            batch_size: per process: clips, or families with ``motion_families`` (evaluation batches hold as many
+                clips).
             num_workers: DataLoader worker processes.
             predict_videos: ``lit-clip predict``'s videos: a folder (searched recursively), a file listing video
                 paths, or a video; each read as ``num_frames`` uniform frames (every frame of a clip of
@@ -162,21 +168,30 @@ class ShapesWorldVideo(L.LightningDataModule):
         sets = [EvaluationSet("", tuple(self.classnames))]
         if self.clips.held_out:
             sets.append(EvaluationSet("heldout", tuple(self.classnames)))
-        return sets
+        return [*sets, EvaluationSet("motions", tuple(self.classnames))]
+
+    @property
+    def _context_length(self) -> int | None:
+        return self.hparams.context_length if self.hparams.task == "retrieval" else None
 
     def _dataset(self, split: str, length: int, allowed: Sequence[str] | None = None) -> ShapesClipDataset:
-        h = self.hparams
-        context_length = h.context_length if h.task == "retrieval" else None
-        return ShapesClipDataset(self.clips, split, length, self.frame_indices, context_length, allowed)
+        return ShapesClipDataset(self.clips, split, length, self.frame_indices, self._context_length, allowed)
+
+    @property
+    def _batch_clips(self) -> int:
+        """Clips a batch holds: ``batch_size``, or ``batch_size`` families of 7 with ``motion_families``."""
+        return self.hparams.batch_size * (len(MOTIONS) if self.hparams.motion_families else 1)
 
     def _loader(self, dataset: Dataset, shuffle: bool = False) -> DataLoader:
-        h = self.hparams
-        return stateful_loader(dataset, h.batch_size, h.num_workers, shuffle, collate_fn=collate_videos)
+        return stateful_loader(dataset, self._batch_clips, self.hparams.num_workers, shuffle, collate_fn=collate_videos)
 
     def _evaluation_loaders(self, split: str, length: int) -> list[DataLoader]:
         loaders = [self._loader(self._dataset(split, length))]
         if self.clips.held_out:
             loaders.append(self._loader(self._dataset(split, length, self.clips.held_out)))
+        families = ShapesClipFamilies(self.clips, split, length // len(MOTIONS), self.frame_indices, self._context_length)
+        family_batch = max(1, self._batch_clips // len(MOTIONS))
+        loaders.append(stateful_loader(families, family_batch, self.hparams.num_workers, False, collate_fn=collate_families))
         return loaders
 
     def train_dataloader(self) -> DataLoader:
@@ -186,8 +201,7 @@ class ShapesWorldVideo(L.LightningDataModule):
             return self._loader(self._dataset("train", h.train_samples), shuffle=True)
         families = h.train_samples // len(MOTIONS)
         require_one_batch(families, h.batch_size, self.trainer, "motion families (train_samples / 7)")
-        context_length = h.context_length if h.task == "retrieval" else None
-        dataset = ShapesClipFamilies(self.clips, "train", families, self.frame_indices, context_length)
+        dataset = ShapesClipFamilies(self.clips, "train", families, self.frame_indices, self._context_length)
         return stateful_loader(dataset, h.batch_size, h.num_workers, True, collate_fn=collate_families)
 
     def val_dataloader(self) -> list[DataLoader]:

@@ -37,13 +37,15 @@ def retrieval_recall(
 def retrieval_ranks(similarity: Tensor, right_item: Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[str, Tensor]:
     """``{"R@K", "MdR", "MnR"}`` of queries against items (video retrieval's protocol, as CLIP4Clip's metrics.py).
 
-    ``similarity`` ``[queries, items]``; ``right_item[q]`` is query q's item. A query's rank is 1 + the number of
-    items scoring strictly higher than its own (ties count in the query's favour); ``MdR`` and ``MnR`` are the
-    median and mean of those 1-based ranks, ``R@K`` the fraction ranked within K.
+    ``similarity`` ``[queries, items]``; ``right_item[q]`` is query q's item. A query's rank is the number of items
+    scoring at least as high as its own: ties count against the query. (The official metrics.py counts them for it;
+    with real videos ties do not happen, but two ShapesWorld clips seen only through their identical middle frames
+    tie, and that would score as a hit.) ``MdR`` and ``MnR`` are the median and mean of those 1-based ranks, ``R@K``
+    the fraction ranked within K.
     """
     similarity = similarity.float()
     right = similarity.gather(1, right_item[:, None])
-    ranks = 1 + (similarity > right).sum(dim=1)
+    ranks = (similarity >= right).sum(dim=1)
     metrics = {f"R@{k}": (ranks <= k).float().mean() for k in ks}
     metrics["MdR"] = ranks.float().quantile(0.5)  # numpy's median (the mean of the middle two for an even count)
     metrics["MnR"] = ranks.float().mean()
