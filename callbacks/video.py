@@ -45,5 +45,6 @@ class VideoSamples(L.Callback):
             names = [columns[int(label)] for label in batch["label"]]
         writer.add_image("val/video_samples", drawing.frame_strips(clips, names, self.frame_px), step, dataformats="HWC")
         middle_frames = [clip[len(clip) // 2] for clip in clips]
-        figure = drawing.similarity_figure(middle_frames, columns, scores.float().cpu(), self.frame_px)
+        title = f"{type(pl_module).__name__}'s scores"  # scaled cosines, probabilities or dot products
+        figure = drawing.similarity_figure(middle_frames, columns, scores.float().cpu(), self.frame_px, title=title)
         writer.add_image("val/video_similarity", figure, step, dataformats="HWC")

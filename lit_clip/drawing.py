@@ -78,6 +78,7 @@ def similarity_figure(
     similarity: ArrayLike,
     thumb_px: int = 64,
     caption_px: int = 240,
+    title: str = "cosine similarity",
 ) -> np.ndarray:
     """The CLIP paper's zero-shot similarity figure: a row per caption (wrapped, at the left), a column per image
     (its thumbnail on top), every cell coloured by the cosine similarity and labelled with it, and a colour bar.
@@ -97,7 +98,7 @@ def similarity_figure(
     label_w = round(font.getlength("-0.00"))
     canvas = Image.new("RGB", (bar_x + BAR_PX + label_w + 2 * MARGIN, top + bar_h + MARGIN), "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((MARGIN, MARGIN), "cosine similarity", font=title_font, fill="black")
+    draw.text((MARGIN, MARGIN), title, font=title_font, fill="black")
     for j, image in enumerate(images):
         canvas.paste(_thumbnail(image, thumb_px), (left + j * cell_w + 2, MARGIN))
 

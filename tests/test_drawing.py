@@ -283,3 +283,26 @@ def test_detection_samples_logs_validation_and_test_detections_to_tensorboard(tm
         assert picture.shape[0] > 2 * (side + MARGIN)  # the batch's 2 images
         grid = picture[:, : MARGIN + 2 * (side + MARGIN)]
         assert count(grid, drawing.BASE_COLOUR) + count(grid, drawing.NOVEL_COLOUR) > 100  # boxes drawn
+
+
+def test_video_samples_logs_frame_strips_and_the_method_s_scores_to_tensorboard(tmp_path):
+    from lit_clip.callbacks import VideoSamples
+    from lit_clip.datamodules import ShapesWorldVideo
+    from lit_clip.methods import CLIP4Clip
+
+    data = ShapesWorldVideo(image_size=32, num_frames=3, batch_size=4, val_samples=8, context_length=16)
+    logger = TensorBoardLogger(tmp_path, name="run")
+    trainer = L.Trainer(
+        logger=logger, callbacks=[VideoSamples(num_samples=3, frame_px=40)],
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.validate(CLIP4Clip(architecture="ViT-Micro-8", sim_header="meanP"), data)
+    logger.experiment.flush()
+
+    events = EventAccumulator(logger.log_dir)
+    events.Reload()
+    assert {"val/video_samples", "val/video_similarity"} <= set(events.Tags()["images"])
+    strips = np.asarray(Image.open(io.BytesIO(events.Images("val/video_samples")[0].encoded_image_string)))
+    figure = np.asarray(Image.open(io.BytesIO(events.Images("val/video_similarity")[0].encoded_image_string)))
+    assert strips.shape[0] == MARGIN + 3 * (40 + MARGIN) and strips.shape[1] > 3 * (40 + 2)  # 3 clips of 3 frames
+    assert figure.shape[1] > 3 * 44  # a column per clip
