@@ -60,6 +60,16 @@ from lit_clip.models.transformer import VisionTransformer
 CLIP_ARCHITECTURE_KEY = "clip_architecture"
 CLIP_CONFIG_KEY = "clip_config"
 
+
+def record_clip_geometry(checkpoint: dict, model) -> None:
+    """Write into a Lightning checkpoint what its CLIP is (a registered family's architecture name, or its geometry
+    and activation), so that ``load_clip`` rebuilds a CLIP that came from ``pretrained`` weights rather than from
+    the ``architecture`` named in the hyper-parameters."""
+    if model.architecture is not None:
+        checkpoint[CLIP_ARCHITECTURE_KEY] = model.architecture
+    else:
+        checkpoint[CLIP_CONFIG_KEY] = dataclasses.asdict(model.config)
+
 # OpenAI's archives carry these as tensors next to the weights; they mark a file as OpenAI's.
 OPENAI_EXTRA_ENTRIES = ("input_resolution", "context_length", "vocab_size")
 # A path with one of these endings is a missing file, never a hub id.

@@ -378,3 +378,16 @@ def test_two_processes_report_what_one_reports(trainer):
     )
     assert {"val/t2v_R@1", "val/v2t_MnR"} <= one[0].keys()
     assert two == one
+
+
+def test_load_clip_reads_the_fine_tuned_clip_out_of_a_clip4clip_checkpoint(tmp_path, lit_clip_checkpoint):
+    from lit_clip.checkpoints import load_clip
+
+    module = CLIP4Clip(pretrained=str(lit_clip_checkpoint), sim_header="seqTransf", cross_num_hidden_layers=2)
+    with torch.no_grad():
+        module.model.visual.proj.add_(1.0)  # "fine-tuned"
+    checkpoint = {"state_dict": module.state_dict(), "pytorch-lightning_version": "2.5"}  # as Lightning writes it
+    module.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "clip4clip.ckpt")
+    clip = load_clip(str(tmp_path / "clip4clip.ckpt"))
+    torch.testing.assert_close(clip.visual.proj, module.model.visual.proj)

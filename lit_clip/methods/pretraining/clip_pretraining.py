@@ -15,7 +15,6 @@ and ``text_image_index``), so that under DDP every sample counts once.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from typing import Literal
@@ -26,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lit_clip.batches import ClassificationBatch, PairsBatch
-from lit_clip.checkpoints import CLIP_ARCHITECTURE_KEY, CLIP_CONFIG_KEY, load_clip
+from lit_clip.checkpoints import load_clip, record_clip_geometry
 from lit_clip.distributed import gather_unique
 from lit_clip.losses import ClipLoss, SigLipLoss
 from lit_clip.metrics import retrieval_recall
@@ -126,14 +125,8 @@ class CLIPPretraining(L.LightningModule):
         self._skipped_indices: list[torch.Tensor] = []
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A CLIP from `pretrained` is not the `architecture` named in the hyper-parameters: record what it is (its
-        # family's architecture name, or its geometry and activation), so that `load_clip` rebuilds it.
-        if self.hparams.pretrained is None:
-            return
-        if self.model.architecture is not None:  # a registered family's model, rebuilt by name
-            checkpoint[CLIP_ARCHITECTURE_KEY] = self.model.architecture
-        else:
-            checkpoint[CLIP_CONFIG_KEY] = dataclasses.asdict(self.model.config)
+        if self.hparams.pretrained is not None:  # not the `architecture` of the hyper-parameters
+            record_clip_geometry(checkpoint, self.model)
 
     # --- training ---------------------------------------------------------------------------------
     def loss_terms(self, batch: PairsBatch) -> dict[str, torch.Tensor]:

@@ -77,10 +77,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_clip.batches import EvaluationSet, VideoBatch
-from lit_clip.checkpoints import load_clip
+from lit_clip.checkpoints import load_clip, record_clip_geometry
 from lit_clip.distributed import gather_padded, gather_unique, is_distributed
 from lit_clip.methods.class_sets import EvaluatesPerClassSet
-from lit_clip.methods.pretraining.clip_pretraining import CLIPPretraining
 from lit_clip.methods.video.frames import encode_frames, masked_mean
 from lit_clip.metrics import TopKAccuracy
 from lit_clip.models import create_model
@@ -334,9 +333,9 @@ class ActionCLIP(EvaluatesPerClassSet):
         self._classes_step = -1
         self._skipped_indices: list[Tensor] = []
 
-    # The same record of the CLIP's geometry as CLIPPretraining's, so that `load_clip` reads the fine-tuned CLIP out of
-    # an ActionCLIP checkpoint.
-    on_save_checkpoint = CLIPPretraining.on_save_checkpoint
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.hparams.pretrained is not None:  # so that load_clip reads the fine-tuned CLIP out of the checkpoint
+            record_clip_geometry(checkpoint, self.model)
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -88,7 +88,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.optim.lr_scheduler import LambdaLR
 
 from lit_clip.batches import VideoBatch
-from lit_clip.checkpoints import load_clip
+from lit_clip.checkpoints import load_clip, record_clip_geometry
 from lit_clip.distributed import all_gather_rows, distributed_rank_and_size, gather_unique
 from lit_clip.losses import ClipLoss
 from lit_clip.methods.video.frames import encode_frames, masked_mean
@@ -433,6 +433,11 @@ class CLIP4Clip(L.LightningModule):
                 scores[:, clips] = self.cross(captions, video.features[clips, :length]).to(scores.dtype)
             rows.append(scores)
         return torch.cat(rows)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # So that load_clip reads the fine-tuned CLIP out of the checkpoint (not with the 3D patch: a 5-D conv1).
+        if self.hparams.pretrained is not None and self.hparams.linear_patch == "2d":
+            record_clip_geometry(checkpoint, self.model)
 
     # --- training -------------------------------------------------------------------------------------------
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
