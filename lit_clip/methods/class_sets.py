@@ -32,6 +32,16 @@ def evaluation_sets(datamodule: L.LightningDataModule, stage: str) -> list[Evalu
     return [EvaluationSet("", tuple(datamodule.classnames))]
 
 
+def evaluation_prefix(datamodule: L.LightningDataModule | None, stage: str, dataloader_idx: int) -> str:
+    """The metric prefix of an evaluation loader: its set's name in the data module's ``evaluation_sets``
+    ("heldout_"), or without them "" for the first loader and "set<k>_" for the others."""
+    sets = getattr(datamodule, "evaluation_sets", None)
+    if sets is not None:
+        name = sets(stage)[dataloader_idx].name
+        return f"{name}_" if name else ""
+    return f"set{dataloader_idx}_" if dataloader_idx else ""
+
+
 def harmonic_mean(a: Tensor, b: Tensor) -> Tensor:
     return 2 * a * b / (a + b) if a + b > 0 else a * 0
 

@@ -91,6 +91,7 @@ from lit_clip.batches import VideoBatch
 from lit_clip.checkpoints import load_clip, record_clip_geometry
 from lit_clip.distributed import all_gather_rows, distributed_rank_and_size, gather_unique
 from lit_clip.losses import ClipLoss
+from lit_clip.methods.class_sets import evaluation_prefix
 from lit_clip.methods.video.frames import encode_frames, masked_mean
 from lit_clip.metrics import retrieval_ranks
 from lit_clip.models import create_model
@@ -280,16 +281,6 @@ def retrieval_metrics(similarity: Tensor, text_to_video: Tensor) -> dict[str, Te
 def batch_rows(batch: VideoBatch) -> int | None:
     """The batch size before bad samples were left out (``RobustSamples``); None where the data has none."""
     return batch["video"].shape[0] + batch["skipped_index"].numel() if "skipped_index" in batch else None
-
-
-def evaluation_prefix(datamodule: L.LightningDataModule | None, stage: str, dataloader_idx: int) -> str:
-    """The metric prefix of an evaluation loader: its set's name in the data module's ``evaluation_sets``
-    ("heldout_"), or without them "" for the first loader and "set<k>_" for the others."""
-    sets = getattr(datamodule, "evaluation_sets", None)
-    if sets is not None:
-        name = sets(stage)[dataloader_idx].name
-        return f"{name}_" if name else ""
-    return f"set{dataloader_idx}_" if dataloader_idx else ""
 
 
 def official_no_decay(name: str, param: nn.Parameter) -> bool:

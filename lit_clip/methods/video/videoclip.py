@@ -68,6 +68,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from lit_clip.checkpoints import load_clip
 from lit_clip.distributed import gather_unique
 from lit_clip.losses import ClipLoss
+from lit_clip.methods.class_sets import evaluation_prefix
 from lit_clip.methods.video.frames import masked_mean
 from lit_clip.metrics.retrieval import retrieval_ranks
 from lit_clip.models import create_model
@@ -423,26 +424,17 @@ class VideoCLIP(L.LightningModule):
         if "index" not in batch:  # every clip of the batch was bad
             return
         video, text = self(batch)
-        prefix = self._set_prefix(stage, dataloader_idx)
+        prefix = evaluation_prefix(self.trainer.datamodule, stage, dataloader_idx)
         loss = self.contrastive_loss(video, text, self._batch_rows(batch))
         self.log(f"{stage}/{prefix}loss", loss, batch_size=video.shape[0], add_dataloader_idx=False, sync_dist=True)
         self._evaluation.setdefault(dataloader_idx, []).append((batch["index"], video.float(), text.float()))
-
-    def _set_prefix(self, stage: str, dataloader_idx: int) -> str:
-        """The metric prefix of an evaluation loader: its name in the data module's ``evaluation_sets`` ("heldout_")
-        or, without one, "" for the first loader and "set<k>_" for the others."""
-        sets = getattr(self.trainer.datamodule, "evaluation_sets", None)
-        if sets is not None:
-            name = sets(stage)[dataloader_idx].name
-            return f"{name}_" if name else ""
-        return f"set{dataloader_idx}_" if dataloader_idx else ""
 
     def _log_retrieval(self, stage: str) -> None:
         for dataloader_idx, parts in sorted(self._evaluation.items()):
             index, video, text = gather_unique(*(torch.cat(values) for values in zip(*parts)))
             similarity = text @ video.T  # [texts, videos]: clip k's caption is text k
             right = torch.arange(index.numel(), device=similarity.device)
-            prefix = self._set_prefix(stage, dataloader_idx)
+            prefix = evaluation_prefix(self.trainer.datamodule, stage, dataloader_idx)
             for direction, scores in (("t2v", similarity), ("v2t", similarity.T)):
                 for name, value in retrieval_ranks(scores, right).items():
                     self.log(f"{stage}/{prefix}{direction}_{name}", value, add_dataloader_idx=False)
