@@ -272,3 +272,13 @@ ACTIONCLIP_TEMPLATES: tuple[str, ...] = (
     "The woman is {}",
 )
 _NAMED_SETS["actionclip"] = ACTIONCLIP_TEMPLATES
+
+# PointCLIP's zero-shot prompt for views projected from a point cloud (ZrrSkywalker/PointCLIP, V2 too).
+POINTCLIP_TEMPLATES: tuple[str, ...] = ("point cloud depth map of a {}.",)
+_NAMED_SETS["pointclip"] = POINTCLIP_TEMPLATES
+
+# DepthCLIP's distance words, nearest first, and the depth in metres each stands for (Adonis-galaxy/DepthCLIP,
+# monoclip.py), with its prompt: the depth classifier's "classes", and 3D ShapesWorld's vocabulary of distance.
+DEPTHCLIP_WORDS: tuple[str, ...] = ("giant", "extremely close", "close", "not in distance", "a little remote", "far",
+                                    "unseen")
+DEPTHCLIP_BINS: tuple[float, ...] = (1.00, 1.50, 2.00, 2.25, 2.50, 2.75, 3.00)
