@@ -5,6 +5,7 @@ never imports a method: batch formats are in :mod:`lit_clip.batches`.
 """
 from lit_clip.datamodules.audio import ESC50, AudioClips, AudioWebDataset, UrbanSound8K
 from lit_clip.datamodules.classification import CoOpClassification, ImageFolderClassification
+from lit_clip.datamodules.depth import KITTIDepth, NYUDepthV2
 from lit_clip.datamodules.detection import COCODetection, LVISDetection, Objects365Detection, ODinWDetection
 from lit_clip.datamodules.fewshot import CoOpFewShot
 from lit_clip.datamodules.fewshot_segmentation import (
@@ -14,6 +15,7 @@ from lit_clip.datamodules.fewshot_segmentation import (
 )
 from lit_clip.datamodules.grounding import DetectionAsGrounding, GroundingMixture, MDETRGrounding
 from lit_clip.datamodules.pairs import CocoCaptions, CsvPairs, Flickr30k
+from lit_clip.datamodules.point_clouds import ModelNet10, ModelNet40, ScanObjectNN
 from lit_clip.datamodules.segmentation import (
     ADE20KSegmentation,
     COCOObjectSegmentation,
@@ -26,10 +28,13 @@ from lit_clip.datamodules.shapesworld import (
     ShapesWorldAudio,
     ShapesWorldCaptions,
     ShapesWorldClassification,
+    ShapesWorldDepth,
     ShapesWorldDetection,
     ShapesWorldFewShot,
     ShapesWorldGrounding,
+    ShapesWorldPoints,
     ShapesWorldSegmentation,
+    ShapesWorldSolidsCaptions,
     ShapesWorldVideo,
 )
 from lit_clip.datamodules.timed_captions import ShapesWorldTimedCaptions, TimedCaptions
@@ -83,4 +88,12 @@ __all__ = [
     "MSVD",
     "DiDeMo",
     "VideoFolder",
+    "ShapesWorldSolidsCaptions",
+    "ShapesWorldPoints",
+    "ModelNet40",
+    "ModelNet10",
+    "ScanObjectNN",
+    "ShapesWorldDepth",
+    "NYUDepthV2",
+    "KITTIDepth",
 ]

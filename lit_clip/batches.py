@@ -169,10 +169,13 @@ class PointCloudBatch(TypedDict, total=False):
 
 
 class DepthBatch(TypedDict, total=False):
-    """Images with metric depth: ``depth`` float ``[B, H, W]`` in metres, 0 where there is no measurement."""
+    """Images with metric depth: ``depth`` float ``[B, H, W]`` in metres, 0 where there is no measurement;
+    ``evaluation_mask`` bool ``[B, H, W]``, when present: the pixels a benchmark scores (NYU's Eigen crop, KITTI's
+    Garg crop), the others are left out of the metrics as unmeasured pixels are."""
 
     image: Tensor
     depth: Tensor
+    evaluation_mask: Tensor
     index: Tensor
     skipped_index: Tensor
 
