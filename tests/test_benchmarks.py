@@ -157,3 +157,14 @@ def test_video_benchmark_quick_mode_times_the_loaders_and_every_method_s_step(mo
         "CLIP4Clip meanP", "CLIP4Clip seqTransf", "ActionCLIP Transf", "VideoCLIP (CLIP text)",
     ]  # fmt: skip
     assert all(number(row[1]) > 0 for row in rows)
+
+
+def test_pointclip_benchmark_quick_mode_times_each_projection_beside_encoding(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import bench_pointclip
+
+    monkeypatch.setattr(sys, "argv", ["bench_pointclip", "--quick"])
+    bench_pointclip.main()
+    rows = table_rows(capsys.readouterr().out)
+    assert [row[0] for row in rows] == ["V1 zero-shot", "V1 few-shot", "V2"]
+    assert all(number(row[3]) > 0 and number(row[4]) > 0 and number(row[5]) > 0 for row in rows)
