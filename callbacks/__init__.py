@@ -8,8 +8,10 @@ from lit_clip.callbacks.image_text import ImageTextSamples
 from lit_clip.callbacks.last_checkpoint import LastCheckpoint
 from lit_clip.callbacks.predictions import DetectionDrawings, PredictionWriter
 from lit_clip.callbacks.segmentation import SegmentationSamples
+from lit_clip.callbacks.three_d import DepthSamples, PointCloudViews
 from lit_clip.callbacks.video import VideoSamples
 
 __all__ = [
-    "AudioSamples", "DetectionDrawings", "DetectionSamples", "GroundingSamples", "GroupMaps",
-    "ImageTextSamples", "LastCheckpoint", "MonitoredHpMetric", "PredictionWriter", "SegmentationSamples", "VideoSamples"]
+    "AudioSamples", "DepthSamples", "DetectionDrawings", "DetectionSamples", "GroundingSamples", "GroupMaps",
+    "ImageTextSamples", "LastCheckpoint", "MonitoredHpMetric", "PointCloudViews", "PredictionWriter", "SegmentationSamples",
+    "VideoSamples"]

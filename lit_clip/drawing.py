@@ -444,3 +444,139 @@ def _wrap(text: str, font: Font, width: float) -> list[str]:
         else:
             lines.append(word)
     return lines
+
+
+# --- depth and point clouds ----------------------------------------------------------------------
+NO_DEPTH_COLOUR: RGB = (128, 128, 128)  # pixels without a measurement: a grey, outside both scales below
+# Absolute depth errors: black through red and orange to white ("hot"), a scale apart from the depths' viridis.
+_ERROR_SCALE = np.array([(0, 0, 0), (170, 0, 0), (255, 110, 0), (255, 230, 90), (255, 255, 255)], dtype=np.float64)
+_DEPTH_SCALE = _SCALE[::-1]  # depths: the similarity scale reversed, near (0) bright yellow to far (1) dark blue
+RIGHT_COLOUR: RGB = (0, 140, 0)  # a correct prediction's name
+WRONG_COLOUR: RGB = (200, 0, 0)  # a wrong one's
+
+
+def depth_colours(depth: ArrayLike, low: float, high: float, valid: ArrayLike | None = None) -> np.ndarray:
+    """A depth map ``[H, W]`` in metres as a picture ``[H, W, 3]``: the similarity figure's scale (viridis), near
+    (``low`` and closer) bright yellow, far (``high`` and beyond) dark blue; pixels not ``valid`` (by default those
+    without a measurement, depth <= 0) in :data:`NO_DEPTH_COLOUR`."""
+    depth = torch.as_tensor(depth, dtype=torch.float64).numpy()
+    valid = depth > 0 if valid is None else torch.as_tensor(valid, dtype=torch.bool).numpy()
+    colours = _colour_scale((depth - low) / max(high - low, 1e-6), _DEPTH_SCALE)
+    colours[~valid] = NO_DEPTH_COLOUR
+    return colours
+
+
+def depth_comparison(
+    images: Sequence[np.ndarray],
+    truths: Sequence[ArrayLike],
+    predictions: Sequence[ArrayLike],
+    evaluation_masks: Sequence[ArrayLike] | None = None,
+    px: int = 160,
+) -> np.ndarray:
+    """A row per image, under the titles "image", "prediction", "ground truth", "absolute error": the image, its
+    predicted and true depth maps (``[H, W]`` metres, 0 where nothing was measured) on one colour scale and range
+    (from the nearest to the farthest depth, measured or predicted, in the whole picture), and ``|prediction -
+    truth|`` where the truth was measured and is scored (inside ``evaluation_masks``, when given), on its own scale
+    from 0 to the largest error; pixels without either in grey. Under the depth and error columns, their scales
+    with the ranges in metres. Every cell is ``px`` high at the depth maps' aspect ratio (the image is stretched to
+    it, should it be another size)."""
+    truths = [torch.as_tensor(t, dtype=torch.float32) for t in truths]
+    predictions = [torch.as_tensor(p, dtype=torch.float32) for p in predictions]
+    masks = [t > 0 for t in truths]
+    if evaluation_masks is not None:
+        masks = [m & torch.as_tensor(e, dtype=torch.bool) for m, e in zip(masks, evaluation_masks)]
+    errors = [(p - t).abs() for p, t in zip(predictions, truths)]
+    depths = torch.cat([*(t[t > 0] for t in truths), *(p.flatten() for p in predictions)])
+    low, high = (depths.min().item(), depths.max().item()) if len(depths) else (0.0, 1.0)
+    worst = max((e[m].max().item() for e, m in zip(errors, masks) if m.any()), default=0.0)
+
+    size = (round(px * truths[0].shape[1] / truths[0].shape[0]), px)
+    rows = []
+    for image, truth, prediction, error, mask in zip(images, truths, predictions, errors, masks):
+        error_colours = _colour_scale(error.double().numpy() / max(worst, 1e-6), _ERROR_SCALE)
+        error_colours[~mask.numpy()] = NO_DEPTH_COLOUR
+        cells = [_resized(image, size)]
+        cells += [_resized(c, size) for c in (depth_colours(prediction, low, high, torch.ones_like(mask)),
+                                              depth_colours(truth, low, high), error_colours)]  # fmt: skip
+        rows.append(cells)
+    grid = _titled_grid(rows, ("image", "prediction", "ground truth", "absolute error"))
+
+    # The scales: depth's under the prediction and truth columns (near at the left), the error's under its column.
+    cell_w = size[0]
+    depth_bar = _scale_bar(2 * cell_w + MARGIN, _DEPTH_SCALE, low, high, "depth, m (near to far)")
+    error_bar = _scale_bar(cell_w, _ERROR_SCALE, 0.0, worst, "absolute error, m")
+    canvas = Image.new("RGB", (grid.shape[1], grid.shape[0] + depth_bar.shape[0] + MARGIN), "white")
+    canvas.paste(Image.fromarray(grid), (0, 0))
+    canvas.paste(Image.fromarray(depth_bar), (MARGIN + cell_w + MARGIN, grid.shape[0]))
+    canvas.paste(Image.fromarray(error_bar), (MARGIN + 3 * (cell_w + MARGIN), grid.shape[0]))
+    return np.asarray(canvas)
+
+
+def point_cloud_views(
+    views: ArrayLike, true_names: Sequence[str], predicted_names: Sequence[str], px: int = 96
+) -> np.ndarray:
+    """A row per point cloud: its projected views (``views`` ``[B, V, H, W]``, values in [0, 1], drawn in grey as
+    the CLIP sees them) left to right, ``px`` pixels a side, under the titles "view 1", "view 2", ...; at the left
+    of the row its true class and the predicted one, in green when right and red when wrong."""
+    views = torch.as_tensor(views, dtype=torch.float32)
+    font = _font(TEXT_PX)
+    line_h = _line_height(font)
+    caption_w = 160
+    captions = [
+        (_wrap(f"true: {true}", font, caption_w - MARGIN), _wrap(f"predicted: {predicted}", font, caption_w - MARGIN))
+        for true, predicted in zip(true_names, predicted_names)
+    ]
+    row_h = max(px, line_h * max((len(a) + len(b) for a, b in captions), default=1))
+    top = MARGIN + line_h
+    count = views.shape[1]
+    canvas = Image.new(
+        "RGB", (MARGIN + caption_w + count * (px + MARGIN), top + len(captions) * (row_h + MARGIN)), "white"
+    )
+    draw = ImageDraw.Draw(canvas)
+    for v in range(count):
+        draw.text((MARGIN + caption_w + v * (px + MARGIN) + px / 2, MARGIN), f"view {v + 1}", font=font,
+                  fill="black", anchor="ma")  # fmt: skip
+    grey = (views.clamp(0, 1) * 255).round().to(torch.uint8)[..., None].expand(*views.shape, 3).numpy()
+    for row, ((true_lines, predicted_lines), true, predicted) in enumerate(zip(captions, true_names, predicted_names)):
+        y = top + row * (row_h + MARGIN)
+        lines = [(line, "black") for line in true_lines]
+        lines += [(line, RIGHT_COLOUR if predicted == true else WRONG_COLOUR) for line in predicted_lines]
+        first = y + (row_h - line_h * len(lines)) / 2
+        for k, (line, colour) in enumerate(lines):
+            draw.text((MARGIN, first + k * line_h), line, font=font, fill=colour)
+        for v in range(count):
+            canvas.paste(_thumbnail(grey[row, v], px), (MARGIN + caption_w + v * (px + MARGIN), y + (row_h - px) // 2))
+    return np.asarray(canvas)
+
+
+def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` at ``size`` (width, height): enlarged in crisp blocks, shrunk smoothly."""
+    if (image.shape[1], image.shape[0]) == size:
+        return image
+    enlarging = image.shape[1] <= size[0] and image.shape[0] <= size[1]
+    resample = Image.Resampling.NEAREST if enlarging else Image.Resampling.LANCZOS
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(size, resample))
+
+
+def _colour_scale(t: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Values ``t`` (clipped to [0, 1]) as uint8 RGB colours ``t.shape + (3,)`` of the scale through the colours
+    ``stops`` ``[n, 3]``, evenly spaced."""
+    positions = np.linspace(0, 1, len(stops))
+    t = np.clip(t, 0, 1)
+    return np.stack([np.interp(t, positions, stops[:, c]) for c in range(3)], axis=-1).round().astype(np.uint8)
+
+
+def _scale_bar(width: int, stops: np.ndarray, low: float, high: float, label: str) -> np.ndarray:
+    """A horizontal colour scale (:func:`_colour_scale` of ``stops``, left to right) ``width`` pixels wide:
+    ``label`` above it, ``low`` under its left end, ``high`` under its right end and the middle value between."""
+    font = _font(TEXT_PX)
+    line_h = _line_height(font)
+    canvas = Image.new("RGB", (width, 2 * line_h + BAR_PX + MARGIN // 2), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((0, 0), label, font=font, fill="black")
+    bar = _colour_scale(np.linspace(0, 1, width), stops)[None].repeat(BAR_PX, axis=0)
+    canvas.paste(Image.fromarray(bar), (0, line_h))
+    for fraction, anchor in ((0, "la"), (0.5, "ma"), (1, "ra")):
+        value = low + fraction * (high - low)
+        draw.text((fraction * (width - 1), line_h + BAR_PX + 2), f"{value:.2f}", font=font, fill="black", anchor=anchor)
+    return np.asarray(canvas)

@@ -1,5 +1,5 @@
 """One LightningModule per method, each in its own file, grouped by task (``pretraining/``, ``classification/``,
-``segmentation/``, ``detection/``, ``video/``)."""
+``segmentation/``, ``detection/``, ``video/``, ``three_d/``)."""
 from lit_clip.methods.classification.clip_adapter import CLIPAdapter
 from lit_clip.methods.classification.cocoop import CoCoOp
 from lit_clip.methods.classification.coop import CoOp
@@ -16,6 +16,8 @@ from lit_clip.methods.pretraining.slip import SLIPPretraining
 from lit_clip.methods.segmentation.groupvit_segmentation import GroupViTSegmentation
 from lit_clip.methods.segmentation.lseg import LSeg
 from lit_clip.methods.segmentation.zeroshot_segmentation import ZeroShotSegmentation
+from lit_clip.methods.three_d.depthclip import DepthCLIP
+from lit_clip.methods.three_d.pointclip import PointCLIP
 from lit_clip.methods.video.actionclip import ActionCLIP
 from lit_clip.methods.video.clip4clip import CLIP4Clip
 from lit_clip.methods.video.videoclip import VideoCLIP
@@ -41,4 +43,6 @@ __all__ = [
     "CLIP4Clip",
     "ActionCLIP",
     "VideoCLIP",
+    "PointCLIP",
+    "DepthCLIP",
 ]

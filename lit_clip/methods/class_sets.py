@@ -25,11 +25,11 @@ def evaluation_sets(datamodule: L.LightningDataModule, stage: str) -> list[Evalu
     """The class sets of the data module's ``stage`` loaders, in loader order.
 
     A data module that evaluates on several class sets (base-to-new, seen / unseen) names them with
-    ``evaluation_sets(stage)``; any other has one set: its ``classnames``.
+    ``evaluation_sets(stage)``; any other has one set: its ``classnames`` (none for a depth data module).
     """
     if hasattr(datamodule, "evaluation_sets"):
         return datamodule.evaluation_sets(stage)
-    return [EvaluationSet("", tuple(datamodule.classnames))]
+    return [EvaluationSet("", tuple(getattr(datamodule, "classnames", ())))]
 
 
 def evaluation_prefix(datamodule: L.LightningDataModule | None, stage: str, dataloader_idx: int) -> str:

@@ -3,8 +3,9 @@
 The numbers depth papers report, DepthCLIP's among them, on NYU Depth v2 and KITTI: the
 threshold accuracies delta < 1.25, 1.25^2, 1.25^3, the absolute and squared relative errors,
 the RMSE, the RMSE of log depth and the mean log10 error. Each is computed per image over its
-valid pixels (ground truth inside ``[min_depth, max_depth]``) and averaged over images, as the
-usual evaluation scripts (Eigen's, BTS's, AdaBins') and DepthCLIP's do.
+valid pixels (ground truth inside ``[min_depth, max_depth]``, and inside the benchmark's crop where the batch
+gives one as ``evaluation_mask``: NYU's Eigen crop, KITTI's Garg crop) and averaged over images, as the usual
+evaluation scripts (Eigen's, BTS's, AdaBins') and DepthCLIP's do.
 """
 from __future__ import annotations
 
@@ -43,10 +44,21 @@ class DepthMetrics:
         self.min_depth, self.max_depth = min_depth, max_depth
         self._errors: list[tuple[Tensor, Tensor]] = []
 
-    def update(self, predictions: Tensor, depths: Tensor, index: Tensor) -> None:
-        """``predictions`` and ``depths``: ``[B, H, W]`` in metres (0 where nothing was measured); ``index`` ``[B]``."""
+    def update(self, predictions: Tensor, depths: Tensor, index: Tensor, evaluation_mask: Tensor | None = None) -> None:
+        """``predictions`` and ``depths``: ``[B, H, W]`` in metres (0 where nothing was measured); ``index`` ``[B]``;
+        ``evaluation_mask`` bool ``[B, H, W]``, when given: the pixels scored, the others left out as unmeasured
+        ones are."""
+        if predictions.shape != depths.shape:
+            raise ValueError(f"predictions {tuple(predictions.shape)} and depths {tuple(depths.shape)} must match")
         predictions = predictions.clamp(self.min_depth, self.max_depth)
         valid = (depths > self.min_depth) & (depths < self.max_depth)
+        if evaluation_mask is not None:
+            if evaluation_mask.shape != depths.shape or evaluation_mask.dtype != torch.bool:
+                raise ValueError(
+                    f"evaluation_mask must be bool {tuple(depths.shape)} like the depths, "
+                    f"got {evaluation_mask.dtype} {tuple(evaluation_mask.shape)}"
+                )
+            valid &= evaluation_mask
         keep = valid.flatten(1).any(dim=1)
         errors = [depth_errors(p, d, v) for p, d, v in zip(predictions[keep], depths[keep], valid[keep])]
         if errors:
