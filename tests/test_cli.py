@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 from lit_clip.datamodules.export import (
     export_ade20k,
     export_audio_clips_csv,
@@ -32,6 +34,7 @@ from lit_clip.datamodules.export import (
     export_voc_segmentation,
     export_webdataset,
 )
+from lit_clip.datamodules.export_3d import write_depth_list, write_modelnet_hdf5, write_scanobjectnn
 from lit_clip.datamodules.export_video import (
     export_didemo,
     export_hmdb51,
@@ -43,8 +46,11 @@ from lit_clip.datamodules.export_video import (
 )
 from lit_clip.datamodules.shapesworld import ShapesWorld
 from lit_clip.datamodules.shapesworld.clips import ShapesWorldClips
+from lit_clip.datamodules.shapesworld.depth import ShapesWorldDepthScenes
+from lit_clip.datamodules.shapesworld.solids import ShapesWorldSolids
 from lit_clip.datamodules.shapesworld.segmentation import held_out_compositions
 from lit_clip.datamodules.shapesworld.world import COLORS, SHAPES
+from lit_clip.datamodules.point_clouds import MODELNET10_CLASSES
 
 from lit_clip.cli import main
 from lit_clip.models import create_model
@@ -56,6 +62,7 @@ BASE = CONFIGS / "clip" / "shapes.yaml"
 PRESETS = sorted((CONFIGS / "presets").glob("*.yaml"))
 METHOD_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "presets")
 VIDEO_DATA = ("MSRVTT", "MSVD", "DiDeMo", "Kinetics400", "UCF101", "HMDB51")
+THREE_D_DATA = ("ModelNet40", "ModelNet10", "ScanObjectNN", "NYUDepthV2")  # sized in their own branch
 FEATURE_DIM = 16  # the width of the exported per-second features (S3D's 512)
 
 
@@ -210,6 +217,32 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
         for split in ("train", "val", "test"):
             if needs(parsed["data"], f"{split}_list"):
                 arguments.append(f"--data.init_args.{split}_list={data / f'{split}_list.txt'}")
+    elif data_class in ("ModelNet40", "ModelNet10", "ScanObjectNN"):  # ShapesWorld solids, 2 per class and split
+        solids, classes = ShapesWorldSolids(num_points=64), 2 if data_class == "ScanObjectNN" else len(MODELNET10_CLASSES)
+        for split in ("train", "test"):
+            clouds = [solids.cloud(split, k).points for k in range(2 * classes)]
+            labels = [k % classes for k in range(2 * classes)]
+            if data_class == "ScanObjectNN":
+                write_scanobjectnn(data, parsed["data"]["init_args"]["variant"], split, clouds, labels)
+            else:  # ModelNet10's classes, as ModelNet40's files name them
+                write_modelnet_hdf5(data, clouds, labels, MODELNET10_CLASSES, split)
+        arguments += [f"--data.init_args.root={data}", "--data.init_args.num_points=64", "--data.init_args.num_workers=0"]
+        arguments += ["--data.init_args.batch_size=4", "--data.init_args.val_fraction=0.5"]
+        if parsed["data"]["init_args"].get("shots"):
+            arguments.append("--data.init_args.shots=1")
+    elif data_class == "NYUDepthV2":  # 480 x 640 frames (DepthCLIP's input window needs them), 2 test images
+        scenes = ShapesWorldDepthScenes(image_size=480)
+        frames = [scenes.scene("test", k) for k in range(2)]
+        images = [np.asarray(frame.image.resize((640, 480))) for frame in frames]
+        depths = [np.asarray(Image.fromarray(frame.depth).resize((640, 480), Image.NEAREST)) for frame in frames]
+        write_depth_list(data, images, depths)
+        arguments += [f"--data.init_args.root={data}", "--data.init_args.num_workers=0", "--data.init_args.image_size=[32,32]"]
+    if data_class == "ShapesWorldPoints":
+        arguments += ["--data.init_args.val_samples=16", "--data.init_args.test_samples=8", "--data.init_args.batch_size=4"]
+        if parsed["data"]["init_args"].get("shots"):
+            arguments.append("--data.init_args.shots=1")
+    if data_class == "ShapesWorldDepth":  # the stand-in CLIP's ViT takes 32 px
+        arguments += ["--data.init_args.image_size=32", "--data.init_args.test_samples=4", "--data.init_args.batch_size=4"]
     if model_class == "LinearProbe" and data_class == "ShapesWorldClassification":  # a short C sweep: 1 min less
         arguments += ["--data.init_args.train_per_class=2", "--data.init_args.val_per_class=1"]
         arguments.append("--model.init_args.max_iter=100")
@@ -237,7 +270,7 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
     elif data_class == "ShapesWorldVideo":
         arguments += ["--data.init_args.image_size=32", "--data.init_args.context_length=16"]
         arguments.append("--data.init_args.batch_size=4")
-    elif not data_class.startswith("ShapesWorld"):
+    elif not data_class.startswith("ShapesWorld") and data_class not in THREE_D_DATA:
         arguments += ["--data.init_args.num_workers=0", "--data.init_args.image_size=32", "--data.init_args.batch_size=8"]
     if data_class in ("CocoCaptions", "CsvPairs", "WebDatasetPairs", "MSRVTT", "MSVD", "DiDeMo"):
         arguments.append("--data.init_args.context_length=16")  # the tiny checkpoint's context
