@@ -31,3 +31,7 @@ def test_notebook_runs(notebook):
     if "trained_recall" in namespace:  # the GLIP demo: phrases grounded, held-out names found through their words
         assert namespace["trained_recall"] > max(0.3, 5 * namespace["untrained_recall"])
         assert namespace["trained_ap50"] > 3 * namespace["untrained_ap50"] and namespace["novel_ap50"] > 0.01
+    if "depthclip" in namespace:  # the 3D demo: V2 classifies 4 clouds into 8 solids, DepthCLIP fills every pixel
+        assert namespace["probabilities"].shape == (4, 8)
+        assert namespace["predictions"].shape == (3, 64, 64)
+        assert ((namespace["predictions"] >= 1.0) & (namespace["predictions"] <= 3.0)).all()  # within the bins
