@@ -16,7 +16,7 @@ from lit_clip.datamodules.export import export_ade20k, export_voc_segmentation
 from lit_clip.datamodules.images import BadSampleError
 from lit_clip.datamodules.segmentation import pad_collate, segmentation_train_transform
 from lit_clip.datamodules.shapesworld.segmentation import held_out_compositions
-from lit_clip.datamodules.shapesworld.world import _RGB, COLORS, SHAPES, ShapesWorld, class_names
+from lit_clip.datamodules.shapesworld.world import COLOR_RGB, COLORS, SHAPES, ShapesWorld, class_names
 from PIL import Image
 from torchvision import tv_tensors
 
@@ -45,7 +45,7 @@ def _check_masks_match_pixels(batch: dict, labels: tuple[str, ...]) -> None:
         assert (mask != IGNORE_INDEX).all()
         objects = _interior(mask) & (mask > 0)
         assert objects.any()
-        nearest = np.linalg.norm(image[objects][:, None] - _RGB[None], axis=-1).argmin(axis=1)
+        nearest = np.linalg.norm(image[objects][:, None] - COLOR_RGB[None], axis=-1).argmin(axis=1)
         colours = [COLORS.index(labels[label].split()[0]) for label in mask[objects]]
         assert (nearest == colours).all()
         # Background pixels 2 px away from any object are grey (a low-saturation tint), never an object's colour.

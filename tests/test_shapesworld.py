@@ -187,7 +187,7 @@ def test_colours_are_distinct_from_each_other_and_the_background(scenes):
             assert np.median(background.max(axis=1) - background.min(axis=1)) < 30  # greyish
         for obj, mask in zip(scene.objects, scene.instance_masks):
             mean = pixels[mask].mean(axis=0)
-            nearest = np.argmin(np.linalg.norm(shapesworld._RGB - mean, axis=1))
+            nearest = np.argmin(np.linalg.norm(shapesworld.COLOR_RGB - mean, axis=1))
             assert COLORS[nearest] == obj.color
             assert mean.max() - mean.min() > 80  # saturated
 

@@ -33,7 +33,7 @@ from lit_clip.datamodules.shapesworld.world import (
     _NOISE,
     _OUTLINES,
     _RADIUS,
-    _RGB,
+    COLOR_RGB,
     COLORS,
     SHAPES,
     SIZES,
@@ -376,7 +376,7 @@ class ShapesWorldClips:
     def _draw(self, rng: np.random.Generator, background: Image.Image, tracks: list[_Track]) -> list[Image.Image]:
         size = self.image_size
         # Brightness jitter per object, as in the images; kept over the clip.
-        colors = [tuple(np.clip(_RGB[t.color_idx] * rng.uniform(0.85, 1.08), 0, 255).astype(int)) for t in tracks]
+        colors = [tuple(np.clip(COLOR_RGB[t.color_idx] * rng.uniform(0.85, 1.08), 0, 255).astype(int)) for t in tracks]
         frames = []
         for k in range(len(tracks[0].radii)):
             image = background.copy()

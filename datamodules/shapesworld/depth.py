@@ -28,7 +28,7 @@ from lit_clip.datamodules.loaders import stateful_loader
 from lit_clip.datamodules.predict import prediction_loaders
 from lit_clip.datamodules.shapesworld.rendering import Camera, Mesh, render
 from lit_clip.datamodules.shapesworld.solids import SOLIDS, random_pose, random_scale, solid_mesh
-from lit_clip.datamodules.shapesworld.world import _RGB, COLORS
+from lit_clip.datamodules.shapesworld.world import COLOR_RGB, COLORS
 from PIL import Image
 from torch.utils.data import Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
@@ -182,7 +182,7 @@ class ShapesWorldDepthScenes:
         meshes = []
         for p in placed:
             # Brightness jitter keeps a colour word covering a range of pixel values, as in the 2D world.
-            color = np.clip(_RGB[p.color] * rng.uniform(0.85, 1.08), 0, 255)
+            color = np.clip(COLOR_RGB[p.color] * rng.uniform(0.85, 1.08), 0, 255)
             meshes.append(Mesh(p.shape * p.radius + p.center, solid_mesh(p.solid)[1], color))
         meshes += _room(rng)
         rendering = render(meshes, self.camera)

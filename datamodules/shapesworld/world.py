@@ -34,7 +34,7 @@ VOCABULARIES: tuple[str, ...] = ("shape", "color", "color_shape")
 
 # Saturated colours, far apart in RGB and from any grey, so the background is never
 # mistaken for an object and no two colour words describe the same pixels.
-_RGB = np.array(
+COLOR_RGB = np.array(
     [
         (220, 40, 40),  # red
         (245, 140, 20),  # orange
@@ -359,7 +359,7 @@ class ShapesWorld:
                 continue
             (x0, y0, x1, y1), crop, coverage, local_mask = placed
             # Brightness jitter keeps a colour word covering a range of pixel values.
-            rgb = np.clip(_RGB[color_idx] * rng.uniform(0.85, 1.08), 0, 255).astype(int)
+            rgb = np.clip(COLOR_RGB[color_idx] * rng.uniform(0.85, 1.08), 0, 255).astype(int)
             image.paste(tuple(rgb), crop, coverage)
             rows, cols = slice(crop[1], crop[3]), slice(crop[0], crop[2])
             for layer in layers:

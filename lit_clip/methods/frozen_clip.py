@@ -1,4 +1,4 @@
-"""What every method on a frozen CLIP shares: classifiers, and the coming segmentation, detection and depth methods.
+"""What every method on a frozen CLIP shares: classifiers, segmentation, detection, 3D and depth, and generation.
 
 - The CLIP comes from ``pretrained`` (see :func:`lit_clip.load_clip`) as ``self.model`` (the name of
   the CLIP in every method), is frozen and stays in eval mode even while the method trains, so the
@@ -11,11 +11,15 @@
 - :meth:`batch_input` says what a batch's input to the CLIP is: images by default; region crops,
   depth views or video frames for the methods that override it.
 - Class names and evaluation per class set: see :mod:`lit_clip.methods.class_sets`.
+
+:class:`FrozenCLIP` is the first two and the image features alone, for the methods that classify nothing
+(CLIP-guided generation); :class:`FrozenCLIPMethod` adds the rest.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+import lightning as L
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -24,23 +28,16 @@ from lit_clip.methods.class_sets import EvaluatesPerClassSet
 from lit_clip.models.clip import CLIP
 from lit_clip.zeroshot import build_zeroshot_classifier
 
-MODEL_PREFIX = "model."
+class FrozenCLIP(L.LightningModule):
+    """A LightningModule on a frozen CLIP: loading, the eval lock, lean checkpoints, the image features."""
 
-
-class FrozenCLIPMethod(EvaluatesPerClassSet):
-    """Base class of the methods on a frozen CLIP: loading, the eval lock, lean checkpoints, the zero-shot text
-    classifier, the batch's input; class names and evaluation per class set from :class:`EvaluatesPerClassSet`."""
+    # Submodules loaded from their own files, left out of checkpoints: the CLIP (and VQGAN-CLIP's VQGAN).
+    frozen_modules: tuple[str, ...] = ("model",)
 
     def __init__(self, pretrained: str, architecture: str | None = None, quick_gelu: bool | None = None):
         super().__init__()
         self.model: CLIP = load_clip(pretrained, architecture=architecture, quick_gelu=quick_gelu).requires_grad_(False)
 
-    # --- what a method may define ----------------------------------------------------------------
-    def batch_input(self, batch: dict) -> Tensor:
-        """What the CLIP sees of a batch: its images (region crops, depth views, video frames elsewhere)."""
-        return batch["image"]
-
-    # --- the frozen CLIP -------------------------------------------------------------------------
     def train(self, mode: bool = True):
         super().train(mode)
         self.model.eval()
@@ -51,15 +48,28 @@ class FrozenCLIPMethod(EvaluatesPerClassSet):
         return F.normalize(self.model.encode_image(images, prompts).float(), dim=-1)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        prefixes = tuple(f"{name}." for name in self.frozen_modules)
         state = checkpoint["state_dict"]
-        for key in [key for key in state if key.startswith(MODEL_PREFIX)]:
+        for key in [key for key in state if key.startswith(prefixes)]:
             del state[key]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # The CLIP is not in our checkpoints: take it from `pretrained`, already loaded, so that loading
         # stays strict about everything the method itself saved.
-        clip_state = {MODEL_PREFIX + key: value for key, value in self.model.state_dict().items()}
-        checkpoint["state_dict"] = {**clip_state, **checkpoint["state_dict"]}
+        frozen = {
+            f"{name}.{key}": value
+            for name in self.frozen_modules
+            for key, value in getattr(self, name).state_dict().items()
+        }
+        checkpoint["state_dict"] = {**frozen, **checkpoint["state_dict"]}
+
+class FrozenCLIPMethod(FrozenCLIP, EvaluatesPerClassSet):
+    """Base class of the methods on a frozen CLIP that classify: :class:`FrozenCLIP`, the zero-shot text classifier,
+    the batch's input; class names and evaluation per class set from :class:`EvaluatesPerClassSet`."""
+
+    def batch_input(self, batch: dict) -> Tensor:
+        """What the CLIP sees of a batch: its images (region crops, depth views, video frames elsewhere)."""
+        return batch["image"]
 
     def build_text_classifier(self, classnames: Sequence[str], templates: Sequence[str] | None = None) -> None:
         """``self.text_classifier`` ``[dim, classes]``: zero-shot CLIP's classifier from prompt templates
