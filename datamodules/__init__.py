@@ -8,6 +8,7 @@ from lit_clip.datamodules.classification import CoOpClassification, ImageFolderC
 from lit_clip.datamodules.depth import KITTIDepth, NYUDepthV2
 from lit_clip.datamodules.detection import COCODetection, LVISDetection, Objects365Detection, ODinWDetection
 from lit_clip.datamodules.fewshot import CoOpFewShot
+from lit_clip.datamodules.generation import GenerationTargets
 from lit_clip.datamodules.fewshot_segmentation import (
     COCO20iSegmentation,
     FSS1000Segmentation,
@@ -43,6 +44,7 @@ from lit_clip.datamodules.video_recognition import HMDB51, UCF101, Kinetics400, 
 from lit_clip.datamodules.webdataset import WebDatasetPairs
 
 __all__ = [
+    "GenerationTargets",
     "ShapesWorldCaptions",
     "ShapesWorldClassification",
     "ImageFolderClassification",

@@ -180,6 +180,13 @@ class DepthBatch(TypedDict, total=False):
     skipped_index: Tensor
 
 
+class GenerationBatch(TypedDict, total=False):
+    """One optimisation step of CLIP-guided generation: ``step`` long ``[1]``, its number. The targets (prompts,
+    pictures) are the data module's, read once by the method (see :mod:`lit_clip.datamodules.generation`)."""
+
+    step: Tensor
+
+
 @dataclass(frozen=True)
 class EvaluationSet:
     """A set of classes an evaluation loader is labelled over; ``name`` prefixes its metrics ("" for none).

@@ -1,5 +1,5 @@
 """One LightningModule per method, each in its own file, grouped by task (``pretraining/``, ``classification/``,
-``segmentation/``, ``detection/``, ``video/``, ``three_d/``)."""
+``segmentation/``, ``detection/``, ``video/``, ``three_d/``, ``generation/``)."""
 from lit_clip.methods.classification.clip_adapter import CLIPAdapter
 from lit_clip.methods.classification.cocoop import CoCoOp
 from lit_clip.methods.classification.coop import CoOp
@@ -9,6 +9,10 @@ from lit_clip.methods.classification.tip_adapter import TipAdapter, TipAdapterF
 from lit_clip.methods.classification.zeroshot_classifier import ZeroShotClassifier
 from lit_clip.methods.detection.glip import GLIP
 from lit_clip.methods.detection.vild import ViLD
+from lit_clip.methods.generation.clipasso import CLIPasso
+from lit_clip.methods.generation.clipdraw import CLIPDraw
+from lit_clip.methods.generation.vqgan_clip import VQGANCLIP
+from lit_clip.methods.generation.vqgan_training import VQGANTraining
 from lit_clip.methods.pretraining.audioclip import AudioCLIPPretraining
 from lit_clip.methods.pretraining.clip_pretraining import CLIPPretraining
 from lit_clip.methods.pretraining.groupvit import GroupViTPretraining
@@ -45,4 +49,8 @@ __all__ = [
     "VideoCLIP",
     "PointCLIP",
     "DepthCLIP",
+    "CLIPDraw",
+    "CLIPasso",
+    "VQGANCLIP",
+    "VQGANTraining",
 ]
