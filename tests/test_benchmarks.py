@@ -168,3 +168,26 @@ def test_pointclip_benchmark_quick_mode_times_each_projection_beside_encoding(mo
     rows = table_rows(capsys.readouterr().out)
     assert [row[0] for row in rows] == ["V1 zero-shot", "V1 few-shot", "V2"]
     assert all(number(row[3]) > 0 and number(row[4]) > 0 and number(row[5]) > 0 for row in rows)
+
+
+def test_rasterizer_benchmark_quick_mode_times_culled_and_dense_rendering_of_the_same_images(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import bench_rasterizer
+
+    monkeypatch.setattr(sys, "argv", ["bench_rasterizer", "--quick"])
+    bench_rasterizer.main()
+    rows = table_rows(capsys.readouterr().out)
+    assert [row[0] for row in rows] == ["CLIPDraw-like", "CLIPasso-like"]
+    assert all(number(row[3]) > 0 and number(row[5]) > 0 and number(row[8]) < 1e-4 for row in rows)
+
+
+@pytest.mark.slow
+def test_generation_benchmark_quick_mode_times_a_step_of_each_method_beside_its_picture(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import bench_generation
+
+    monkeypatch.setattr(sys, "argv", ["bench_generation", "--quick", "--rounds", "1", "--warmup", "0"])
+    bench_generation.main()
+    rows = table_rows(capsys.readouterr().out)
+    assert [row[0] for row in rows] == ["CLIPDraw", "CLIPasso", "VQGAN-CLIP"]
+    assert all(number(row[3]) > 0 and 0 < number(row[5]) for row in rows)

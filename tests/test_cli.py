@@ -48,6 +48,7 @@ from lit_clip.datamodules.shapesworld import ShapesWorld
 from lit_clip.datamodules.shapesworld.clips import ShapesWorldClips
 from lit_clip.datamodules.shapesworld.depth import ShapesWorldDepthScenes
 from lit_clip.datamodules.shapesworld.solids import ShapesWorldSolids
+from lit_clip.models.vqgan import VQGAN
 from lit_clip.datamodules.shapesworld.segmentation import held_out_compositions
 from lit_clip.datamodules.shapesworld.world import COLORS, SHAPES
 from lit_clip.datamodules.point_clouds import MODELNET10_CLASSES
@@ -101,8 +102,30 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
         torch.save(create_model("GroupViT-Micro").state_dict(), checkpoint)
         if "architecture" in parsed["model"].get("init_args", {}):
             arguments.append("--model.init_args.architecture=GroupViT-Micro")
+    if model_class == "CLIPasso":  # its geometric loss reads a ResNet's stages: a random RN-Tiny
+        checkpoint = tmp_path / "rn-tiny.pt"
+        torch.save(create_model("RN-Tiny").state_dict(), checkpoint)
+        arguments += ["--model.init_args.architecture=RN-Tiny", "--model.init_args.saliency_clip=null"]
+        arguments += ["--data.init_args.image_size=64"]
     if needs(parsed["model"], "pretrained"):
         arguments.append(f"--model.init_args.pretrained={checkpoint}")
+    if model_class in ("CLIPDraw", "CLIPasso", "VQGANCLIP"):
+        # The ShapesWorld configs' judge, where their relative path points (the test runs in tmp_path).
+        judge = tmp_path / "runs" / "clip-shapes-judge" / "version_0" / "checkpoints" / "last.ckpt"
+        judge.parent.mkdir(parents=True)
+        judge.write_bytes(Path(checkpoint).read_bytes())
+    if model_class == "CLIPDraw":
+        arguments += ["--model.init_args.num_paths=16", "--model.init_args.canvas_size=64"]
+    if model_class == "VQGANCLIP":  # a tiny random VQGAN in taming's layout, with taming's model.yaml
+        tiny = dict(embed_dim=8, n_embed=16, ch=32, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[8],
+                    resolution=16, z_channels=8)  # fmt: skip
+        torch.save({"state_dict": VQGAN(**tiny).state_dict()}, tmp_path / "vqgan.ckpt")
+        ddconfig = {key: value for key, value in tiny.items() if key not in ("embed_dim", "n_embed")}
+        taming = {"model": {"params": {"embed_dim": 8, "n_embed": 16, "ddconfig": {**ddconfig, "double_z": False}}}}
+        (tmp_path / "model.yaml").write_text(yaml.safe_dump(taming))
+        arguments.append(f"--model.init_args.vqgan={tmp_path / 'vqgan.ckpt'}")
+        arguments.append(f"--model.init_args.vqgan_config={tmp_path / 'model.yaml'}")
+        arguments += ["--model.init_args.image_size=32", "--model.init_args.cutouts=2"]
     if data_class == "CoOpClassification":
         dataset = parsed["data"]["init_args"]["dataset"]
         splits = ("train", "val") if dataset == "ImageNet" else ("train", "val", "test")
@@ -270,7 +293,7 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
     elif data_class == "ShapesWorldVideo":
         arguments += ["--data.init_args.image_size=32", "--data.init_args.context_length=16"]
         arguments.append("--data.init_args.batch_size=4")
-    elif not data_class.startswith("ShapesWorld") and data_class not in THREE_D_DATA:
+    elif not data_class.startswith("ShapesWorld") and data_class not in (*THREE_D_DATA, "GenerationTargets"):
         arguments += ["--data.init_args.num_workers=0", "--data.init_args.image_size=32", "--data.init_args.batch_size=8"]
     if data_class in ("CocoCaptions", "CsvPairs", "WebDatasetPairs", "MSRVTT", "MSVD", "DiDeMo"):
         arguments.append("--data.init_args.context_length=16")  # the tiny checkpoint's context
