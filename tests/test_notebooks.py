@@ -35,3 +35,21 @@ def test_notebook_runs(notebook):
         assert namespace["probabilities"].shape == (4, 8)
         assert namespace["predictions"].shape == (3, 64, 64)
         assert ((namespace["predictions"] >= 1.0) & (namespace["predictions"] <= 3.0)).all()  # within the bins
+    if "clipdraw_pictures" in namespace:  # CLIPDraw: the rasteriser checks out, the loss falls, the colour comes
+        assert namespace["svg_difference"] < 0.02 and all(v > 0 for v in namespace["gradient_norms"].values())
+        assert namespace["fit_losses"][-1] < 0.1 * namespace["fit_losses"][0]
+        assert namespace["clipdraw_pictures"].shape == (2, 3, 64, 64)
+        assert namespace["final_loss"] < namespace["start_loss"] - 1.0  # of -4 .. 4: the views' cosines summed
+        assert namespace["red_fraction_in_red"] > max(0.2, 3 * namespace["red_fraction_in_blue"])
+    if "saliency_x_edges" in namespace:  # CLIPasso: strokes start on salient edges; the best sketch beats the start
+        starts, weights = namespace["starts"], namespace["saliency_x_edges"]  # [N, seeds, strokes, (x, y)]; [N, H, W]
+        for picture_starts, picture_weights in zip(starts.long(), weights):
+            assert (picture_weights[picture_starts[..., 1], picture_starts[..., 0]] > 0).all()
+        assert namespace["sketch"].shape == (1, 3, 64, 64)
+        assert namespace["best_loss"].min() < namespace["initial_loss"].min()
+    if "vqgan_clip_pictures" in namespace:  # VQGAN-CLIP: the VQGAN learnt to reconstruct; the latents follow the CLIP
+        assert namespace["vqgan_reconstruction_error"] < 0.8 * namespace["untrained_reconstruction_error"]
+        pictures = namespace["vqgan_clip_pictures"]
+        assert pictures.shape[:2] == (2, 3) and pictures.shape[2] == pictures.shape[3]
+        assert namespace["vqgan_clip_final_loss"] < namespace["vqgan_clip_start_loss"]
+        assert namespace["latent_in_codebook_range"]
