@@ -20,7 +20,7 @@ from lit_clip.methods.detection.glip import (
     mask_tokens,
     token_focal_loss,
 )
-from lit_clip.models.glip import VLFuse, anchors, decode_boxes, encode_boxes, official_key
+from lit_clip.models.glip import DeformConv3x3, VLFuse, anchors, decode_boxes, encode_boxes, official_key
 from lit_clip.models.language import BertBackbone
 from lit_clip.tokenizer import default_tokenizer
 
@@ -205,6 +205,18 @@ def test_padding_tokens_do_not_reach_the_image():
     other = text.clone()
     other[:, 3:] = torch.randn(1, 2, 24)
     torch.testing.assert_close(fuse(levels, text, mask)[0][0], fuse(levels, other, mask)[0][0])
+
+
+def test_a_nan_offset_gives_nan_not_a_segfault():
+    """torchvision's deformable kernel reads outside the image at a NaN offset: this crashed a CI worker."""
+    conv = DeformConv3x3(8, 8, stride=1, deformable=True, groups=4)
+    x, mask = torch.randn(1, 8, 16, 16), torch.rand(1, 9, 16, 16)
+    offset = torch.zeros(1, 18, 16, 16)
+    offset[:, :, 4:8, 4:8] = float("nan")
+    finite = conv(x, offset, mask)
+    assert torch.isfinite(finite).all()  # sampled unmoved where the offset was NaN
+    mask[:, :, 4:8, 4:8] = float("nan")  # a diverged offset convolution gives a NaN mask too: it shows
+    assert conv(x, offset, mask).isnan().any()
 
 
 # --- inference ----------------------------------------------------------------------------------------------------

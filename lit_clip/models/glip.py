@@ -177,7 +177,10 @@ class DeformConv3x3(nn.Module):
             batch = offset.shape[0]
             offset = offset.reshape(batch, -1)[:, : 18 * out_h * out_w].reshape(batch, 18, out_h, out_w)
             mask = mask.reshape(batch, -1)[:, : 9 * out_h * out_w].reshape(batch, 9, out_h, out_w)
-        out = deform_conv2d(x.float(), offset.float(), self.conv.weight.float(), self.conv.bias.float(),
+        # torchvision's kernel reads outside the image at a NaN offset (a segfault on the CPU, not an error): sample
+        # there unmoved instead. The mask comes from the same convolution, so a diverged model's output stays NaN.
+        offset = offset.float().nan_to_num(nan=0.0)
+        out = deform_conv2d(x.float(), offset, self.conv.weight.float(), self.conv.bias.float(),
                             stride=self.stride, padding=1, mask=mask.float())  # fmt: skip
         return self.bn(out.to(x.dtype))
 
