@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from lit_clip.datamodules import ShapesWorldCaptions
 
+from lit_clip.datamodules import ShapesWorldCaptions
 from lit_clip.methods.generation.vqgan_training import VQGANTraining
 from lit_clip.models.vqgan import VQGAN, VQGAN_CONFIGS, AttnBlock, Downsample, VectorQuantizer, load_vqgan
 
@@ -115,8 +115,8 @@ def test_imagenet_f16_geometry_and_parameter_counts():
     config = dict(VQGAN_CONFIGS["imagenet-f16-16384"])
     del config["in_channels"], config["out_ch"], config["dropout"]
     assert list(shapes(model).items()) == list(taming_keys(**config).items())
-    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
-    assert (count(model.encoder), count(model.decoder)) == (29_298_176, 42_449_795)
+    counts = [sum(p.numel() for p in tower.parameters()) for tower in (model.encoder, model.decoder)]
+    assert counts == [29_298_176, 42_449_795]
     assert len(model.state_dict()) == 343 and model.downsampling_factor == 16
     assert {"encoder.down.4.attn.1.q.weight", "decoder.up.4.attn.2.q.weight"} <= set(model.state_dict())
 
@@ -229,7 +229,7 @@ def test_taming_checkpoint_with_its_model_yaml_round_trips(tmp_path):
     assert torch.equal(load_vqgan(model.state_dict(), TINY).codebook, model.codebook)
 
 
-def test_taming_geometry_without_config_needs_a_named_one(tmp_path):
+def test_taming_geometry_without_config_needs_a_named_one():
     shapes_model = VQGAN(**VQGAN_CONFIGS["shapes-f4"])
     assert load_vqgan({"state_dict": shapes_model.state_dict()}).config == shapes_model.config
     with pytest.raises(ValueError, match="pass config="):
@@ -276,7 +276,10 @@ def test_codebook_from_data_and_dead_code_restarts():
 
 @pytest.mark.parametrize(
     "disc_start, options",
-    [(None, {}), (1, dict(codebook_init="data", dead_code_steps=1, crop_size=16, disc_num_layers=2))],
+    [
+        (None, {}),
+        (1, dict(codebook_init="data", dead_code_steps=1, crop_size=16, disc_num_layers=2, lr_schedule="cosine")),
+    ],
 )
 def test_training_steps_change_the_weights_and_the_checkpoint_loads(tmp_path, disc_start, options):
     torch.manual_seed(0)
@@ -305,6 +308,7 @@ def test_training_steps_change_the_weights_and_the_checkpoint_loads(tmp_path, di
     assert any(k.startswith("loss.discriminator.main.") for k in after) == (disc_start is not None)
     if disc_start is not None:
         assert torch.isfinite(metrics["train/disc_loss"]) and torch.isfinite(metrics["train/d_weight"])
+        assert [o.param_groups[0]["lr"] for o in trainer.optimizers] == [0.0, 0.0]  # the cosine's end
     (events,) = (tmp_path / "vqgan").rglob("events.out.tfevents.*")
     pictures = EventAccumulator(str(events), size_guidance={"images": 0})
     pictures.Reload()

@@ -22,12 +22,15 @@ Deliberate differences from taming:
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 # taming's ddconfig of each named model, with the codebook's size and width: VQGAN's keyword arguments.
@@ -114,7 +117,7 @@ class Level(nn.Module):
 
     def __init__(self, widths: Sequence[int], attention: bool, dropout: float):
         super().__init__()
-        self.block = nn.ModuleList(ResnetBlock(i, o, dropout) for i, o in zip(widths[:-1], widths[1:]))
+        self.block = nn.ModuleList(ResnetBlock(i, o, dropout) for i, o in pairwise(widths))
         self.attn = nn.ModuleList(AttnBlock(w) for w in widths[1:]) if attention else nn.ModuleList()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -324,17 +327,15 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        # taming's releases are pytorch-lightning 1.0 checkpoints: besides tensors they pickle callback objects,
-        # which weights_only refuses. Only then, for a file the user chose to load, unpickle everything; classes
-        # that cannot be imported here (pytorch_lightning absent or renamed them) load as placeholders: only the
-        # state dict is used.
+        # taming's releases are pytorch-lightning 1.0 checkpoints, which pickle more than tensors (callback states
+        # keyed by their classes) and which weights_only refuses. Only then, for a file the user chose to load,
+        # unpickle everything; classes that cannot be imported here (no pytorch_lightning, or renamed since) load
+        # as placeholders: only the state dict is used.
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_lenient_pickle)
 
 
 def _config_from_yaml(path: Path) -> dict[str, Any]:
     """taming's ``model.yaml``: ``model.params.ddconfig`` with ``embed_dim`` and ``n_embed``."""
-    from omegaconf import OmegaConf
-
     params = OmegaConf.to_container(OmegaConf.load(path))["model"]["params"]
     return {**params["ddconfig"], "embed_dim": params["embed_dim"], "n_embed": params["n_embed"]}
 
@@ -351,11 +352,11 @@ def _resolve_config(config: str | Path | dict[str, Any]) -> dict[str, Any]:
             raise FileNotFoundError(f"VQGAN config {config} does not exist")
         resolved = _config_from_yaml(Path(config))
     else:
-        raise ValueError(f"unknown VQGAN config {config!r}; expected a name of {sorted(VQGAN_CONFIGS)}, a dict or a .yaml")
+        raise ValueError(f"unknown VQGAN config {config!r}; expected one of {sorted(VQGAN_CONFIGS)}, a dict or a yaml")
     if resolved.pop("double_z", False):
-        raise ValueError("double_z: true is a KL autoencoder's (a mean and a log-variance); VQGANs have double_z: false")
-    for key in ("resamp_with_conv", "give_pre_end"):  # taming's defaults (True, False) are the only ones built here
-        resolved.pop(key, None)
+        raise ValueError("double_z: true is a KL autoencoder's (mean and log-variance); VQGANs have double_z: false")
+    if not resolved.pop("resamp_with_conv", True) or resolved.pop("give_pre_end", False):
+        raise ValueError("only taming's defaults resamp_with_conv: true and give_pre_end: false are built here")
     return resolved
 
 
@@ -415,7 +416,7 @@ def load_vqgan(
     state_dict = checkpoint.get("state_dict", checkpoint)
     ours = any(key.startswith("vqgan.") for key in state_dict)
     if ours:
-        state_dict = {(k[len("vqgan.") :] if k.startswith("vqgan.") else k): v for k, v in state_dict.items()}
+        state_dict = {k.removeprefix("vqgan."): v for k, v in state_dict.items()}
         if config is None:
             config = checkpoint.get("hyper_parameters", {}).get("architecture")
     state_dict = {k: v for k, v in state_dict.items() if not k.startswith("loss.")}  # LPIPS, discriminator

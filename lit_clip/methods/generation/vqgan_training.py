@@ -5,16 +5,15 @@ decoder) minimises ``|x - x_rec|`` + ``codebook_weight`` x the quantiser's legac
 :class:`~lit_clip.models.vqgan.VectorQuantizer`); with ``disc_start`` set, from that batch on also a PatchGAN
 discriminator's hinge loss, whose generator term ``-mean(D(x_rec))`` is weighted adaptively: the ratio of the
 reconstruction loss's gradient norm to the adversarial loss's at the decoder's last layer, times ``disc_weight``.
-Both are Adam with betas (0.5, 0.9). Validation reports the L1 reconstruction loss, the PSNR, and the fraction of
-the codebook the validation images use; its first batch is drawn above its reconstructions.
+Both are Adam, with taming's betas (0.5, 0.9) by default. Validation reports the L1 reconstruction loss, the PSNR,
+and the fraction of the codebook the validation images use; its first batch is drawn above its reconstructions.
 
 Images come CLIP-normalised from every lit-clip data module; they are mapped back to ``[-1, 1]``, the VQGAN's range.
 
 Deliberate differences from taming:
 
 - No perceptual (LPIPS) term: it needs VGG16 weights and LPIPS' linear heads, downloaded at construction, which
-  cannot be had offline. Without it and the discriminator, reconstructions are sharp on flat-coloured ShapesWorld
-  but blurrier on photographs than taming's.
+  cannot be had offline. With L1 alone (and without the discriminator) reconstructions are blurrier than taming's.
 - The discriminator learns from the reconstruction of the generator's step (detached), where taming's second
   optimizer step decodes the batch again with the updated generator; before ``disc_start`` neither adversarial
   term is computed (taming computes both and multiplies them by 0).
@@ -22,6 +21,10 @@ Deliberate differences from taming:
   ``global_step`` (``max_steps``, checkpoint intervals) counts both optimizers' steps; ``disc_start`` counts batches,
   as taming's step did.
 - The learning rate is given as is (taming scales ``base_learning_rate`` by batch size and GPUs).
+- Options taming lacks, off by default, for training from scratch in minutes rather than days (what they bought on
+  ShapesWorld: configs/vqgan/shapes.yaml): the codebook started from the first batch's latents and codes unused
+  for a while restarted on current latents (Jukebox's remedy for codebook collapse), Adam's betas, a cosine
+  decay, and training on random crops.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from torchvision.utils import make_grid
 
 from lit_clip.distributed import gather_unique
 from lit_clip.models.vqgan import VQGAN, VQGAN_CONFIGS
+from lit_clip.optim import warmup_cosine_schedule
 from lit_clip.transforms import denormalize
 
 # With manual optimization Lightning warns that step-interval checkpoints (LastCheckpoint's) hold the state after
@@ -76,6 +80,11 @@ class NLayerDiscriminator(nn.Module):
         return self.main(images)
 
 
+def as_list(items: Any) -> list:
+    """Lightning's ``optimizers()`` / ``lr_schedulers()`` (one, a list or None) as a list."""
+    return [] if items is None else items if isinstance(items, list) else [items]
+
+
 def hinge_d_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
     return 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())
 
@@ -84,7 +93,9 @@ class VQGANTraining(L.LightningModule):
     def __init__(
         self,
         architecture: str | dict[str, Any] = "shapes-f4",
-        learning_rate: float = 2e-4,
+        learning_rate: float = 1e-3,
+        betas: tuple[float, float] = (0.5, 0.9),
+        lr_schedule: Literal["constant", "cosine"] = "constant",
         codebook_weight: float = 1.0,
         disc_start: int | None = None,
         disc_weight: float = 1.0,
@@ -100,7 +111,13 @@ class VQGANTraining(L.LightningModule):
         Args:
             architecture: a name in :data:`~lit_clip.models.vqgan.VQGAN_CONFIGS` or a dict of
                 :class:`~lit_clip.models.vqgan.VQGAN`'s arguments (taming's ddconfig with ``embed_dim``, ``n_embed``).
-            learning_rate: both Adams' (taming: ``base_learning_rate`` 4.5e-6 x batch size x GPUs).
+            learning_rate: both Adams' (taming: ``base_learning_rate`` 4.5e-6 x batch size x GPUs; 1e-3 trained the
+                ShapesWorld VQGAN from scratch).
+            betas: both Adams' (taming's (0.5, 0.9), usual for GANs; without the discriminator (0.9, 0.99) learnt
+                ShapesWorld faster).
+            lr_schedule: "constant" (taming) or "cosine": decay to 0 over the run's batches
+                (``trainer.estimated_stepping_batches``), the discriminator's over those from ``disc_start`` on.
+                With the discriminator, give ``max_epochs``: ``max_steps`` counts both optimizers' steps.
             codebook_weight: the weight of the quantiser's loss.
             disc_start: the batch from which the discriminator trains and the generator gets its adversarial
                 term; None: no discriminator (an L1 autoencoder with a codebook).
@@ -179,12 +196,16 @@ class VQGANTraining(L.LightningModule):
         if self.hparams.codebook_init == "data" and self.global_step == 0 and batch_idx == 0 and "image" in batch:
             self.init_codebook(self.random_crops(self.images(batch)))
 
-    def configure_optimizers(self) -> list[torch.optim.Adam]:
-        lr = self.hparams.learning_rate
-        optimizers = [torch.optim.Adam(self.vqgan.parameters(), lr=lr, betas=(0.5, 0.9))]
-        if self.hparams.disc_start is not None:
-            optimizers.append(torch.optim.Adam(self.loss.discriminator.parameters(), lr=lr, betas=(0.5, 0.9)))
-        return optimizers
+    def configure_optimizers(self):
+        h = self.hparams
+        modules = [self.vqgan] + ([self.loss.discriminator] if h.disc_start is not None else [])
+        betas = tuple(h.betas)
+        optimizers = [torch.optim.Adam(m.parameters(), lr=h.learning_rate, betas=betas) for m in modules]
+        if h.lr_schedule == "constant":
+            return optimizers
+        total = self.trainer.estimated_stepping_batches
+        steps = [total] + ([max(1, total - h.disc_start)] if h.disc_start is not None else [])
+        return optimizers, [warmup_cosine_schedule(optimizer, 0, n) for optimizer, n in zip(optimizers, steps)]
 
     # --- training ---------------------------------------------------------------------------------
     def adaptive_weight(self, rec_loss: Tensor, g_loss: Tensor) -> Tensor:
@@ -206,8 +227,8 @@ class VQGANTraining(L.LightningModule):
         rec_loss = (images - reconstructions).abs().mean()
         loss = rec_loss + h.codebook_weight * codebook_loss
         adversarial = h.disc_start is not None and self.trainer.fit_loop.epoch_loop.total_batch_idx >= h.disc_start
-        optimizers = self.optimizers()
-        generator = optimizers[0] if isinstance(optimizers, list) else optimizers
+        optimizers, schedules = as_list(self.optimizers()), as_list(self.lr_schedulers())
+        generator = optimizers[0]
         if adversarial:
             self.toggle_optimizer(generator)  # no gradients into the discriminator from the generator's loss
             g_loss = -self.loss.discriminator(reconstructions).mean()
@@ -217,6 +238,8 @@ class VQGANTraining(L.LightningModule):
         generator.zero_grad()
         self.manual_backward(loss)
         generator.step()
+        if schedules:
+            schedules[0].step()
         if h.dead_code_steps:
             restarted = self.restart_dead_codes(latents.detach(), indices)
             self.log("train/restarted_codes", restarted.float(), batch_size=rows)
@@ -230,9 +253,12 @@ class VQGANTraining(L.LightningModule):
             discriminator.zero_grad()
             self.manual_backward(d_loss)
             discriminator.step()
+            if schedules:
+                schedules[1].step()
             self.untoggle_optimizer(discriminator)
             self.log("train/disc_loss", d_loss, batch_size=rows)
         self.log("train/loss", loss, prog_bar=True, batch_size=rows)
+        self.log("train/lr", generator.param_groups[0]["lr"], batch_size=rows)
         self.log("train/rec_loss", rec_loss, prog_bar=True, batch_size=rows)
         self.log_dict({"train/codebook_loss": codebook_loss, "train/perplexity": perplexity}, batch_size=rows)
 
@@ -266,7 +292,6 @@ class VQGANTraining(L.LightningModule):
         self.log("val/psnr", (10 * torch.log10(4.0 / mse.clamp_min(1e-10))).mean())  # peak-to-peak 2 in [-1, 1]
         self.log("val/codebook_usage", used.float().mean())
         logger = next((lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)), None)
-        if self._picture is not None and logger is not None and self.trainer.is_global_zero:
-            if not self.trainer.sanity_checking:
-                logger.experiment.add_image("val/reconstructions", self._picture, self.global_step)
+        if self._picture is not None and logger is not None and not self.trainer.sanity_checking:
+            logger.experiment.add_image("val/reconstructions", self._picture, self.global_step)
         self._picture = None
