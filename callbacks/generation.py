@@ -8,6 +8,7 @@ colour of their pixels, which no CLIP is asked about.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -128,7 +129,7 @@ class JudgePictures(L.Callback):
 
 def _truth(caption: str, names: Sequence[str]) -> int | None:
     """The index of the longest class name in the caption, as whole words."""
-    words = f" {' '.join(caption.lower().replace('_', ' ').split())} "
+    words = f" {' '.join(re.sub(r'[^a-z0-9]+', ' ', caption.lower()).split())} "  # punctuation and "_" as spaces
     found = [k for k, name in enumerate(names) if f" {name} " in words]
     return max(found, key=lambda k: len(names[k])) if found else None
 

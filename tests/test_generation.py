@@ -104,6 +104,13 @@ def test_a_perspective_fills_from_outside_moves_the_same_for_the_whole_batch_and
     assert images.grad.abs().sum() > 0
 
 
+def test_a_perspective_whose_horizon_crosses_a_pixel_fills_it_instead_of_nan():
+    # This draw puts the homography's denominator at exactly 0 on 9 pixels of a 64 px picture: grid_sample gave NaN
+    # there, which after ~100 steps made a VQGAN-CLIP run's latent NaN.
+    warped = random_perspective(torch.rand(1, 3, 64, 64), 0.7, fill=0.5, generator=torch.Generator().manual_seed(19650))
+    assert torch.isfinite(warped).all()
+
+
 # --- CLIPDraw ------------------------------------------------------------------------------------------------------
 def clipdraw(rn_file, prompts=("a red circle",), **kwargs):
     method = CLIPDraw(rn_file, architecture="RN-Tiny", **kwargs)
@@ -288,6 +295,8 @@ def test_a_picture_s_truth_is_the_longest_class_name_in_its_caption():
     assert names[_truth("a drawing of a red circle on white", names)] == "red circle"
     assert _truth("00_a_small_red_circle", names) == names.index("red circle")
     assert _truth("a square", names) is None
+    # ShapesWorld captions end in a period (CLIPasso's targets are named by them)
+    assert _truth("a rendering of a large orange ring.", class_names("shape")) == class_names("shape").index("ring")
 
 
 def test_judge_pictures_scores_colours_and_writes_its_report(rn_file, tmp_path, monkeypatch):

@@ -148,6 +148,9 @@ def random_perspective(
     denominator = g * xs + h * ys + 1
     source_x, source_y = (a * xs + b * ys + c) / denominator, (d * xs + e * ys + f) / denominator
     grid = torch.stack([source_x / (width - 1) * 2 - 1, source_y / (height - 1) * 2 - 1], dim=-1)
+    # Where the denominator is 0 the source is infinite (or 0 / 0), which grid_sample turns into NaN pixels: such a
+    # pixel reads from far outside the picture, so it is sent just outside, to `fill`.
+    grid = grid.nan_to_num(nan=-2.0, posinf=2.0, neginf=-2.0).clamp(-2.0, 2.0)
     grid = grid.to(images).expand(images.shape[0], -1, -1, -1)
     # Sampling (image - fill) with zero padding puts exactly `fill` outside, blended at the border.
     return F.grid_sample(images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=True) + fill
