@@ -34,6 +34,7 @@ from lit_clip.datamodules.shapesworld import (
     ShapesWorldFewShot,
     ShapesWorldGrounding,
     ShapesWorldPoints,
+    ShapesWorldQuestions,
     ShapesWorldSegmentation,
     ShapesWorldSolidsCaptions,
     ShapesWorldVideo,
@@ -41,6 +42,7 @@ from lit_clip.datamodules.shapesworld import (
 from lit_clip.datamodules.timed_captions import ShapesWorldTimedCaptions, TimedCaptions
 from lit_clip.datamodules.video_retrieval import MSRVTT, MSVD, DiDeMo, VideoFolder
 from lit_clip.datamodules.video_recognition import HMDB51, UCF101, Kinetics400, VideoListRecognition
+from lit_clip.datamodules.vqa import VQAv2
 from lit_clip.datamodules.webdataset import WebDatasetPairs
 
 __all__ = [
@@ -84,6 +86,7 @@ __all__ = [
     "UCF101",
     "HMDB51",
     "VideoListRecognition",
+    "VQAv2",
     "ShapesWorldTimedCaptions",
     "TimedCaptions",
     "MSRVTT",
@@ -92,6 +95,7 @@ __all__ = [
     "VideoFolder",
     "ShapesWorldSolidsCaptions",
     "ShapesWorldPoints",
+    "ShapesWorldQuestions",
     "ModelNet40",
     "ModelNet10",
     "ScanObjectNN",

@@ -1175,6 +1175,56 @@ def _save_sound(sf, path: Path, wave: np.ndarray, sample_rate: int, subtype: str
     sf.write(str(path), wave, sample_rate, subtype=subtype)
 
 
+def export_vqa_v2(
+    root: str | Path,
+    per_split: Mapping[str, int],
+    image_size: int = 64,
+    questions_per_image: int = 2,
+    seed: int = 0,
+) -> None:
+    """VQA v2's layout: ``v2_OpenEnded_mscoco_<split>_questions.json``, ``v2_mscoco_<split>_annotations.json`` and
+    ``<split>/COCO_<split>_<id:012d>.jpg``, with ShapesWorld questions (see
+    :mod:`lit_clip.datamodules.shapesworld.questions`); of each question's ten human answers eight are the truth, two
+    another answer of its type, spelt as people type ("Yes", "two"), so that soft scores and normalisation matter.
+
+    Args:
+        root: output folder.
+        per_split: images for each split written, e.g. ``{"train2014": 8, "val2014": 4}``.
+        image_size, seed: image side and ShapesWorld world (2-4 objects a scene).
+        questions_per_image: questions about each image (VQA v2 has about 5).
+    """
+    from lit_clip.datamodules.shapesworld.questions import QUESTION_TYPES, ask
+
+    root = Path(root)
+    world = ShapesWorld(image_size, 2, 4, seed)
+    spelt = {"yes": "Yes", "no": "No", "0": "zero", "1": "one", "2": "two", "3": "three", "4": "four"}
+    answer_types = {"exist": "yes/no", "count": "number"}
+    question_id = 0
+    for split, images in per_split.items():
+        questions, annotations = [], []
+        for index in range(images):
+            scene, image_id = world.scene("train" if split.startswith("train") else "val", index), index + 1
+            _save(scene.image, root / split / f"COCO_{split}_{image_id:012d}.jpg")
+            rng = np.random.default_rng([seed, index, len(split)])
+            for k in range(questions_per_image):
+                kind = QUESTION_TYPES[(index + k) % len(QUESTION_TYPES)]
+                question = ask(scene, kind, rng, image_size) or ask(scene, "exist", rng, image_size)
+                other = {"yes": "no", "no": "yes"}.get(question.answer, "0" if question.answer != "0" else "1")
+                if question.kind in ("color", "shape", "relation"):
+                    other = "none"
+                answers = [spelt.get(question.answer, question.answer)] * 8 + [other] * 2
+                question_id += 1
+                questions.append({"image_id": image_id, "question": question.text, "question_id": question_id})
+                annotations.append({
+                    "question_id": question_id, "image_id": image_id, "question_type": question.text.split()[0],
+                    "answer_type": answer_types.get(question.kind, "other"), "multiple_choice_answer": question.answer,
+                    "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": n + 1}
+                                for n, a in enumerate(answers)],
+                })  # fmt: skip
+        _parent(root / f"v2_OpenEnded_mscoco_{split}_questions.json").write_text(json.dumps({"questions": questions}))
+        _parent(root / f"v2_mscoco_{split}_annotations.json").write_text(json.dumps({"annotations": annotations}))
+
+
 def main(args: list[str] | None = None) -> None:
     """``python -m lit_clip.datamodules.export LAYOUT ROOT``: ShapesWorld on disk, to try a real-data config."""
     import argparse
@@ -1235,3 +1285,4 @@ def main(args: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+

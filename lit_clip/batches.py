@@ -187,6 +187,21 @@ class GenerationBatch(TypedDict, total=False):
     step: Tensor
 
 
+class QuestionsBatch(TypedDict, total=False):
+    """Visual question answering. ``question``: long ``[B, max_tokens]`` word ids (0 pads, 1 is an unknown word);
+    ``answer_scores``: float ``[B, A]``, each answer's VQA accuracy against the human answers (the soft target);
+    ``question_type``: long ``[B]``, an index into the data module's ``question_types``; ``question_text``,
+    ``answers_text`` (the human answers, joined by "|"): the B strings, for pictures."""
+
+    image: Tensor
+    question: Tensor
+    answer_scores: Tensor
+    question_type: Tensor
+    question_text: list[str]
+    answers_text: list[str]
+    index: Tensor
+
+
 @dataclass(frozen=True)
 class EvaluationSet:
     """A set of classes an evaluation loader is labelled over; ``name`` prefixes its metrics ("" for none).

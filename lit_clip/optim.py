@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from torch import nn
 from torch.optim import Optimizer
@@ -94,5 +94,25 @@ def poly_schedule(optimizer: Optimizer, total: int, power: float = 0.9) -> Lambd
 
     def factor(step: int) -> float:
         return (1 - min(step, total) / total) ** power
+
+    return LambdaLR(optimizer, factor)
+
+
+def epoch_step_schedule(
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    warmup_epochs: int,
+    decay_epochs: Sequence[int],
+    decay_factor: float,
+) -> LambdaLR:
+    """MCAN's schedule, stepped every batch: the learning rate times ``(e + 1) / (warmup_epochs + 1)`` in epoch ``e``
+    of the first ``warmup_epochs`` (1/4, 2/4, 3/4 for 3), then times ``decay_factor`` once for each of
+    ``decay_epochs`` (0-based) reached."""
+
+    def factor(step: int) -> float:
+        epoch = step // steps_per_epoch
+        if epoch < warmup_epochs:
+            return (epoch + 1) / (warmup_epochs + 1)
+        return decay_factor ** sum(epoch >= decay for decay in decay_epochs)
 
     return LambdaLR(optimizer, factor)

@@ -32,6 +32,7 @@ from lit_clip.datamodules.export import (
     export_pascal_context,
     export_urbansound8k,
     export_voc_segmentation,
+    export_vqa_v2,
     export_webdataset,
 )
 from lit_clip.datamodules.export_3d import write_depth_list, write_modelnet_hdf5, write_scanobjectnn
@@ -126,6 +127,12 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
         arguments.append(f"--model.init_args.vqgan={tmp_path / 'vqgan.ckpt'}")
         arguments.append(f"--model.init_args.vqgan_config={tmp_path / 'model.yaml'}")
         arguments += ["--model.init_args.image_size=32", "--model.init_args.cutouts=2"]
+    if model_class == "MCANVQA":  # a micro MCAN on the stand-in CLIP's grid at its own size
+        arguments += ["--model.init_args.input_size=null", "--model.init_args.hidden=16", "--model.init_args.layers=1",
+                      "--model.init_args.heads=2", "--model.init_args.word_dim=8", "--model.init_args.flat_mlp=16",
+                      "--model.init_args.flat_out=16"]  # fmt: skip
+    if data_class == "ShapesWorldQuestions":
+        arguments += ["--data.init_args.image_size=32", "--data.init_args.batch_size=8"]
     if data_class == "CoOpClassification":
         dataset = parsed["data"]["init_args"]["dataset"]
         splits = ("train", "val") if dataset == "ImageNet" else ("train", "val", "test")
@@ -205,6 +212,9 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
             options = {**source["init_args"], **paths[kind], "num_workers": 0, "eval_batch_size": 2}
             sources.append({"class_path": source["class_path"], "init_args": options})
         arguments.append(f"--data.init_args.sources={json.dumps(sources)}")
+    elif data_class == "VQAv2":  # ShapesWorld questions in VQA v2's files
+        export_vqa_v2(data, {"train2014": 8, "val2014": 4}, image_size=32)
+        arguments += [f"--data.init_args.root={data}", "--data.init_args.min_answer_count=1"]
     elif data_class == "ODinWDetection":
         export_odinw_detection(data, ShapesWorld(image_size=64, max_objects=3), {"train": 4, "valid": 2, "test": 2})
         arguments += [f"--data.init_args.root={data}", "--data.init_args.eval_batch_size=2"]

@@ -8,6 +8,7 @@ from lit_clip.datamodules.shapesworld.detection import ShapesWorldDetection
 from lit_clip.datamodules.shapesworld.fewshot import ShapesWorldFewShot
 from lit_clip.datamodules.shapesworld.grounding import ShapesWorldGrounding
 from lit_clip.datamodules.shapesworld.points import ShapesWorldPoints
+from lit_clip.datamodules.shapesworld.questions import ShapesWorldQuestions
 from lit_clip.datamodules.shapesworld.segmentation import ShapesWorldSegmentation
 from lit_clip.datamodules.shapesworld.solids import SOLIDS, ShapesWorldSolids
 from lit_clip.datamodules.shapesworld.solids_captions import ShapesWorldSolidsCaptions
@@ -29,6 +30,7 @@ __all__ = [
     "ShapesWorldFewShot",
     "ShapesWorldGrounding",
     "ShapesWorldPoints",
+    "ShapesWorldQuestions",
     "ShapesWorldSegmentation",
     "ShapesWorldSolids",
     "ShapesWorldSolidsCaptions",

@@ -1,5 +1,5 @@
 """One LightningModule per method, each in its own file, grouped by task (``pretraining/``, ``classification/``,
-``segmentation/``, ``detection/``, ``video/``, ``three_d/``, ``generation/``)."""
+``segmentation/``, ``detection/``, ``video/``, ``three_d/``, ``generation/``, ``vl/``)."""
 from lit_clip.methods.classification.clip_adapter import CLIPAdapter
 from lit_clip.methods.classification.cocoop import CoCoOp
 from lit_clip.methods.classification.coop import CoOp
@@ -25,6 +25,7 @@ from lit_clip.methods.three_d.pointclip import PointCLIP
 from lit_clip.methods.video.actionclip import ActionCLIP
 from lit_clip.methods.video.clip4clip import CLIP4Clip
 from lit_clip.methods.video.videoclip import VideoCLIP
+from lit_clip.methods.vl.mcan_vqa import MCANVQA
 
 __all__ = [
     "CLIPPretraining",
@@ -53,4 +54,5 @@ __all__ = [
     "CLIPasso",
     "VQGANCLIP",
     "VQGANTraining",
+    "MCANVQA",
 ]

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from lit_clip.checkpoints import load_clip
 from lit_clip.methods.class_sets import EvaluatesPerClassSet
+from lit_clip.models import create_model
 from lit_clip.models.clip import CLIP
 from lit_clip.zeroshot import build_zeroshot_classifier
 
@@ -34,9 +35,17 @@ class FrozenCLIP(L.LightningModule):
     # Submodules loaded from their own files, left out of checkpoints: the CLIP (and VQGAN-CLIP's VQGAN).
     frozen_modules: tuple[str, ...] = ("model",)
 
-    def __init__(self, pretrained: str, architecture: str | None = None, quick_gelu: bool | None = None):
+    def __init__(self, pretrained: str | None, architecture: str | None = None, quick_gelu: bool | None = None):
+        """``pretrained``: the CLIP (see :func:`lit_clip.load_clip`); None: a randomly initialised CLIP of
+        ``architecture``, a baseline, which checkpoints then keep (there is no file to take it back from)."""
         super().__init__()
-        self.model: CLIP = load_clip(pretrained, architecture=architecture, quick_gelu=quick_gelu).requires_grad_(False)
+        if pretrained is None:
+            if architecture is None:
+                raise ValueError("give pretrained (a CLIP) or, for a randomly initialised CLIP, an architecture")
+            self.model: CLIP = create_model(architecture).requires_grad_(False)
+            self.frozen_modules = tuple(name for name in self.frozen_modules if name != "model")
+        else:
+            self.model = load_clip(pretrained, architecture=architecture, quick_gelu=quick_gelu).requires_grad_(False)
 
     def train(self, mode: bool = True):
         super().train(mode)

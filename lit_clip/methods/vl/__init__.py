@@ -1,0 +1,1 @@
+"""Vision-language tasks on CLIP's image tower (CLIP-ViL): visual question answering (MCAN)."""
