@@ -69,6 +69,7 @@ def test_training_changes_mcan_alone_and_test_reports_accuracy_per_type_and_unse
     assert all(torch.equal(v, method.model.state_dict()[k]) for k, v in clip_before.items())
     metrics = trainer.callback_metrics
     assert 0 <= metrics["val/accuracy"] <= 1 and "val/accuracy_relation" in metrics
+    method.validation_step({"skipped_index": torch.tensor([0, 1])}, 0)  # a batch of unreadable images only
     saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
     assert not any(k.startswith("model.") for k in saved["state_dict"])  # the CLIP comes back from `pretrained`
     assert saved["vqa_vocabulary"]["answers"] == data.answers

@@ -281,6 +281,8 @@ class MCANVQA(FrozenCLIP):
         self.metrics = [VQAAccuracy(self.vocabulary["question_types"]) for _ in names]
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if "image" not in batch:  # every sample of the batch was unreadable (see lit_clip.batches)
+            return
         predicted = self(batch["image"], batch["question"]).argmax(dim=-1)
         accuracy = batch["answer_scores"].gather(1, predicted[:, None])[:, 0]
         self.metrics[dataloader_idx].update(accuracy, batch["question_type"], batch["index"])
