@@ -3,6 +3,7 @@ independently of the generator; types are balanced; the held-out compositions st
 import re
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +12,7 @@ from lit_clip.datamodules.shapesworld.questions import (
     QUESTION_TYPES,
     ShapesWorldQuestions,
     answer_vocabulary,
+    ask,
     question_vocabulary,
     scene_and_question,
 )
@@ -101,6 +103,12 @@ def test_held_out_compositions_stay_out_of_training_and_make_the_unseen_test():
         scene, _ = scene_and_question(data.world, "test", index, data.held_out)
         assert {o.name for o in scene.objects} <= held_out
     assert data.evaluation_names == ["", "unseen/"]
+
+
+def test_an_unknown_question_type_is_named():
+    scene = ShapesWorld(64, 2, 4, seed=0).scene("train", 0)
+    with pytest.raises(ValueError, match="unknown question type 'size'"):
+        ask(scene, "size", np.random.default_rng(0), 64)
 
 
 def test_encoding_pads_cuts_and_marks_unknown_words():

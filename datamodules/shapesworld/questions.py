@@ -65,10 +65,12 @@ class Question:
 
 def ask(scene: Scene, kind: str, rng: np.random.Generator, image_size: int) -> Question | None:
     """A question of type ``kind`` whose answer the scene fixes, or None where it has none."""
+    if kind not in QUESTION_TYPES:
+        raise ValueError(f"unknown question type {kind!r}; expected one of {list(QUESTION_TYPES)}")
     objects = scene.objects
     shapes = [obj.shape for obj in objects]
     colors = [obj.color for obj in objects]
-    template = _TEMPLATES["count_shape" if kind == "count" else kind]
+    template = _TEMPLATES.get(kind)  # counting has two kinds of its own
     if kind == "color":
         unique = [shape for shape in SHAPES if shapes.count(shape) == 1]
         if not unique:
@@ -103,23 +105,21 @@ def ask(scene: Scene, kind: str, rng: np.random.Generator, image_size: int) -> Q
         candidates = swapped or sorted({(c, s) for c in COLORS for s in SHAPES} - pairs)
         color, shape = candidates[rng.integers(len(candidates))]
         return Question(_pick(rng, template).format(a=_article(color), color=color, shape=shape), "no", kind)
-    if kind == "relation":
-        names = [obj.name for obj in objects]
-        options = []
-        for anchor in objects:
-            if names.count(anchor.name) != 1:
-                continue
-            others = [obj for obj in objects if obj is not anchor]
-            where = [_relation(obj, anchor, image_size) for obj in others]
-            if None in where:  # an object too close to call: no relation question about this anchor
-                continue
-            options += [(relation, anchor, others[where.index(relation)]) for relation in RELATIONS
-                        if where.count(relation) == 1]  # fmt: skip
-        if not options:
-            return None
-        relation, anchor, answer = options[rng.integers(len(options))]
-        return Question(_pick(rng, template).format(relation=relation, name=anchor.name), answer.name, kind)
-    raise ValueError(f"unknown question type {kind!r}; expected one of {list(QUESTION_TYPES)}")
+    names = [obj.name for obj in objects]  # a relation question
+    options = []
+    for anchor in objects:
+        if names.count(anchor.name) != 1:
+            continue
+        others = [obj for obj in objects if obj is not anchor]
+        where = [_relation(obj, anchor, image_size) for obj in others]
+        if None in where:  # an object too close to call: no relation question about this anchor
+            continue
+        options += [(relation, anchor, others[where.index(relation)]) for relation in RELATIONS
+                    if where.count(relation) == 1]  # fmt: skip
+    if not options:
+        return None
+    relation, anchor, answer = options[rng.integers(len(options))]
+    return Question(_pick(rng, template).format(relation=relation, name=anchor.name), answer.name, kind)
 
 
 def _plural(shape: str) -> str:
