@@ -22,10 +22,15 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
-from lit_clip.batches import QuestionsBatch  # noqa: F401  (the batch format)
 from lit_clip.datamodules.checks import require_one_batch
-from lit_clip.datamodules.images import BadSampleError, BadSamplePolicy, RobustSamples, check_policy, load_rgb
-from lit_clip.datamodules.images import without_bad_samples
+from lit_clip.datamodules.images import (
+    BadSampleError,
+    BadSamplePolicy,
+    RobustSamples,
+    check_policy,
+    load_rgb,
+    without_bad_samples,
+)
 from lit_clip.datamodules.loaders import stateful_loader
 from lit_clip.datamodules.pairs import _read_json, _require_dir
 from lit_clip.datamodules.questions import encode_question, frequent_answers, score_vector, word_vocabulary
