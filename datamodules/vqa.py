@@ -158,7 +158,7 @@ class VQAv2(L.LightningDataModule):
         if self.answers:
             return
         h = self.hparams
-        read = {split: self._split(split) for split in {*h.train_splits, h.val_split, *h.answer_splits}}
+        read = {split: self._split(split) for split in dict.fromkeys([*h.train_splits, h.val_split, *h.answer_splits])}
         self.words = word_vocabulary(q.question for questions in read.values() for q in questions)
         chosen = [normalize_answer(q.chosen_answer) for split in h.answer_splits for q in read[split]]
         self.answers = frequent_answers(chosen, h.min_answer_count)
