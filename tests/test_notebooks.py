@@ -53,3 +53,7 @@ def test_notebook_runs(notebook):
         assert pictures.shape[:2] == (2, 3) and pictures.shape[2] == pictures.shape[3]
         assert namespace["vqgan_clip_final_loss"] < namespace["vqgan_clip_start_loss"]
         assert namespace["latent_in_codebook_range"]
+    if "vqa_accuracy_by_hand" in namespace:  # CLIP-ViL's VQA: the official accuracy; MCAN learns on the grid
+        assert namespace["vqa_accuracy_by_hand"] == pytest.approx(0.9)
+        assert namespace["grid"].shape[1:] == (64, 64)  # an 8 x 8 grid of the micro ViT's 64 channels
+        assert namespace["trained_accuracy"] > namespace["untrained_accuracy"] + 0.05
