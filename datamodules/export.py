@@ -1209,8 +1209,11 @@ def export_vqa_v2(
             for k in range(questions_per_image):
                 kind = QUESTION_TYPES[(index + k) % len(QUESTION_TYPES)]
                 question = ask(scene, kind, rng, image_size) or ask(scene, "exist", rng, image_size)
-                other = {"yes": "no", "no": "yes"}.get(question.answer, "0" if question.answer != "0" else "1")
-                if question.kind in ("color", "shape", "relation"):
+                if question.kind == "exist":
+                    other = "no" if question.answer == "yes" else "yes"
+                elif question.kind == "count":
+                    other = "1" if question.answer == "0" else "0"
+                else:
                     other = "none"
                 answers = [spelt.get(question.answer, question.answer)] * 8 + [other] * 2
                 question_id += 1

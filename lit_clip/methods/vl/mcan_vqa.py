@@ -220,7 +220,7 @@ class MCANVQA(FrozenCLIP):
         self.save_hyperparameters()
         self.mcan: MCAN | None = None
         self.vocabulary: dict[str, list[str]] = {}
-        self.metrics: list[VQAAccuracy] = []
+        self.metrics: dict[str, VQAAccuracy] = {}  # per evaluation loader, by its metric prefix
 
     # --- vocabularies, from the data module or a checkpoint ------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -274,18 +274,18 @@ class MCANVQA(FrozenCLIP):
 
     # --- evaluation ---------------------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        self.metrics = [VQAAccuracy(self.vocabulary["question_types"])]
+        self.metrics = {"": VQAAccuracy(self.vocabulary["question_types"])}
 
     def on_test_epoch_start(self) -> None:
         names = getattr(self.trainer.datamodule, "evaluation_names", [""])
-        self.metrics = [VQAAccuracy(self.vocabulary["question_types"]) for _ in names]
+        self.metrics = {name: VQAAccuracy(self.vocabulary["question_types"]) for name in names}
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         if "image" not in batch:  # every sample of the batch was unreadable (see lit_clip.batches)
             return
         predicted = self(batch["image"], batch["question"]).argmax(dim=-1)
         accuracy = batch["answer_scores"].gather(1, predicted[:, None])[:, 0]
-        self.metrics[dataloader_idx].update(accuracy, batch["question_type"], batch["index"])
+        list(self.metrics.values())[dataloader_idx].update(accuracy, batch["question_type"], batch["index"])
         if batch_idx == 0 and dataloader_idx == 0 and not self.trainer.sanity_checking:
             self.draw_answers(batch, predicted)
 
@@ -298,8 +298,7 @@ class MCANVQA(FrozenCLIP):
         self.log_accuracy("test")
 
     def log_accuracy(self, stage: str) -> None:
-        names = getattr(self.trainer.datamodule, "evaluation_names", [""]) if stage == "test" else [""]
-        for name, metric in zip(names, self.metrics):
+        for name, metric in self.metrics.items():
             if metric.has_updates:
                 self.log_dict({f"{stage}/{name}{key}": value for key, value in metric.compute().items()})
 
