@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import lightning as L
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -55,6 +56,18 @@ class FrozenCLIP(L.LightningModule):
     def image_features(self, images: Tensor, prompts: Sequence[Tensor | None] | None = None) -> Tensor:
         """L2-normalised image embeddings of the frozen image tower, in fp32."""
         return F.normalize(self.model.encode_image(images, prompts).float(), dim=-1)
+
+    @torch.no_grad()
+    def grid_features(self, images: Tensor, size: int | Sequence[int] | None = None) -> Tensor:
+        """``[B, cells, channels]`` fp32: the frozen image tower's last feature map before pooling (a ResNet's layer4,
+        a ViT's patch tokens after its final norm), flattened row by row; the images first resized to ``size``
+        (a side or ``(height, width)``) where given, for a finer grid (CLIP-ViL)."""
+        if size is not None:
+            size = size if isinstance(size, int) else tuple(size)
+            images = F.interpolate(images, size=size, mode="bicubic", align_corners=False)
+        (grid,) = self.model.visual.forward_intermediates(images, indices=1, output_fmt="NLC", norm=True,
+                                                         intermediates_only=True)  # fmt: skip
+        return grid.float()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         prefixes = tuple(f"{name}." for name in self.frozen_modules)

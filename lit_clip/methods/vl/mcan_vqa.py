@@ -25,7 +25,6 @@ Deliberate differences, where the user should know them:
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -36,48 +35,12 @@ from torch import Tensor, nn
 
 from lit_clip import drawing
 from lit_clip.metrics.vqa import VQAAccuracy
+from lit_clip.methods.vl.attention import FeedForward, LayerNorm, MultiHeadAttention
 from lit_clip.methods.frozen_clip import FrozenCLIP
 from lit_clip.optim import epoch_step_schedule
 
 
 # --- MCAN's blocks ----------------------------------------------------------------------------------------------------
-class LayerNorm(nn.Module):
-    """MCAN's layer norm: ``a (x - mean) / (std + eps) + b`` with the unbiased standard deviation."""
-
-    def __init__(self, size: int, eps: float = 1e-6):
-        super().__init__()
-        self.a_2, self.b_2, self.eps = nn.Parameter(torch.ones(size)), nn.Parameter(torch.zeros(size)), eps
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.a_2 * (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + self.eps) + self.b_2
-
-
-class MultiHeadAttention(nn.Module):
-    """Scaled dot-product attention over ``heads``; ``mask`` True where a key is padding; dropout on the weights."""
-
-    def __init__(self, hidden: int, heads: int, dropout: float):
-        super().__init__()
-        self.heads = heads
-        self.linear_v, self.linear_k, self.linear_q, self.linear_merge = (nn.Linear(hidden, hidden) for _ in range(4))
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, v: Tensor, k: Tensor, q: Tensor, mask: Tensor | None) -> Tensor:
-        def split(x: Tensor) -> Tensor:
-            return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)
-
-        v, k, q = split(self.linear_v(v)), split(self.linear_k(k)), split(self.linear_q(q))
-        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-        if mask is not None:
-            scores = scores.masked_fill(mask[:, None, None, :], -1e9)
-        attended = self.dropout(scores.softmax(dim=-1)) @ v
-        return self.linear_merge(attended.transpose(1, 2).flatten(2))
-
-
-class FeedForward(nn.Sequential):
-    def __init__(self, hidden: int, ff: int, dropout: float):
-        super().__init__(nn.Linear(hidden, ff), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(ff, hidden))
-
-
 class SelfAttention(nn.Module):
     """MCAN's SA: self-attention and a feed-forward block, each residual then layer-normed."""
 
@@ -148,12 +111,13 @@ class MCAN(nn.Module):
 
     def forward(self, question: Tensor, visual: Tensor) -> Tensor:
         question_mask = question == 0  # padding
+        key_mask = question_mask[:, None]  # the same for every query
         words, _ = self.lstm(self.embedding(question))
         visual = self.visual_projection(visual)
         for block in self.encoder:
-            words = block(words, question_mask)
+            words = block(words, key_mask)
         for block in self.decoder:
-            visual = block(visual, words, None, question_mask)  # every grid cell is real: no visual mask
+            visual = block(visual, words, None, key_mask)  # every grid cell is real: no visual mask
         fused = self.flatten_question(words, question_mask) + self.flatten_visual(visual, None)
         return self.classifier(self.norm(fused))
 
@@ -253,18 +217,9 @@ class MCANVQA(FrozenCLIP):
         super().on_load_checkpoint(checkpoint)
 
     # --- the model ----------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def grid_features(self, images: Tensor) -> Tensor:
-        """``[B, cells, channels]``: the frozen tower's last feature map, flattened row by row."""
-        if self.hparams.input_size is not None:
-            images = F.interpolate(images, size=self.hparams.input_size, mode="bicubic", align_corners=False)
-        (grid,) = self.model.visual.forward_intermediates(images, indices=1, output_fmt="NLC", norm=True,
-                                                         intermediates_only=True)  # fmt: skip
-        return grid.float()
-
     def forward(self, images: Tensor, questions: Tensor) -> Tensor:
         """Answer logits ``[B, answers]``."""
-        return self.mcan(questions, self.grid_features(images))
+        return self.mcan(questions, self.grid_features(images, self.hparams.input_size))
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         logits = self(batch["image"], batch["question"])
