@@ -4,6 +4,7 @@ Installed as ``lit_clip.datamodules`` from the repository's top-level ``datamodu
 never imports a method: batch formats are in :mod:`lit_clip.batches`.
 """
 from lit_clip.datamodules.audio import ESC50, AudioClips, AudioWebDataset, UrbanSound8K
+from lit_clip.datamodules.captioning import KarpathyCaptions
 from lit_clip.datamodules.classification import CoOpClassification, ImageFolderClassification
 from lit_clip.datamodules.depth import KITTIDepth, NYUDepthV2
 from lit_clip.datamodules.detection import COCODetection, LVISDetection, Objects365Detection, ODinWDetection
@@ -27,6 +28,7 @@ from lit_clip.datamodules.segmentation import (
 )
 from lit_clip.datamodules.shapesworld import (
     ShapesWorldAudio,
+    ShapesWorldCaptioning,
     ShapesWorldCaptions,
     ShapesWorldClassification,
     ShapesWorldDepth,
@@ -48,6 +50,8 @@ from lit_clip.datamodules.webdataset import WebDatasetPairs
 __all__ = [
     "GenerationTargets",
     "ShapesWorldCaptions",
+    "ShapesWorldCaptioning",
+    "KarpathyCaptions",
     "ShapesWorldClassification",
     "ImageFolderClassification",
     "CoOpClassification",

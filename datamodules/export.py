@@ -204,12 +204,36 @@ def export_flickr_karpathy(
         image_size, seed: image side and ShapesWorld world.
         captions_per_image: true captions of every image, at most 5.
     """
-    root = Path(root)
+    return _export_karpathy(Path(root), "flickr30k", per_split, image_size, captions_per_image, seed)
+
+
+def export_coco_karpathy(
+    root: str | Path,
+    per_split: Mapping[str, int],
+    image_size: int = 64,
+    captions_per_image: int = 5,
+    seed: int = 0,
+) -> ExportedCaptions:
+    """COCO with Karpathy's splits: ``dataset_coco.json`` and its images in ``train2014/`` (train, restval) and
+    ``val2014/`` (val, test, as Karpathy took them from COCO's val), each entry naming its folder (``filepath``).
+
+    Args: as :func:`export_flickr_karpathy`'s.
+    """
+    return _export_karpathy(Path(root), "coco", per_split, image_size, captions_per_image, seed)
+
+
+def _export_karpathy(root: Path, dataset: str, per_split: Mapping[str, int], image_size: int,
+                     captions_per_image: int, seed: int) -> ExportedCaptions:  # fmt: skip
     exported: ExportedCaptions = {split: [] for split in per_split}
     images, sentence_id = [], 0
     for split, _, image, captions in _captioned_scenes(per_split, image_size, captions_per_image, seed):
         image_id = len(images)
-        path = root / "flickr30k-images" / f"{1000000 + image_id}.jpg"
+        if dataset == "coco":
+            folder = "train2014" if split in ("train", "restval") else "val2014"
+            entry = {"filepath": folder, "filename": f"COCO_{folder}_{image_id + 1:012d}.jpg"}
+        else:
+            folder, entry = "flickr30k-images", {"filename": f"{1000000 + image_id}.jpg"}
+        path = root / folder / entry["filename"]
         _save(image, path)
         exported[split].append((path, captions))
         sentences = []
@@ -217,18 +241,11 @@ def export_flickr_karpathy(
             tokens = "".join(c if c.isalnum() else " " for c in caption.lower()).split()
             sentences.append({"raw": caption, "tokens": tokens, "imgid": image_id, "sentid": sentence_id})
             sentence_id += 1
-        images.append(
-            {
-                "filename": path.name,
-                "imgid": image_id,
-                "split": split,
-                "sentids": [sentence["sentid"] for sentence in sentences],
-                "sentences": sentences,
-            }
-        )
+        images.append({**entry, "imgid": image_id, "split": split, "sentids": [s["sentid"] for s in sentences],
+                       "sentences": sentences})  # fmt: skip
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / "dataset_flickr30k.json", "w") as file:
-        json.dump({"dataset": "flickr30k", "images": images}, file)
+    with open(root / f"dataset_{dataset}.json", "w") as file:
+        json.dump({"dataset": dataset, "images": images}, file)
     return exported
 
 

@@ -396,7 +396,8 @@ def _read_karpathy(path: Path, image_dir: Path, policy: BadSamplePolicy) -> dict
                 raise ValueError(
                     f"{path}: {image['filename']} has split {split!r}; expected train, restval, val or test"
                 )
-            pairs[split].append((image_dir / image["filename"], [sentence["raw"] for sentence in image["sentences"]]))
+            path = image_dir / image.get("filepath", "") / image["filename"]  # COCO's entries name their folder
+            pairs[split].append((path, [sentence["raw"] for sentence in image["sentences"]]))
     except KeyError as error:
         raise ValueError(f"{path}: an image entry has no {error} key; {expected}") from error
     return {split: _captioned(split_pairs, f"the {split} split of {path}", policy) for split, split_pairs in pairs.items()}

@@ -8,6 +8,7 @@ for evaluation (resize of the short side, centre crop, CLIP's mean and std). Bat
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -57,8 +58,9 @@ def _text_lines(path: Path) -> list[str]:
 class ImagePathsDataset(Dataset):
     """``{"image", "path"}`` for each path; an unreadable file stops the run with its name."""
 
-    def __init__(self, paths: list[Path], image_size: int):
-        self.paths, self.transform = paths, clip_eval_transform(image_size)
+    def __init__(self, paths: list[Path], image_size: int | Sequence[int]):
+        size = image_size if isinstance(image_size, int) else tuple(image_size)  # [h, w]: resized to exactly that
+        self.paths, self.transform = paths, clip_eval_transform(size)
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -202,6 +202,19 @@ class QuestionsBatch(TypedDict, total=False):
     index: Tensor
 
 
+class CaptioningBatch(TypedDict, total=False):
+    """Image captioning. ``captions``: long ``[B, R, max_words]`` word ids of R captions per image (0 pads, 1 is an
+    unknown word; no start or end word), and the same R captions as text, ``caption_text`` (B lists);
+    ``references``: every reference caption of each image, as text (B lists), what the evaluation and
+    self-critical training score against."""
+
+    image: Tensor
+    captions: Tensor
+    caption_text: list[list[str]]
+    references: list[list[str]]
+    index: Tensor
+
+
 @dataclass(frozen=True)
 class EvaluationSet:
     """A set of classes an evaluation loader is labelled over; ``name`` prefixes its metrics ("" for none).

@@ -1,5 +1,6 @@
 """ShapesWorld, the embedded default data: the generated world and one data module per task view of it."""
 from lit_clip.datamodules.shapesworld.audio import ShapesWorldAudio
+from lit_clip.datamodules.shapesworld.captioning import ShapesWorldCaptioning
 from lit_clip.datamodules.shapesworld.captions import ShapesWorldCaptions
 from lit_clip.datamodules.shapesworld.clips import MOTIONS, ShapesWorldClips
 from lit_clip.datamodules.shapesworld.classification import SHAPES_TEMPLATES, ShapesWorldClassification
@@ -21,6 +22,7 @@ __all__ = [
     "SOLIDS",
     "ShapesWorld",
     "ShapesWorldAudio",
+    "ShapesWorldCaptioning",
     "ShapesWorldCaptions",
     "ShapesWorldClassification",
     "ShapesWorldClips",
