@@ -25,7 +25,9 @@ from lit_clip.methods.three_d.pointclip import PointCLIP
 from lit_clip.methods.video.actionclip import ActionCLIP
 from lit_clip.methods.video.clip4clip import CLIP4Clip
 from lit_clip.methods.video.videoclip import VideoCLIP
+from lit_clip.methods.vl.clipcap import ClipCap
 from lit_clip.methods.vl.mcan_vqa import MCANVQA
+from lit_clip.methods.vl.transformer_captioner import TransformerCaptioning
 
 __all__ = [
     "CLIPPretraining",
@@ -55,4 +57,6 @@ __all__ = [
     "VQGANCLIP",
     "VQGANTraining",
     "MCANVQA",
+    "TransformerCaptioning",
+    "ClipCap",
 ]
