@@ -191,3 +191,19 @@ def test_generation_benchmark_quick_mode_times_a_step_of_each_method_beside_its_
     rows = table_rows(capsys.readouterr().out)
     assert [row[0] for row in rows] == ["CLIPDraw", "CLIPasso", "VQGAN-CLIP"]
     assert all(number(row[3]) > 0 and 0 < number(row[5]) for row in rows)
+
+
+@pytest.mark.slow
+def test_caption_naming_reads_a_captioners_checkpoint_and_prints_its_row(tmp_path, lit_clip_checkpoint):
+    script = (
+        "import lightning as L, sys; from lit_clip.methods import TransformerCaptioning; "
+        "from lit_clip.datamodules import ShapesWorldCaptioning; "
+        "data = ShapesWorldCaptioning(image_size=32, held_out=4, train_samples=8, batch_size=4, vocabulary_scenes=20); "
+        "method = TransformerCaptioning(sys.argv[1], hidden=16, layers=1, heads=2, ff=32, max_length=6); "
+        "trainer = L.Trainer(max_steps=1, logger=False, enable_progress_bar=False, limit_val_batches=0, "
+        "default_root_dir=sys.argv[2]); trainer.fit(method, data); trainer.save_checkpoint(sys.argv[2] + '/c.ckpt')"
+    )
+    run_python("-c", script, lit_clip_checkpoint, tmp_path)
+    rows = table_rows(run_module("benchmarks.caption_naming", tmp_path / "c.ckpt", "--test-samples", "4"))
+    assert len(rows) == 1 and rows[0][0].endswith("c.ckpt")
+    assert number(rows[0][1]) >= 0 and 0 <= number(rows[0][2]) <= 1 and 0 <= number(rows[0][4]) <= 1

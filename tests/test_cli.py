@@ -17,6 +17,7 @@ from lit_clip.datamodules.export import (
     export_audio_clips_csv,
     export_coco20i,
     export_coco_captions,
+    export_coco_karpathy,
     export_coco_detection,
     export_coco_stuff,
     export_coop,
@@ -133,6 +134,21 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
                       "--model.init_args.flat_out=16"]  # fmt: skip
     if data_class == "ShapesWorldQuestions":
         arguments += ["--data.init_args.image_size=32", "--data.init_args.batch_size=8"]
+    if model_class in ("TransformerCaptioning", "ClipCap"):  # METEOR (Java, seconds) is tested with the metrics
+        arguments.append("--model.init_args.with_meteor=false")
+    if model_class == "TransformerCaptioning":  # a micro captioner on the stand-in CLIP's grid at its own size
+        arguments += ["--model.init_args.input_size=null", "--model.init_args.hidden=16", "--model.init_args.layers=1",
+                      "--model.init_args.heads=2", "--model.init_args.ff=32",
+                      "--model.init_args.max_length=6"]  # fmt: skip
+    if model_class == "ClipCap":  # a micro GPT-2 over the data module's words (no GPT-2 or tokenizer offline)
+        gpt2 = json.dumps({"n_embd": 16, "n_layer": 1, "n_head": 2, "n_positions": 64})
+        arguments += [f"--model.init_args.language_model={gpt2}", "--model.init_args.tokenizer=null",
+                      "--model.init_args.prefix_length=2", "--model.init_args.clip_length=2",
+                      "--model.init_args.mapping_layers=1", "--model.init_args.max_tokens=6",
+                      "--model.init_args.beam_size=2"]  # fmt: skip
+    if data_class == "ShapesWorldCaptioning":
+        arguments += ["--data.init_args.image_size=32", "--data.init_args.batch_size=4",
+                      "--data.init_args.vocabulary_scenes=20"]  # fmt: skip
     if data_class == "CoOpClassification":
         dataset = parsed["data"]["init_args"]["dataset"]
         splits = ("train", "val") if dataset == "ImageNet" else ("train", "val", "test")
@@ -212,6 +228,9 @@ def fixture_arguments(config: Path, tmp_path: Path, checkpoint: Path) -> list[st
             options = {**source["init_args"], **paths[kind], "num_workers": 0, "eval_batch_size": 2}
             sources.append({"class_path": source["class_path"], "init_args": options})
         arguments.append(f"--data.init_args.sources={json.dumps(sources)}")
+    elif data_class == "KarpathyCaptions":  # ShapesWorld scenes in Karpathy's dataset_coco.json and COCO's folders
+        export_coco_karpathy(data, {"train": 6, "restval": 2, "val": 2, "test": 2}, image_size=32)
+        arguments += [f"--data.init_args.root={data}", "--data.init_args.min_word_count=1"]
     elif data_class == "VQAv2":  # ShapesWorld questions in VQA v2's files
         export_vqa_v2(data, {"train2014": 8, "val2014": 4}, image_size=32)
         arguments += [f"--data.init_args.root={data}", "--data.init_args.min_answer_count=1"]
