@@ -16,6 +16,7 @@ from lit_clip.datamodules.shapesworld.captioning import named_compositions, name
 from lit_clip.datamodules.shapesworld.world import ShapesWorld
 from lit_clip.methods import ClipCap, TransformerCaptioning
 from lit_clip.methods.vl import decoding
+from lit_clip.methods.vl.attention import MultiHeadAttention
 from lit_clip.methods.vl.clipcap import MLPMapper, TransformerMapper
 from lit_clip.methods.vl.transformer_captioner import CachedDecoding, CaptionTransformer, noam_rate
 
@@ -74,6 +75,17 @@ def test_a_beam_as_wide_as_every_caption_finds_the_most_likely_one():
         captions = [c for n in range(1, max_length + 1) for c in itertools.product(words, repeat=n)
                     if END not in c[:-1] and (c[-1] == END or n == max_length)]  # fmt: skip
         best = max(captions, key=lambda caption: caption_logprob(model, row, caption))
+        assert tuple(w for w in found[row].tolist() if w != PAD) == best
+
+
+def test_a_wide_length_normalised_beam_finds_the_caption_of_best_mean_log_probability():
+    model, max_length = toy_language_model(5), 3
+    found = decoding.beam_search(model, 4, START, END, PAD, max_length, beam_size=64, length_normalised=True)
+    words = [w for w in range(VOCABULARY) if w != PAD]
+    for row in range(4):
+        captions = [c for n in range(1, max_length + 1) for c in itertools.product(words, repeat=n)
+                    if END not in c[:-1] and (c[-1] == END or n == max_length)]  # fmt: skip
+        best = max(captions, key=lambda caption: caption_logprob(model, row, caption) / len(caption))
         assert tuple(w for w in found[row].tolist() if w != PAD) == best
 
 
@@ -178,6 +190,12 @@ def test_karpathy_captions_read_coco_folders_restval_trains_and_a_bad_image_is_s
 
 
 # --- CLIP-ViL's transformer -------------------------------------------------------------------------------------------
+def test_masked_attention_runs_in_half_precision():
+    attention = MultiHeadAttention(hidden=8, heads=2, dropout=0.0).half()
+    x, mask = torch.randn(1, 3, 8).half(), torch.tensor([[[False, False, True]]])
+    assert torch.isfinite(attention(x, x, x, mask)).all()
+
+
 def test_the_decoder_reads_no_later_word_and_no_padding():
     torch.manual_seed(0)
     model = CaptionTransformer(words=9, visual_dim=6, hidden=16, layers=2, heads=2, ff=32).eval()
@@ -269,8 +287,10 @@ def test_self_critical_rewards_samples_against_the_greedy_caption(lit_clip_check
     method.build()
     tokens = method.reward_tokens(["A red circle.", "a green star"], max_words=2)
     assert tokens == [["a", "red", "<eos>"], ["a", "<unk>", "<eos>"]]
-    assert method.id_tokens(torch.tensor([[3, 4, 5, END_ID, PAD_ID], [END_ID, 0, 0, 0, 0]])) == [
-        ["a", "red", "circle", "<eos>"], ["<eos>"]]  # fmt: skip
+    assert method.id_tokens(torch.tensor([[3, 4, 5, END_ID, PAD_ID], [END_ID, 0, 0, 0, 0], [3, 4, 5, 6, 6]])) == [
+        ["a", "red", "circle", "<eos>"], ["<eos>"], ["a", "red", "circle", "star", "star"]]  # unended: no end word
+    with pytest.raises(ValueError, match="vocabulary differs"):
+        method.on_load_checkpoint({"caption_vocabulary": method.words[:-1], "state_dict": {}})
 
 
 # --- ClipCap ----------------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ class MultiHeadAttention(nn.Module):
         v, k, q = split(self.linear_v(v)), split(self.linear_k(k)), split(self.linear_q(q))
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
         if mask is not None:
-            scores = scores.masked_fill(mask[:, None], -1e9)
+            scores = scores.masked_fill(mask[:, None], torch.finfo(scores.dtype).min)  # the originals' -1e9, fp16-safe
         attended = self.dropout(scores.softmax(dim=-1)) @ v
         return self.linear_merge(attended.transpose(1, 2).flatten(2))
 

@@ -53,9 +53,12 @@ class CaptioningMethod(FrozenCLIP):
         checkpoint["caption_vocabulary"] = self.words
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = list(checkpoint["caption_vocabulary"])
         if not self.words:
-            self.words = list(checkpoint["caption_vocabulary"])
+            self.words = saved
             self.build()
+        elif saved != self.words:  # resuming with a data module of other words
+            raise ValueError("the checkpoint's caption vocabulary differs from the data module's")
         super().on_load_checkpoint(checkpoint)
 
     # --- captions -----------------------------------------------------------------------------------------------

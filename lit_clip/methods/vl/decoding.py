@@ -55,8 +55,8 @@ def beam_search(next_logprobs: NextLogprobs, images: int, start: int, end: int, 
                 beam_size: int, length_normalised: bool = False,
                 device: torch.device | str = "cpu") -> Tensor:  # fmt: skip
     """The caption of highest summed log-probability among ``beam_size`` kept at every step (``length_normalised``:
-    of highest mean log-probability per word, ClipCap's ranking): ``[images, max_length]``. An ended caption stays
-    in its beam, extended by padding at no cost, until every beam has ended or ``max_length`` words."""
+    kept and chosen by mean log-probability per word, ClipCap's ranking): ``[images, max_length]``. An ended caption
+    stays in its beam, extended by padding at no cost, until every beam has ended or ``max_length`` words."""
     rows = torch.arange(images, device=device).repeat_interleave(beam_size)
     words = torch.full((len(rows), 1), start, dtype=torch.long, device=device)
     scores = torch.full((images, beam_size), float("-inf"), device=device)
@@ -70,7 +70,12 @@ def beam_search(next_logprobs: NextLogprobs, images: int, start: int, end: int, 
         padding_only = torch.full_like(logprobs[0], float("-inf")).index_fill_(0, torch.tensor(pad, device=device), 0)
         logprobs = torch.where(ended[:, None], padding_only, logprobs)
         candidates = (scores.reshape(-1, 1) + logprobs).reshape(images, beam_size * vocabulary)
-        scores, chosen = candidates.topk(beam_size, dim=-1)
+        ranking = candidates
+        if length_normalised:  # each candidate's words: its beam's, one more unless the beam has ended
+            grown = (lengths + (~ended).float()).reshape(images, beam_size, 1).expand(-1, -1, vocabulary)
+            ranking = candidates / grown.reshape(images, -1)
+        chosen = ranking.topk(beam_size, dim=-1).indices
+        scores = candidates.gather(1, chosen)
         source = (first_of_image + chosen // vocabulary).flatten()
         word = (chosen % vocabulary).flatten()
         lengths = lengths[source] + (~ended[source]).float()

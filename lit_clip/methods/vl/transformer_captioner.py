@@ -228,7 +228,10 @@ class TransformerCaptioning(CaptioningMethod):
 
     # --- the model ----------------------------------------------------------------------------------------------
     def encode(self, images: Tensor) -> Tensor:
-        return self.captioner.encode(self.grid_features(images, self.hparams.input_size))
+        return self.captioner.encode(self.grid(images))
+
+    def grid(self, images: Tensor) -> Tensor:
+        return self.grid_features(images, self.hparams.input_size)
 
     def next_word(self, memory: Tensor) -> CachedDecoding:
         return CachedDecoding(self.captioner, memory)
@@ -269,12 +272,13 @@ class TransformerCaptioning(CaptioningMethod):
 
     def self_critical_step(self, batch: dict) -> Tensor:
         h = self.hparams
-        memory = self.encode(batch["image"])
+        grid = self.grid(batch["image"])  # the frozen tower once; the grid embedded in train and in eval mode
+        memory = self.captioner.encode(grid)
         common = dict(images=len(memory), start=END_ID, end=END_ID, pad=PAD_ID, max_length=h.max_length,
                       device=memory.device)  # fmt: skip
         with torch.no_grad():
             self.captioner.eval()
-            baseline = decoding.greedy(self.next_word(self.encode(batch["image"])), **common)
+            baseline = decoding.greedy(self.next_word(self.captioner.encode(grid)), **common)
             self.captioner.train()
             samples = decoding.sample(self.next_word(memory), per_image=h.samples, **common)
         references = [self.reward_tokens(refs, batch["captions"].shape[-1]) for refs in batch["references"]]
@@ -300,27 +304,26 @@ class TransformerCaptioning(CaptioningMethod):
                 for ref in references]  # fmt: skip
 
     def id_tokens(self, ids: Tensor) -> list[list[str]]:
-        """Written captions as vocabulary words up to and including their end word."""
-        return [[*caption.split(), END] if caption else [END] for caption in self.to_text(ids)]
+        """Written captions as vocabulary words, with the end word where they have one (ruotianluo's id strings)."""
+        ended = (ids == END_ID).any(dim=1).tolist()
+        return [[*caption.split(), *([END] if end else [])] for caption, end in zip(self.to_text(ids), ended)]
 
     # --- optimisation -------------------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
         if not self.self_critical():
             return
         optimizer = self.optimizers().optimizer
-        if optimizer.param_groups[0]["betas"] != (0.9, 0.999):  # the switch, not a resumption after it
+        if tuple(optimizer.param_groups[0]["betas"]) != (0.9, 0.999):  # the switch, not a resumption after it
             optimizer.state.clear()
             for group in optimizer.param_groups:
-                group["betas"], group["eps"] = (0.9, 0.999), 1e-8
+                group["betas"], group["eps"], group["lr"] = (0.9, 0.999), 1e-8, self.hparams.scst_lr
 
     def configure_optimizers(self):
         h = self.hparams
         optimizer = torch.optim.Adam(self.captioner.parameters(), lr=1.0, betas=(0.9, 0.98), eps=1e-9)
-        steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs or 1))
-        switch = None if h.self_critical_after is None else h.self_critical_after * steps_per_epoch
 
-        def rate(step: int) -> float:
-            if switch is not None and step >= switch:
+        def rate(step: int) -> float:  # absolute: Adam's lr is 1
+            if self.self_critical():
                 return h.scst_lr
             return noam_rate(step + 1, h.hidden, h.noam_warmup, h.noam_factor)
 
