@@ -17,6 +17,7 @@ from lit_clip.datamodules.shapesworld.world import ShapesWorld
 from lit_clip.methods import ClipCap, TransformerCaptioning
 from lit_clip.methods.vl import decoding
 from lit_clip.methods.vl.attention import MultiHeadAttention
+from lit_clip.methods.vl.captioning import with_end
 from lit_clip.methods.vl.clipcap import MLPMapper, TransformerMapper
 from lit_clip.methods.vl.transformer_captioner import CachedDecoding, CaptionTransformer, noam_rate
 
@@ -240,7 +241,8 @@ def test_the_cross_entropy_is_the_mean_over_words_with_the_end(lit_clip_checkpoi
     method.eval()
     memory = torch.randn(2, 3, 16)
     captions = torch.tensor([[4, 5, 0], [6, 0, 0]])
-    logprobs, mask = method.word_logprobs(memory, captions)
+    assert with_end(captions).tolist() == [[4, 5, END_ID, 0], [6, END_ID, 0, 0]]
+    logprobs, mask = method.word_logprobs(memory, with_end(captions))
     assert mask.tolist() == [[True, True, True, False], [True, True, False, False]]
     full = method.captioner(memory, torch.tensor([[END_ID, 4, 5, 0], [END_ID, 6, 0, 0]]))
     assert logprobs[0, :3].tolist() == pytest.approx([full[0, 0, 4].item(), full[0, 1, 5].item(),

@@ -13,6 +13,8 @@ pictures.
 """
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
@@ -21,6 +23,13 @@ from lit_clip.datamodules.captioning import END_ID, PAD_ID
 from lit_clip.distributed import evaluate_on_first_rank
 from lit_clip.metrics.captioning import caption_scores, tokenize_caption
 from lit_clip.methods.frozen_clip import FrozenCLIP
+
+
+def with_end(captions: Tensor) -> Tensor:
+    """``[N, t + 1]``: word-id captions ``[N, t]`` (padded with 0, no end word) each followed by the end word."""
+    ended = F.pad(captions, (0, 1), value=PAD_ID)
+    ended[torch.arange(len(ended)), (captions != PAD_ID).sum(dim=1)] = END_ID
+    return ended
 
 
 class CaptioningMethod(FrozenCLIP):

@@ -39,7 +39,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from lit_clip.datamodules.captioning import END_ID, PAD_ID
 from lit_clip.methods.vl import decoding
-from lit_clip.methods.vl.captioning import CaptioningMethod
+from lit_clip.methods.vl.captioning import CaptioningMethod, with_end
 
 
 # --- the mapping networks -----------------------------------------------------------------------------------------
@@ -192,10 +192,7 @@ class ClipCap(CaptioningMethod):
     def caption_tokens(self, batch: dict) -> Tensor:
         """``[B * R, t]`` the training captions' tokens, each followed by the end token, padded with 0."""
         if self.tokenizer is None:
-            captions = batch["captions"].flatten(0, 1)
-            tokens = F.pad(captions, (0, 1), value=PAD_ID)
-            tokens[torch.arange(len(tokens)), (captions != PAD_ID).sum(dim=1)] = END_ID
-            return tokens
+            return with_end(batch["captions"].flatten(0, 1))
         texts = [text for captions in batch["caption_text"] for text in captions]
         encoded = [ids[: self.hparams.max_tokens - 1] + [self.end_id]
                    for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]  # fmt: skip

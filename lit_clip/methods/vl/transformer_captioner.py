@@ -42,7 +42,7 @@ from lit_clip.datamodules.captioning import END, END_ID, PAD_ID, UNKNOWN
 from lit_clip.metrics.captioning import CIDErD, tokenize_caption
 from lit_clip.methods.vl import decoding
 from lit_clip.methods.vl.attention import FeedForward, LayerNorm, MultiHeadAttention
-from lit_clip.methods.vl.captioning import CaptioningMethod
+from lit_clip.methods.vl.captioning import CaptioningMethod, with_end
 
 
 # --- the Annotated Transformer, pre-norm ----------------------------------------------------------------------------
@@ -236,21 +236,22 @@ class TransformerCaptioning(CaptioningMethod):
     def next_word(self, memory: Tensor) -> CachedDecoding:
         return CachedDecoding(self.captioner, memory)
 
-    def generate(self, batch: dict) -> Tensor:
-        h = self.hparams
-        memory = self.encode(batch["image"])
-        common = dict(images=len(memory), start=END_ID, end=END_ID, pad=PAD_ID, max_length=h.max_length,
-                      device=memory.device)  # fmt: skip
-        if h.beam_size == 1:
-            return decoding.greedy(self.next_word(memory), **common)
-        return decoding.beam_search(self.next_word(memory), beam_size=h.beam_size, **common)
+    def decoding_options(self, memory: Tensor) -> dict:
+        """What every decoding of ``memory``'s images shares: captions start and end with ``<eos>``, at most
+        ``max_length`` words."""
+        return dict(images=len(memory), start=END_ID, end=END_ID, pad=PAD_ID, max_length=self.hparams.max_length,
+                    device=memory.device)  # fmt: skip
 
-    def word_logprobs(self, memory: Tensor, captions: Tensor) -> tuple[Tensor, Tensor]:
-        """Teacher forcing: each word's log-probability ``[N, t + 1]`` for captions ``[N, t]`` (word ids padded with
-        0, no start or end), the end word after each, and the mask of the real words."""
-        targets = F.pad(captions, (0, 1), value=PAD_ID)
-        lengths = (captions != PAD_ID).sum(dim=1)
-        targets[torch.arange(len(targets)), lengths] = END_ID
+    def generate(self, batch: dict) -> Tensor:
+        memory = self.encode(batch["image"])
+        if self.hparams.beam_size == 1:
+            return decoding.greedy(self.next_word(memory), **self.decoding_options(memory))
+        return decoding.beam_search(self.next_word(memory), beam_size=self.hparams.beam_size,
+                                    **self.decoding_options(memory))  # fmt: skip
+
+    def word_logprobs(self, memory: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Teacher forcing: each word's log-probability ``[N, t]`` for captions ``targets`` ``[N, t]`` (word ids, each
+        ended by ``<eos>`` or cut at ``t``, padded with 0) read after the start word, and the mask of the real words."""
         inputs = F.pad(targets[:, :-1], (1, 0), value=END_ID)
         logprobs = self.captioner(memory, inputs)
         return logprobs.gather(2, targets[..., None])[..., 0], targets != PAD_ID
@@ -265,7 +266,7 @@ class TransformerCaptioning(CaptioningMethod):
             return self.self_critical_step(batch)
         captions = batch["captions"]  # [B, R, t]
         memory = self.encode(batch["image"]).repeat_interleave(captions.shape[1], dim=0)
-        logprobs, mask = self.word_logprobs(memory, captions.flatten(0, 1))
+        logprobs, mask = self.word_logprobs(memory, with_end(captions.flatten(0, 1)))
         loss = -(logprobs * mask).sum() / mask.sum()
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
         return loss
@@ -274,22 +275,19 @@ class TransformerCaptioning(CaptioningMethod):
         h = self.hparams
         grid = self.grid(batch["image"])  # the frozen tower once; the grid embedded in train and in eval mode
         memory = self.captioner.encode(grid)
-        common = dict(images=len(memory), start=END_ID, end=END_ID, pad=PAD_ID, max_length=h.max_length,
-                      device=memory.device)  # fmt: skip
         with torch.no_grad():
             self.captioner.eval()
-            baseline = decoding.greedy(self.next_word(self.captioner.encode(grid)), **common)
+            baseline = decoding.greedy(self.next_word(self.captioner.encode(grid)), **self.decoding_options(memory))
             self.captioner.train()
-            samples = decoding.sample(self.next_word(memory), per_image=h.samples, **common)
+            samples = decoding.sample(self.next_word(memory), per_image=h.samples, **self.decoding_options(memory))
         references = [self.reward_tokens(refs, batch["captions"].shape[-1]) for refs in batch["references"]]
         sampled = self.cider.scores([refs for refs in references for _ in range(h.samples)], self.id_tokens(samples))
         greedy = self.cider.scores(references, self.id_tokens(baseline))
         reward = torch.tensor(sampled) - torch.tensor(greedy).repeat_interleave(h.samples)
         reward = reward.to(memory.device)
-        sampled_words = samples.masked_fill(samples == END_ID, PAD_ID)  # word_logprobs adds the end itself
-        logprobs, mask = self.word_logprobs(memory.repeat_interleave(h.samples, dim=0), sampled_words)
-        mask = mask[:, : samples.shape[1]] & (samples != PAD_ID)  # up to and including the first end word
-        loss = -(logprobs[:, : samples.shape[1]] * reward[:, None] * mask).sum() / mask.sum()
+        # The sampled words up to and including the first end word (0 pads after it), scored again with gradient.
+        logprobs, mask = self.word_logprobs(memory.repeat_interleave(h.samples, dim=0), samples)
+        loss = -(logprobs * reward[:, None] * mask).sum() / mask.sum()
         size = len(memory)
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log_dict({"train/sample_cider": sum(sampled) / len(sampled), "train/greedy_cider": sum(greedy) / size},
