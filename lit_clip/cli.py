@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import jsonargparse
@@ -191,6 +192,11 @@ def _run_version(checkpoint: Path, root: Path) -> str | None:
 
 
 def main(args=None) -> None:
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["demo"]:  # the demo page is no Lightning subcommand: it has its own arguments
+        from lit_clip.demo import main as demo
+
+        return demo(argv[1:])
     LitClipCLI(args=args)
 
 

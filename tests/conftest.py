@@ -62,3 +62,58 @@ def make_open_clip_twin(name: str) -> tuple[lit_clip.CLIP, open_clip.model.CLIP]
 def open_clip_twin():
     """``open_clip_twin(name)``: see :func:`make_open_clip_twin`."""
     return make_open_clip_twin
+
+
+@pytest.fixture
+def demo_page(tmp_path):
+    """``demo_page(weights, tabs)``: the demo page with those tabs (``(title, module)`` pairs, by default all)
+    served on a free local port, and a Gradio client of it; closed after the test."""
+    from gradio_client import Client  # the demo extra's; dev installs it too
+
+    from lit_clip.demo.page import launch
+
+    pages = []
+
+    def serve(weights, tabs=None):
+        page, url = launch(weights, tmp_path / "examples", block=False, tabs=tabs)
+        pages.append(page)
+        return Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+
+    yield serve
+    for page in pages:
+        page.close()
+
+
+def fit_checkpoint(config: str, tmp_path, clip_checkpoint, *overrides: str):
+    """``last.ckpt`` of ``lit-clip fit --config configs/<config>`` run for one step in ``tmp_path`` with the tests'
+    stand-ins for weights and data (``test_cli.fixture_arguments``): a checkpoint as the CLI writes it, naming its
+    method's and data module's classes."""
+    import sys
+    from pathlib import Path
+
+    from test_cli import CONFIGS, fixture_arguments
+
+    from lit_clip.cli import main
+
+    path = CONFIGS / config
+    arguments = fixture_arguments(path, tmp_path, clip_checkpoint)
+    here, argv = os.getcwd(), sys.argv
+    os.chdir(tmp_path)
+    sys.argv = ["lit-clip"]  # pytest's own arguments are not the CLI's
+    try:
+        main(["fit", "--config", str(path), *arguments, "--trainer.max_steps=1", "--trainer.limit_val_batches=0",
+              "--trainer.enable_progress_bar=false", "--trainer.logger.init_args.save_dir=runs", *overrides])
+    finally:
+        os.chdir(here)
+        sys.argv = argv
+    written = sorted(Path(tmp_path).rglob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime))
+    assert written, f"lit-clip fit --config {config} wrote no checkpoint under {tmp_path}"
+    return written[-1]
+
+
+@pytest.fixture(scope="session")
+def cli_clip_checkpoint(tmp_path_factory, lit_clip_checkpoint):
+    """A CLIP checkpoint written by ``lit-clip fit`` (it names its class: the demo page lists it)."""
+    root = tmp_path_factory.mktemp("cli-clip")
+    return fit_checkpoint("clip/shapes.yaml", root, lit_clip_checkpoint, "--model.init_args.architecture=ViT-Micro-8",
+                          "--data.init_args.image_size=32", "--data.init_args.context_length=16")

@@ -1,0 +1,104 @@
+"""The demo page (``lit-clip demo``): its zero-shot tab through Gradio's client equals CLIP in Python; its errors are
+messages on the page; checkpoints are found and offered in their family's tab."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+import lit_clip
+from lit_clip.datamodules.images import load_rgb
+from lit_clip.demo import examples, zero_shot
+from lit_clip.demo.weights import Weights, find_checkpoints, read_checkpoint
+from lit_clip.demo.errors import DemoInputError
+from lit_clip.transforms import clip_eval_transform
+
+ZERO_SHOT = [("Zero-shot", zero_shot)]
+
+
+def clip_probabilities(model, image: Image.Image, names: list[str], template: str) -> torch.Tensor:
+    """Zero-shot CLIP written out: the prompts' text embeddings, the image's, softmax of 100 x their cosines."""
+    with torch.no_grad():
+        text = F.normalize(model.encode_text(lit_clip.tokenize([template.format(n) for n in names],
+                                                               context_length=model.context_length)), dim=-1)
+        pixels = clip_eval_transform(model.config.vision.image_size)(image)[None]
+        picture = F.normalize(model.encode_image(pixels), dim=-1)
+    return (100 * picture @ text.T).softmax(dim=-1)[0]
+
+
+def test_classify_through_the_page_equals_clip_in_python(lit_clip_checkpoint, demo_page, tmp_path):
+    client = demo_page(Weights(str(lit_clip_checkpoint)), ZERO_SHOT)
+    image = examples.single_object_images(tmp_path / "examples")[1]
+    names = ["red circle", "blue square", "green triangle"]
+    answer = client.predict(handle_file(str(image)), ", ".join(names), "a photo of a {}.", api_name="/classify")
+    on_page = {entry["label"]: entry["confidence"] for entry in answer["confidences"]}
+    expected = clip_probabilities(lit_clip.load_clip(str(lit_clip_checkpoint)).eval(), load_rgb(image), names,
+                                  "a photo of a {}.")  # fmt: skip
+    assert set(on_page) == set(names)
+    torch.testing.assert_close(torch.tensor([on_page[n] for n in names]), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_retrieval_ranks_by_the_similarity_it_draws(lit_clip_checkpoint, demo_page, tmp_path):
+    client = demo_page(Weights(str(lit_clip_checkpoint)), ZERO_SHOT)
+    scenes = examples.scene_images(tmp_path / "examples")
+    queries = [caption for _, caption in scenes]
+    figure, ranking = client.predict([handle_file(str(path)) for path, _ in scenes], "\n".join(queries),
+                                     api_name="/retrieve")  # fmt: skip
+    model = lit_clip.load_clip(str(lit_clip_checkpoint)).eval()
+    transform = clip_eval_transform(model.config.vision.image_size)
+    with torch.no_grad():
+        pictures = F.normalize(model.encode_image(torch.stack([transform(load_rgb(p)) for p, _ in scenes])), dim=-1)
+        texts = F.normalize(model.encode_text(lit_clip.tokenize(queries, context_length=model.context_length)), dim=-1)
+    similarity = (pictures @ texts.T).T  # [query, image]
+    rows = ranking["data"]
+    assert len(rows) == len(queries) * len(scenes)
+    for query_index, query in enumerate(queries):
+        mine = [row for row in rows if row[0] == query]
+        assert [row[1] for row in mine] == [1, 2, 3]
+        expected_order = similarity[query_index].argsort(descending=True) + 1
+        assert [row[2] for row in mine] == expected_order.tolist()
+        assert [row[3] for row in mine] == pytest.approx(similarity[query_index].sort(descending=True).values.tolist(),
+                                                         abs=1e-4)  # fmt: skip
+    assert np.asarray(Image.open(figure)).shape[-1] == 3
+
+
+def test_bad_input_is_a_message_on_the_page(lit_clip_checkpoint, demo_page, tmp_path):
+    client = demo_page(Weights(str(lit_clip_checkpoint)), ZERO_SHOT)
+    image = examples.single_object_images(tmp_path / "examples")[0]
+    with pytest.raises(AppError, match="at least 2 class names"):
+        client.predict(handle_file(str(image)), "red circle", "a photo of a {}.", api_name="/classify")
+    with pytest.raises(AppError, match="more than once"):
+        client.predict(handle_file(str(image)), "red circle, red circle", "a photo of a {}.", api_name="/classify")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(image.read_bytes()[:100])
+    with pytest.raises(AppError, match="broken.png.*cannot decode"):
+        client.predict([handle_file(str(broken))], "a red circle", api_name="/retrieve")
+
+
+def test_a_page_without_a_clip_says_how_to_give_one(demo_page, tmp_path):
+    client = demo_page(Weights(None), ZERO_SHOT)
+    image = examples.single_object_images(tmp_path / "examples")[0]
+    with pytest.raises(AppError, match="--pretrained"):
+        client.predict(handle_file(str(image)), "red circle, blue square", "a photo of a {}.", api_name="/classify")
+
+
+def test_checkpoints_are_found_and_sorted_into_tabs(cli_clip_checkpoint, lit_clip_checkpoint, tmp_path):
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    # A file that names no method class (written by a plain Trainer) and one that is no checkpoint are skipped.
+    found = find_checkpoints([cli_clip_checkpoint.parent, lit_clip_checkpoint, tmp_path])
+    assert [c.path for c in found] == [cli_clip_checkpoint]
+    assert (found[0].method, found[0].family) == ("CLIPPretraining", "clip")
+    weights = Weights(None, found)
+    assert weights.choices("clip") == [found[0].label] and weights.choices("few-shot") == []
+    with pytest.raises(DemoInputError, match="CLIPPretraining checkpoint, not one of this tab's methods"):
+        weights.checkpoint(found[0].label, "few-shot")
+    with pytest.raises(DemoInputError, match="not found"):
+        read_checkpoint(tmp_path / "missing.ckpt")
+    with pytest.raises(DemoInputError, match="does not name its method"):
+        read_checkpoint(lit_clip_checkpoint)
+    with pytest.raises(DemoInputError, match="notes.ckpt is not a readable checkpoint"):
+        read_checkpoint(tmp_path / "notes.ckpt")
+    with pytest.raises(DemoInputError, match="--checkpoints: .* not found"):
+        find_checkpoints([tmp_path / "nowhere"])
