@@ -111,8 +111,8 @@ class Weights:
     def checkpoint(self, choice: str | None, family: str) -> Checkpoint:
         """The checkpoint a drop-down label (or a typed path) names, checked to belong to ``family``."""
         if not choice:
-            raise DemoInputError(f"choose a checkpoint; this page was given none for this tab: start it with "
-                                 f"`lit-clip demo --checkpoints <run folder>`, or type a checkpoint's path")  # fmt: skip
+            raise DemoInputError("choose a checkpoint, or type a checkpoint's path; to list a run's checkpoints here, "
+                                 "start the page with `lit-clip demo --checkpoints <run folder>`")  # fmt: skip
         checkpoint = next((c for c in self.checkpoints if c.label == choice), None) or read_checkpoint(choice)
         if checkpoint.family != family:
             raise DemoInputError(f"{checkpoint.path} is a {checkpoint.method} checkpoint, not one of this tab's "
