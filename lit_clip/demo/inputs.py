@@ -40,7 +40,7 @@ def open_image(source: str | Path | None, what: str = "image") -> Image.Image:
     if source is None:
         raise DemoInputError(f"give an {what}: upload one, or pick an example below")
     try:
-        return load_rgb(Path(getattr(source, "name", source)))
+        return load_rgb(Path(source))
     except BadSampleError as error:
         raise DemoInputError(f"{error}; expected an image file (PNG, JPEG, ...)") from error
 

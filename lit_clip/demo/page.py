@@ -13,12 +13,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from lit_clip.demo import examples, zero_shot  # noqa: E402
+from lit_clip.demo import examples, segmentation, three_d, zero_shot  # noqa: E402
 from lit_clip.demo.weights import Weights  # noqa: E402
 
 # (tab title, its module): each module's ``tab(weights, folder)`` builds the tab's components and events.
 TABS = [
     ("Zero-shot and retrieval", zero_shot),
+    ("Segmentation", segmentation),
+    ("3D and depth", three_d),
 ]
 
 SYSTEM_FONTS = [gr.themes.Font("ui-sans-serif"), gr.themes.Font("system-ui"), gr.themes.Font("sans-serif")]
