@@ -13,14 +13,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from lit_clip.demo import examples, segmentation, three_d, zero_shot  # noqa: E402
+from lit_clip.demo import examples, few_shot, segmentation, three_d, vl, zero_shot  # noqa: E402
 from lit_clip.demo.weights import Weights  # noqa: E402
 
 # (tab title, its module): each module's ``tab(weights, folder)`` builds the tab's components and events.
 TABS = [
     ("Zero-shot and retrieval", zero_shot),
+    ("Few-shot", few_shot),
     ("Segmentation", segmentation),
     ("3D and depth", three_d),
+    ("VQA and captioning", vl),
 ]
 
 SYSTEM_FONTS = [gr.themes.Font("ui-sans-serif"), gr.themes.Font("system-ui"), gr.themes.Font("sans-serif")]

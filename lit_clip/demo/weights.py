@@ -8,6 +8,7 @@ module that holds the user's class names, so every method answers through its ow
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,6 +16,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+import lit_clip.methods  # noqa: F401  (every method class importable: load_from_checkpoint finds them by path)
 from lit_clip.checkpoints import load_clip
 from lit_clip.demo.errors import DemoInputError
 from lit_clip.models.clip import CLIP
@@ -152,5 +154,7 @@ def predict(method: L.LightningModule, batch: dict, **attributes: Any) -> dict:
     method's device), with a data module holding ``attributes``."""
     trainer = L.Trainer(accelerator="gpu" if method.device.type == "cuda" else "cpu", devices=1, logger=False,
                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
-    (output,) = trainer.predict(method, datamodule=OneBatch(batch, **attributes))
+    with warnings.catch_warnings():  # methods that move their own batches say so once per call: noise on a page
+        warnings.filterwarnings("ignore", message=".*on_before_batch_transfer")
+        (output,) = trainer.predict(method, datamodule=OneBatch(batch, **attributes))
     return output
