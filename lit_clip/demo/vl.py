@@ -26,7 +26,7 @@ from lit_clip.demo.inputs import image_batch, image_size, open_image
 from lit_clip.demo.weights import Checkpoint, Weights, predict
 
 # Imported so that their checkpoints load (Lightning loads only the classes already imported).
-from lit_clip.methods import ClipCap, MCANVQA, TransformerCaptioning  # noqa: F401
+from lit_clip.methods import MCANVQA
 
 FAMILY = "vl"
 CAPTIONERS = ("TransformerCaptioning", "ClipCap")
