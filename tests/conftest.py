@@ -106,7 +106,8 @@ def fit_checkpoint(config: str, tmp_path, clip_checkpoint, *overrides: str):
     finally:
         os.chdir(here)
         sys.argv = argv
-    written = sorted(Path(tmp_path).rglob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.stat().st_mtime))
+    # The newest file: stand-ins copied before the run (the generation configs' judge, a last.ckpt) are older.
+    written = sorted(Path(tmp_path).rglob("*.ckpt"), key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"))
     assert written, f"lit-clip fit --config {config} wrote no checkpoint under {tmp_path}"
     return written[-1]
 

@@ -20,9 +20,8 @@ from lit_clip.datamodules.shapesworld import class_names as shapes_class_names
 from lit_clip.datamodules.shapesworld.sounds import ShapesWorldSounds
 from lit_clip.demo import examples
 from lit_clip.demo.errors import DemoInputError, shown
-from lit_clip.demo.inputs import class_names, image_batch, open_image
+from lit_clip.demo.inputs import class_names, image_batch, no_progress, open_image
 from lit_clip.demo.weights import Checkpoint, Weights, predict
-# Imported, so that Lightning loads checkpoints that name it (it loads only the classes already imported).
 from lit_clip.methods import AudioCLIPPretraining
 from lit_clip.templates import resolve_templates
 
@@ -30,10 +29,6 @@ FAMILY = "audio"
 # ShapesWorldAudio's sounds, as configs/audioclip/shapes.yaml trains on them (ESResNeXt-Tiny hears 8 kHz).
 EXAMPLE_SAMPLE_RATE, EXAMPLE_SECONDS = 8000, 1.0
 SPECTROGRAM_PX = 256
-
-
-def no_progress(fraction: float, desc: str | None = None) -> None:
-    """What the answer functions report progress to when no page shows it (``gr.Progress`` on the page)."""
 
 
 def sound_batch(source: str | Path | None, checkpoint: Checkpoint, method: AudioCLIPPretraining) -> Tensor:
@@ -62,7 +57,7 @@ def templates_of(checkpoint: Checkpoint) -> list[str]:
     sounds, else its data module's ``templates`` (ESC-50's, UrbanSound8K's), else the bare name (AudioCLIP's)."""
     data = checkpoint.datamodule_hyper_parameters
     if str(data.get("_class_path", "")).endswith(".ShapesWorldAudio"):
-        return ["{}"]
+        return list(SHAPES_TEMPLATES)
     return resolve_templates(data.get("templates") or ("{}",))
 
 

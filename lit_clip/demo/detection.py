@@ -19,7 +19,7 @@ from lit_clip.datamodules.predict import DetectionImagesDataset, detection_image
 from lit_clip.datamodules.shapesworld import ShapesWorld
 from lit_clip.demo import examples
 from lit_clip.demo.errors import DemoInputError, shown
-from lit_clip.demo.inputs import class_names, open_image
+from lit_clip.demo.inputs import class_names, no_progress, open_image
 from lit_clip.demo.weights import Checkpoint, Weights, predict
 from lit_clip.grounding import sentence_prompt
 from lit_clip.methods import GLIP, ViLD
@@ -42,10 +42,6 @@ class Detections:
     word_maps: np.ndarray | None = None
 
 
-def no_progress(fraction: float, desc: str | None = None) -> None:
-    """Progress reported nowhere (outside the page)."""
-
-
 def detect(weights: Weights, choice: str | None, image_path: str | Path | None, text: str | None, mode: str,
            progress: Callable = no_progress) -> Detections:  # fmt: skip
     """The detections of the chosen checkpoint in the image: of the class names in ``text`` (one per line or
@@ -57,7 +53,7 @@ def detect(weights: Weights, choice: str | None, image_path: str | Path | None, 
         raise DemoInputError(f"ViLD detects class names, it grounds no sentence: choose {NAMES!r}, or a GLIP "
                              "checkpoint for a sentence")  # fmt: skip
     prompt = class_names(text) if mode == NAMES else sentence(text)
-    image = np.array(open_image(image_path))  # writable: drawing makes a tensor of it
+    image = np.array(open_image(image_path))  # read first: an unreadable file is a message; writable for drawing
     batch = detection_batch(image_path)
     progress(0.1, desc=f"loading {checkpoint.path.name}")
     method = weights.method(checkpoint)

@@ -1,7 +1,9 @@
 """Errors on the page: what the user gave that cannot be used is said there, in words, never as a traceback."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import logging
 from typing import Callable
 
@@ -19,18 +21,34 @@ class DemoInputError(ValueError):
 
 def shown(function: Callable) -> Callable:
     """``function`` for a page event: a bad input becomes a message on the page (``gr.Error``, also what Gradio's
-    client raises); anything else too, with its type, and its traceback goes to the server's log."""
+    client raises); anything else too, with its type, and its traceback goes to the server's log. An event that
+    yields (a picture that grows) stays a generator, its every step guarded."""
+    if inspect.isgeneratorfunction(function):
+
+        @functools.wraps(function)
+        def steps_on_page(*args, **kwargs):
+            with as_message():
+                yield from function(*args, **kwargs)
+
+        return steps_on_page
 
     @functools.wraps(function)
     def on_page(*args, **kwargs):
-        try:
+        with as_message():
             return function(*args, **kwargs)
-        except gr.Error:
-            raise
-        except (DemoInputError, BadSampleError, FileNotFoundError) as error:
-            raise gr.Error(str(error), print_exception=False) from error
-        except Exception as error:
-            log.exception("a demo page event failed")
-            raise gr.Error(f"{type(error).__name__}: {error}", print_exception=False) from error
 
     return on_page
+
+
+@contextlib.contextmanager
+def as_message():
+    """Errors raised inside become ``gr.Error`` messages (see :func:`shown`)."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except (DemoInputError, BadSampleError, FileNotFoundError) as error:
+        raise gr.Error(str(error), print_exception=False) from error
+    except Exception as error:
+        log.exception("a demo page event failed")
+        raise gr.Error(f"{type(error).__name__}: {error}", print_exception=False) from error

@@ -210,20 +210,6 @@ def seed_list(text: str | None) -> tuple[int, ...]:
     return tuple(int(field) for field in fields)
 
 
-def shown_steps(function: Callable[..., Iterator]) -> Callable[..., Iterator]:
-    """:func:`~lit_clip.demo.errors.shown` for an event that yields: an error at any step is a message on the page
-    (``shown`` itself would only see the generator being made, not its steps)."""
-
-    @functools.wraps(function)
-    def on_page(*args):
-        updates = function(*args)
-        next_update = shown(lambda: next(updates, None))
-        while (update := next_update()) is not None:
-            yield update
-
-    return on_page
-
-
 # --- the tab ------------------------------------------------------------------------------------------------------
 def tab(weights: Weights, folder: Path) -> None:
     """The tab's components and events, inside the page's ``gr.Tab``."""
@@ -265,7 +251,7 @@ def clipdraw_tab(weights: Weights) -> None:
             run = gr.Button("Draw", variant="primary")
         shown_outputs = outputs("drawing")
     gr.Examples([[prompt] for prompt in SHAPES_PROMPTS] + [["\n".join(SHAPES_PROMPTS)]], inputs=[prompts])
-    run.click(shown_steps(functools.partial(clipdraw, weights)), [prompts, steps, strokes, canvas, normalize, seed,
+    run.click(shown(functools.partial(clipdraw, weights)), [prompts, steps, strokes, canvas, normalize, seed,
               every], shown_outputs, api_name="clipdraw")  # fmt: skip
 
 
@@ -287,7 +273,7 @@ def clipasso_tab(weights: Weights, folder: Path) -> None:
             run = gr.Button("Sketch", variant="primary")
         shown_outputs = outputs("picture and sketch")
     gr.Examples([[str(path)] for path in examples.single_object_images(folder)], inputs=[picture])
-    run.click(shown_steps(functools.partial(clipasso, weights)), [picture, steps, strokes, size, seeds, geometric,
+    run.click(shown(functools.partial(clipasso, weights)), [picture, steps, strokes, size, seeds, geometric,
               every], shown_outputs, api_name="clipasso")  # fmt: skip
 
 
@@ -310,5 +296,5 @@ def vqgan_clip_tab(weights: Weights) -> None:
             run = gr.Button("Generate", variant="primary")
         shown_outputs = outputs("picture")
     gr.Examples([[prompt] for prompt in SHAPES_PROMPTS], inputs=[prompts])
-    run.click(shown_steps(functools.partial(vqgan_clip, weights)), [checkpoint, prompts, steps, seed, every],
+    run.click(shown(functools.partial(vqgan_clip, weights)), [checkpoint, prompts, steps, seed, every],
               shown_outputs, api_name="vqgan_clip")  # fmt: skip

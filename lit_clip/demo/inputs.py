@@ -15,6 +15,10 @@ from lit_clip.demo.errors import DemoInputError
 from lit_clip.transforms import clip_eval_transform
 
 
+def no_progress(fraction: float, desc: str | None = None) -> None:
+    """Where answer functions report progress when no page shows it (on the page: ``gr.Progress``)."""
+
+
 def lines(text: str | None, what: str) -> list[str]:
     """The non-blank lines of ``text``, stripped; none is an error naming ``what`` was expected."""
     found = [line.strip() for line in (text or "").splitlines() if line.strip()]

@@ -13,7 +13,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from lit_clip.demo import examples, few_shot, segmentation, three_d, vl, zero_shot  # noqa: E402
+from lit_clip.demo import (  # noqa: E402
+    audio, detection, examples, few_shot, generation, segmentation, three_d, video, vl, zero_shot,
+)
 from lit_clip.demo.weights import Weights  # noqa: E402
 
 # (tab title, its module): each module's ``tab(weights, folder)`` builds the tab's components and events.
@@ -21,7 +23,11 @@ TABS = [
     ("Zero-shot and retrieval", zero_shot),
     ("Few-shot", few_shot),
     ("Segmentation", segmentation),
+    ("Detection and grounding", detection),
+    ("Audio", audio),
+    ("Video", video),
     ("3D and depth", three_d),
+    ("Generation", generation),
     ("VQA and captioning", vl),
 ]
 

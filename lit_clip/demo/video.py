@@ -17,11 +17,10 @@ from lit_clip.datamodules.shapesworld.video import ACTION_TEMPLATES
 from lit_clip.datamodules.timed_captions import CaptionTokens
 from lit_clip.datamodules.video import ClipReader, video_info, video_transform
 from lit_clip.demo import examples
-from lit_clip.demo.audio import no_progress
 from lit_clip.demo.errors import DemoInputError, shown
-from lit_clip.demo.inputs import class_names, image_size, lines
+from lit_clip.demo.inputs import class_names, image_size, lines, no_progress
 from lit_clip.demo.weights import Checkpoint, Weights, predict
-from lit_clip.methods import ActionCLIP, CLIP4Clip, VideoCLIP  # imported: Lightning loads only imported classes
+from lit_clip.methods import ActionCLIP, CLIP4Clip, VideoCLIP
 from lit_clip.models.clip import CLIP
 from lit_clip.templates import resolve_templates
 from lit_clip.tokenizer import tokenize
@@ -46,7 +45,7 @@ def video_clip(source: str | Path | None, checkpoint: Checkpoint, method: CLIP4C
         raise DemoInputError("give a video: upload a video file, or pick an example below")
     data = checkpoint.datamodule_hyper_parameters
     size = data.get("image_size") or image_size(frame_encoder(method))
-    frames = 4
+    frames = data.get("num_frames") or data.get("clip_frames") or DEFAULT_FRAMES
     resize = size * 256 // 224 if "num_clips" in data else None  # the recognition data modules' test transform
     reader = ClipReader(frames, data.get("sampling") or "uniform", video_transform(size, resize=resize))
     expected = "expected a video file (MP4, WebM, AVI, MKV, ...)"
@@ -63,7 +62,7 @@ def action_templates(checkpoint: Checkpoint) -> list[str]:
     ShapesWorld's clips, else its data module's ``templates``, else ActionCLIP's 16."""
     data = checkpoint.datamodule_hyper_parameters
     if str(data.get("_class_path", "")).endswith(".ShapesWorldVideo"):
-        return list(ACTION_TEMPLATES[:2])
+        return list(ACTION_TEMPLATES)
     return resolve_templates(data.get("templates") or "actionclip")
 
 
