@@ -10,7 +10,9 @@ from PIL import Image
 
 import lit_clip
 from lit_clip.datamodules.images import load_rgb
+from lit_clip.cli import main
 from lit_clip.demo import examples, zero_shot
+from lit_clip.demo.page import TABS
 from lit_clip.demo.weights import Weights, find_checkpoints, read_checkpoint
 from lit_clip.demo.errors import DemoInputError
 from lit_clip.transforms import clip_eval_transform
@@ -102,3 +104,23 @@ def test_checkpoints_are_found_and_sorted_into_tabs(cli_clip_checkpoint, lit_cli
         read_checkpoint(tmp_path / "notes.ckpt")
     with pytest.raises(DemoInputError, match="--checkpoints: .* not found"):
         find_checkpoints([tmp_path / "nowhere"])
+
+
+def test_the_whole_page_has_every_tab_and_each_answer_once(demo_page, cli_clip_checkpoint):
+    client = demo_page(Weights(str(cli_clip_checkpoint)))
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    expected = {"/classify", "/retrieve", "/few_shot", "/segment", "/detect", "/classify_sound", "/score_video",
+                "/classify_point_cloud", "/estimate_depth", "/clipdraw", "/clipasso", "/vqgan_clip", "/caption",
+                "/answer"}  # fmt: skip
+    assert expected <= set(endpoints)
+    assert not [name for name in endpoints if name[-2:] in ("_1", "_2")]  # Gradio renames an api_name given twice
+    page_tabs = [title for title, _ in TABS]
+    assert len(set(page_tabs)) == len(page_tabs) == 9
+
+
+def test_the_command_line_names_a_missing_checkpoint_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="--checkpoints: .*nowhere not found"):
+        main(["demo", "--checkpoints", str(tmp_path / "nowhere")])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--help"])
+    assert exit_info.value.code == 0 and "--pretrained" in capsys.readouterr().out

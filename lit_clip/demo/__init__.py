@@ -31,5 +31,10 @@ def main(argv: list[str] | None = None) -> None:
         if error.name != "gradio":
             raise
         sys.exit('lit-clip demo needs Gradio: pip install -e ".[demo]" (or pip install gradio)')
-    weights = Weights(args.pretrained, find_checkpoints(args.checkpoints), args.device)
+    from lit_clip.demo.errors import DemoInputError
+
+    try:
+        weights = Weights(args.pretrained, find_checkpoints(args.checkpoints), args.device)
+    except DemoInputError as error:
+        sys.exit(f"lit-clip demo: {error}")
     launch(weights, args.examples, args.host, args.port)
