@@ -156,8 +156,11 @@ def read_cloud_file(path: Path, num_points: int | None) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: cloud file not found")
     try:
-        if path.suffix == ".npy":
+        if path.suffix.lower() == ".npy":
             rows = np.load(path)
+            if not isinstance(rows, np.ndarray):  # an .npz archive under a .npy name
+                rows.close()
+                raise ValueError(f"{path}: a .npz archive of several arrays, not one .npy array of points")
         else:
             # Only the rows kept are parsed: a resampled ModelNet file holds 10,000.
             with open(path, encoding="utf-8") as file:

@@ -72,15 +72,17 @@ def demo_page(tmp_path):
 
     from lit_clip.demo.page import launch
 
-    pages = []
+    opened = []
 
     def serve(weights, tabs=None):
         page, url = launch(weights, tmp_path / "examples", block=False, tabs=tabs)
-        pages.append(page)
-        return Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+        opened.append((page, client))
+        return client
 
     yield serve
-    for page in pages:
+    for page, client in opened:
+        client.close()
         page.close()
 
 

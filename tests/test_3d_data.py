@@ -426,3 +426,16 @@ def test_depth_errors_name_the_file_and_what_was_expected(tmp_path):
     loader = KITTIDepth(str(mixed), kb_crop=False, eval_batch_size=2, num_workers=0).test_dataloader()
     with pytest.raises(ValueError, match=r"images of different sizes .* kb_crop"):
         first_batch(loader)
+
+
+def test_a_cloud_file_is_read_by_its_suffix_in_any_case_and_an_archive_is_named(tmp_path):
+    from lit_clip.datamodules.point_clouds import read_cloud_file
+
+    points = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    np.save(tmp_path / "cloud.npy", points)
+    (tmp_path / "cloud.npy").rename(tmp_path / "CLOUD.NPY")
+    np.testing.assert_array_equal(read_cloud_file(tmp_path / "CLOUD.NPY", None), points)
+    with open(tmp_path / "archive.npy", "wb") as file:
+        np.savez(file, points=points)
+    with pytest.raises(ValueError, match="archive.npy: a .npz archive"):
+        read_cloud_file(tmp_path / "archive.npy", None)

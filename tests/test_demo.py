@@ -1,5 +1,9 @@
 """The demo page (``lit-clip demo``): its zero-shot tab through Gradio's client equals CLIP in Python; its errors are
 messages on the page; checkpoints are found and offered in their family's tab."""
+import os
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -45,13 +49,14 @@ def test_classify_through_the_page_equals_clip_in_python(lit_clip_checkpoint, de
 def test_retrieval_ranks_by_the_similarity_it_draws(lit_clip_checkpoint, demo_page, tmp_path):
     client = demo_page(Weights(str(lit_clip_checkpoint)), ZERO_SHOT)
     scenes = examples.scene_images(tmp_path / "examples")
-    queries = [caption for _, caption in scenes]
-    figure, ranking = client.predict([handle_file(str(path)) for path, _ in scenes], "\n".join(queries),
+    queries = [scene.caption for scene in scenes]
+    figure, ranking = client.predict([handle_file(str(scene.path)) for scene in scenes], "\n".join(queries),
                                      api_name="/retrieve")  # fmt: skip
     model = lit_clip.load_clip(str(lit_clip_checkpoint)).eval()
     transform = clip_eval_transform(model.config.vision.image_size)
     with torch.no_grad():
-        pictures = F.normalize(model.encode_image(torch.stack([transform(load_rgb(p)) for p, _ in scenes])), dim=-1)
+        pixels = torch.stack([transform(load_rgb(scene.path)) for scene in scenes])
+        pictures = F.normalize(model.encode_image(pixels), dim=-1)
         texts = F.normalize(model.encode_text(lit_clip.tokenize(queries, context_length=model.context_length)), dim=-1)
     similarity = (pictures @ texts.T).T  # [query, image]
     rows = ranking["data"]
@@ -94,8 +99,9 @@ def test_checkpoints_are_found_and_sorted_into_tabs(cli_clip_checkpoint, lit_cli
     assert (found[0].method, found[0].family) == ("CLIPPretraining", "clip")
     weights = Weights(None, found)
     assert weights.choices("clip") == [found[0].label] and weights.choices("few-shot") == []
-    with pytest.raises(DemoInputError, match="CLIPPretraining checkpoint, not one of this tab's methods"):
+    with pytest.raises(DemoInputError, match="CLIPPretraining checkpoint, not one of LinearProbe, CoOp"):
         weights.checkpoint(found[0].label, "few-shot")
+    assert weights.checkpoint(str(cli_clip_checkpoint), "clip").path == cli_clip_checkpoint  # its path, typed
     with pytest.raises(DemoInputError, match="not found"):
         read_checkpoint(tmp_path / "missing.ckpt")
     with pytest.raises(DemoInputError, match="does not name its method"):
@@ -106,6 +112,19 @@ def test_checkpoints_are_found_and_sorted_into_tabs(cli_clip_checkpoint, lit_cli
         find_checkpoints([tmp_path / "nowhere"])
 
 
+def test_a_typed_path_is_read_only_inside_the_checkpoint_folders(cli_clip_checkpoint, tmp_path):
+    """A checkpoint is a pickle: reading one runs code, so a path typed on the page (an upload's, say) is opened
+    only inside the --checkpoints folders."""
+    outside = tmp_path / "uploaded.ckpt"
+    outside.write_bytes(cli_clip_checkpoint.read_bytes())
+    with pytest.raises(DemoInputError, match="only inside its --checkpoints folders \\(none"):
+        Weights(None).checkpoint(str(outside), "clip")
+    with pytest.raises(DemoInputError, match="only inside its --checkpoints folders"):
+        Weights(None, folders=[cli_clip_checkpoint.parent]).checkpoint(str(outside), "clip")
+    inside = Weights(None, folders=[tmp_path]).checkpoint(str(outside), "clip")
+    assert inside.method == "CLIPPretraining"
+
+
 def test_the_whole_page_has_every_tab_and_each_answer_once(demo_page, cli_clip_checkpoint):
     client = demo_page(Weights(str(cli_clip_checkpoint)))
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
@@ -113,9 +132,10 @@ def test_the_whole_page_has_every_tab_and_each_answer_once(demo_page, cli_clip_c
                 "/classify_point_cloud", "/estimate_depth", "/clipdraw", "/clipasso", "/vqgan_clip", "/caption",
                 "/answer"}  # fmt: skip
     assert expected <= set(endpoints)
-    assert not [name for name in endpoints if name[-2:] in ("_1", "_2")]  # Gradio renames an api_name given twice
-    page_tabs = [title for title, _ in TABS]
-    assert len(set(page_tabs)) == len(page_tabs) == 9
+    assert not [name for name in endpoints if re.search(r"_\d+$", name)]  # Gradio renames an api_name given twice
+    served_tabs = [c["props"]["label"] for c in client.config["components"] if c["type"] == "tabitem"]
+    positions = [served_tabs.index(title) for title, _ in TABS]  # (tabs nest: generation has one per method)
+    assert positions == sorted(positions) and len(set(served_tabs)) == len(served_tabs)
 
 
 def test_the_command_line_names_a_missing_checkpoint_folder(tmp_path, capsys):
@@ -124,3 +144,21 @@ def test_the_command_line_names_a_missing_checkpoint_folder(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--help"])
     assert exit_info.value.code == 0 and "--pretrained" in capsys.readouterr().out
+
+
+def test_a_config_names_its_clip_and_its_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from lit_clip.demo import config_weights
+
+    coop = Path(__file__).resolve().parents[1] / "configs" / "coop" / "shapes.yaml"
+    assert config_weights(coop) == ("runs/clip-shapes-vit/version_0/checkpoints/last.ckpt", Path("runs/coop-shapes"))
+    clip = coop.parents[1] / "clip" / "shapes.yaml"
+    assert config_weights(clip) == (None, Path("runs/clip-shapes"))  # no run yet
+    for age, version in enumerate(("version_1", "version_0")):  # version_1 the newer, though listed second
+        last = tmp_path / "runs" / "clip-shapes" / version / "checkpoints" / "last.ckpt"
+        last.parent.mkdir(parents=True)
+        last.write_bytes(b"")
+        os.utime(last, (1e9 - age * 100, 1e9 - age * 100))
+    assert config_weights(clip)[0] == str(Path("runs/clip-shapes/version_1/checkpoints/last.ckpt"))
+    with pytest.raises(DemoInputError, match="--config: .*missing.yaml not found"):
+        config_weights(tmp_path / "missing.yaml")

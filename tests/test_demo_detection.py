@@ -9,10 +9,12 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from lit_clip.datamodules import ShapesWorldDetection
 from lit_clip.datamodules.predict import DetectionImagesDataset, detection_images_collate
 from lit_clip.demo import detection
 from lit_clip.demo.weights import Weights, find_checkpoints
 from lit_clip.methods import GLIP, ViLD
+from lit_clip.templates import resolve_templates
 
 TAB = [("Detection", detection)]
 
@@ -60,18 +62,29 @@ def assert_boxes_drawn(picture_path, image) -> None:
     assert (picture != enlarged).any()
 
 
+def vild_found(vild: ViLD, image, names: list[str], templates: list[str]) -> dict:
+    """ViLD's detections of ``names``, its text classifier built from ``templates``."""
+    with torch.no_grad():
+        vild.set_classes(names, templates)
+        (found,) = vild(one_image_batch(image))
+    return found
+
+
 def test_vild_boxes_on_the_page_are_vild_s_own(vild_checkpoint, demo_page, tmp_path):
     weights = Weights(None, find_checkpoints([vild_checkpoint]))
     client = demo_page(weights, TAB)
     image, names, _ = scene_with_names(tmp_path)
     vild = ViLD.load_from_checkpoint(vild_checkpoint).eval()
-    templates = torch.load(vild_checkpoint, weights_only=False)["datamodule_hyper_parameters"]["templates"]
-    with torch.no_grad():
-        vild.set_classes(names, templates)
-        (found,) = vild(one_image_batch(image))
+    # The templates ViLD was trained with: its data module's, rebuilt here from the arguments the checkpoint records
+    recorded = torch.load(vild_checkpoint, weights_only=False)["datamodule_hyper_parameters"]
+    assert recorded["_class_path"].endswith(".ShapesWorldDetection")
+    trained_with = ShapesWorldDetection(**{k: v for k, v in recorded.items() if not k.startswith("_")}).templates
+    found = vild_found(vild, image, names, trained_with)
     threshold = round(float(found["scores"].median()), 2)  # some boxes kept, some not
     expected = expected_rows([names[k] for k in found["labels"]], found["scores"], found["boxes"], threshold)
     assert 0 < len(expected) < len(found["scores"])
+    # ViLD's own templates score otherwise: a page that took those would fail
+    assert not torch.equal(vild_found(vild, image, names, resolve_templates("vild"))["scores"], found["scores"])
 
     picture, table, word_maps = client.predict(weights.choices("detection")[0], handle_file(image), ", ".join(names),
                                                detection.NAMES, threshold, api_name="/detect")  # fmt: skip
@@ -104,7 +117,7 @@ def test_glip_grounds_names_and_a_sentence_as_its_predict_step(glip_checkpoint, 
 
 
 def test_bad_input_is_a_message_on_the_page(vild_checkpoint, glip_checkpoint, demo_page, tmp_path):
-    weights = Weights(None, find_checkpoints([vild_checkpoint, glip_checkpoint]))
+    weights = Weights(None, find_checkpoints([vild_checkpoint, glip_checkpoint]), folders=[vild_checkpoint.parent])
     client = demo_page(weights, TAB)
     image, _, caption = scene_with_names(tmp_path)
     vild, glip = (next(label for label in weights.choices("detection") if label.startswith(f"{method}:"))
@@ -116,7 +129,9 @@ def test_bad_input_is_a_message_on_the_page(vild_checkpoint, glip_checkpoint, de
     with pytest.raises(AppError, match="choose a checkpoint"):
         detect(None, "red circle")
     with pytest.raises(AppError, match="missing.ckpt not found"):
-        detect(str(tmp_path / "missing.ckpt"), "red circle")
+        detect(str(vild_checkpoint.parent / "missing.ckpt"), "red circle")
+    with pytest.raises(AppError, match="elsewhere.ckpt: the page reads typed checkpoint paths only inside its"):
+        detect(str(tmp_path / "elsewhere.ckpt"), "red circle")
     with pytest.raises(AppError, match="ViLD detects class names, it grounds no sentence"):
         detect(vild, caption, detection.SENTENCE)
     with pytest.raises(AppError, match="type at least 1 class name"):

@@ -14,6 +14,7 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from lit_clip import checkpoints
 from lit_clip.datamodules import GenerationTargets
 from lit_clip.demo import examples, generation
 from lit_clip.demo.errors import DemoInputError
@@ -61,10 +62,22 @@ def assert_same_files(on_page: list, fitted: dict[str, Path]) -> None:
             assert Path(path).read_text() == expected.read_text()
 
 
-def test_clipdraw_grows_on_the_page_into_what_lit_clip_fit_draws(lit_clip_checkpoint, demo_page, tmp_path):
+def test_clipdraw_grows_on_the_page_into_what_lit_clip_fit_draws(lit_clip_checkpoint, demo_page, tmp_path,
+                                                                  monkeypatch):  # fmt: skip
+    clip_reads, read = [], checkpoints._read
+
+    def counted_read(source):
+        clip_reads.append(source)
+        return read(source)
+
+    monkeypatch.setattr(checkpoints, "_read", counted_read)
     client = demo_page(Weights(str(lit_clip_checkpoint)), GENERATION)
     prompts = ["a red circle", "a blue square"]
     updates = run(client, "/clipdraw", "\n".join(prompts), 3, 4, 32, True, 7, 1)
+    again = run(client, "/clipdraw", "\n".join(prompts), 3, 4, 32, True, 7, 3)
+    # The page read its CLIP once, for both runs, and a run left it as it was: the same drawing again.
+    assert clip_reads == [str(lit_clip_checkpoint)]
+    np.testing.assert_array_equal(pixels(again[-1][0]), pixels(updates[-1][0]))
     assert [status.split(" · ")[0] for _, status, _ in updates] == [f"step {k} / 3" for k in range(4)]
     assert "train/prompt_cosine" in updates[-1][1] and updates[-1][1].endswith("done")
     assert all(files is None for _, _, files in updates[:-1])
@@ -101,7 +114,7 @@ def test_vqgan_clip_takes_its_vqgan_from_a_checkpoint(lit_clip_checkpoint, demo_
     checkpoint = fit_checkpoint("vqgan_clip/shapes.yaml", tmp_path / "cli", lit_clip_checkpoint)
     weights = Weights(str(lit_clip_checkpoint), [read_checkpoint(checkpoint)])
     client = demo_page(weights, GENERATION)
-    (choice,) = weights.choices("generation")
+    (choice,) = weights.choices("generation", methods=generation.VQGAN_CLIP_METHODS)
     updates = run(client, "/vqgan_clip", choice, "a red circle:1 | a blue square:-0.5", 2, 5, 1)
     assert len(updates) == 3 and updates[-1][1].endswith("done")
 
@@ -124,8 +137,8 @@ def test_bad_input_is_a_message_on_the_page(lit_clip_checkpoint, demo_page, tmp_
     picture = examples.single_object_images(tmp_path / "examples")[0]
     with pytest.raises(AppError, match="geometric loss reads a ResNet CLIP's stages"):
         client.predict(handle_file(str(picture)), 3, 4, 32, "0", True, 1, api_name="/clipasso")
-    with pytest.raises(AppError, match="seeds: expected whole numbers"):
-        client.predict(handle_file(str(picture)), 3, 4, 32, "zero", False, 1, api_name="/clipasso")
+    with pytest.raises(AppError, match="seeds: expected whole numbers"):  # "²": a digit to str.isdigit, not to int
+        client.predict(handle_file(str(picture)), 3, 4, 32, "0, ²", False, 1, api_name="/clipasso")
     with pytest.raises(AppError, match="give an image to sketch"):
         client.predict(None, 3, 4, 32, "0", False, 1, api_name="/clipasso")
     with pytest.raises(AppError, match="choose a checkpoint"):

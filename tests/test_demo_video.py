@@ -1,6 +1,7 @@
 """The demo page's video tab through Gradio's client: a CLIP4Clip checkpoint's query scores and an ActionCLIP
 checkpoint's class probabilities for a ShapesWorld clip equal the methods' computed in Python on the clip's decoded
-frames; the frames strip shows them; bad input is a message on the page."""
+frames (a DiDeMo checkpoint's: those of the video's first 31 s, as its data module reads them); the frames strip
+shows them; bad input is a message on the page."""
 import av
 import numpy as np
 import pytest
@@ -13,9 +14,10 @@ from PIL import Image
 
 import lit_clip
 from lit_clip import drawing
+from lit_clip.datamodules.export_video import write_video
 from lit_clip.datamodules.shapesworld.clips import MOTIONS
 from lit_clip.datamodules.shapesworld.video import ACTION_TEMPLATES
-from lit_clip.datamodules.video import video_transform
+from lit_clip.datamodules.video import read_clip, video_transform
 from lit_clip.demo import video
 from lit_clip.demo.weights import Weights, find_checkpoints
 from lit_clip.methods import ActionCLIP, CLIP4Clip
@@ -32,11 +34,25 @@ def video_checkpoints(tmp_path_factory, lit_clip_checkpoint):
             for name in ("clip4clip", "actionclip")}  # fmt: skip
 
 
-def serve(demo_page, checkpoint):
-    """The video tab of a page that found ``checkpoint``, and its drop-down label."""
-    weights = Weights(None, find_checkpoints([checkpoint]))
-    (choice,) = weights.choices("video")
-    return demo_page(weights, VIDEO), choice
+def serve(demo_page, *checkpoints, folders=()):
+    """The video tab of a page that found ``checkpoints`` (and reads typed paths in ``folders``), and their
+    drop-down labels."""
+    weights = Weights(None, find_checkpoints(checkpoints), folders=folders)
+    return demo_page(weights, VIDEO), *weights.choices("video")
+
+
+def as_didemo(checkpoint, folder):
+    """A copy of a CLIP4Clip checkpoint that records DiDeMo as its data module (4 frames, one a second: CLIP4Clip's
+    "fps" sampling): the page rebuilds it (its files are read only for a split) and reads videos as its predict
+    loader does, only their first 31 s (the class's ``max_seconds``, which no recorded argument holds)."""
+    content = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    content["datamodule_hyper_parameters"] = {
+        "_class_path": "lit_clip.datamodules.DiDeMo", "root": str(folder / "didemo"), "num_frames": 4,
+        "sampling": "fps", "image_size": FRAME_SIZE, "context_length": 16,
+    }  # fmt: skip
+    path = folder / "didemo.ckpt"
+    torch.save(content, path)
+    return path
 
 
 def model_input(path) -> torch.Tensor:
@@ -63,18 +79,33 @@ def assert_page_answer(answer, texts: list[str], scores: torch.Tensor, probabili
 
 
 def test_retrieval_through_the_page_equals_clip4clip_in_python(video_checkpoints, demo_page, tmp_path):
-    client, choice = serve(demo_page, video_checkpoints["clip4clip"])
+    didemo = as_didemo(video_checkpoints["clip4clip"], tmp_path)
+    client, choice, didemo_choice = serve(demo_page, video_checkpoints["clip4clip"], didemo)
     clips = video.example_clips(tmp_path / "examples")
     queries = [caption for _, caption in clips]
     path = clips[1][0]  # growing: the same draw as the others, only the motion differs
     answer = client.predict(choice, handle_file(str(path)), "\n".join(queries), api_name="/score_video")
 
     method = CLIP4Clip.load_from_checkpoint(video_checkpoints["clip4clip"]).eval()
+
+    def scores_of(pixels):  # the scaled cosines CLIP4Clip ranks by, of the queries at ShapesWorldVideo's 16 tokens
+        with torch.no_grad():
+            video_embedding = method.encode_video(pixels, torch.ones(pixels.shape[:2], dtype=torch.bool))
+            text = method.encode_text(lit_clip.tokenize(queries, context_length=16))
+            return (method.model.logit_scale.exp() * text @ video_embedding.T)[:, 0]
+
     pixels = model_input(path)
-    with torch.no_grad():
-        clip_embedding = method.encode_video(pixels, torch.ones(1, 8, dtype=torch.bool))
-        text = method.encode_text(lit_clip.tokenize(queries, context_length=method.model.context_length))
-        scores = (method.model.logit_scale.exp() * text @ clip_embedding.T)[:, 0]  # the scaled cosines it ranks by
+    scores = scores_of(pixels)
+    assert_page_answer(answer, queries, scores, scores.softmax(dim=-1), pixels)
+
+    # DiDeMo's videos: 4 of the frames of their first 31 seconds, one a second; here 40 s, a level of grey a second.
+    long_video = tmp_path / "forty_seconds.mp4"
+    write_video(long_video, [np.full((FRAME_SIZE, FRAME_SIZE, 3), 6 * second, np.uint8) for second in range(40)], 1)
+    answer = client.predict(didemo_choice, handle_file(str(long_video)), "\n".join(queries), api_name="/score_video")
+    frames = read_clip(long_video, 4, "fps", max_seconds=31)
+    assert not torch.equal(frames, read_clip(long_video, 4, "fps"))  # the first 31 s alone: other frames
+    pixels = video_transform(FRAME_SIZE)(frames)[None]
+    scores = scores_of(pixels)
     assert_page_answer(answer, queries, scores, scores.softmax(dim=-1), pixels)
 
 
@@ -99,18 +130,18 @@ def test_recognition_through_the_page_equals_actionclip_in_python(video_checkpoi
 
 
 def test_bad_input_is_a_message_on_the_page(video_checkpoints, demo_page, tmp_path):
-    client, choice = serve(demo_page, video_checkpoints["clip4clip"])
+    client, choice = serve(demo_page, video_checkpoints["clip4clip"], folders=[tmp_path])
     clip, caption = video.example_clips(tmp_path / "examples")[0]
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(clip.read_bytes()[:300])
     with pytest.raises(AppError, match=r"broken\.mp4: cannot decode video .*expected a video file"):
         client.predict(choice, handle_file(str(broken)), caption, api_name="/score_video")
     picture = tmp_path / "examples" / "red_circle.png"  # written by the page's examples
-    with pytest.raises(AppError, match=r"red_circle\.png holds a single frame .*expected a video file"):
+    with pytest.raises(AppError, match=r"red_circle\.png is not a video file; expected a video file \(\.mp4"):
         client.predict(choice, handle_file(str(picture)), caption, api_name="/score_video")
     with pytest.raises(AppError, match="type the queries"):
         client.predict(choice, handle_file(str(clip)), " \n ", api_name="/score_video")
     with pytest.raises(AppError, match="give a video"):
         client.predict(choice, None, caption, api_name="/score_video")
-    with pytest.raises(AppError, match="not found"):
+    with pytest.raises(AppError, match=r"missing\.ckpt not found"):  # a typed path inside the page's folders
         client.predict(str(tmp_path / "missing.ckpt"), handle_file(str(clip)), caption, api_name="/score_video")

@@ -16,10 +16,9 @@ from torch import Tensor
 
 from lit_clip import drawing
 from lit_clip.datamodules.predict import DetectionImagesDataset, detection_images_collate
-from lit_clip.datamodules.shapesworld import ShapesWorld
 from lit_clip.demo import examples
 from lit_clip.demo.errors import DemoInputError, shown
-from lit_clip.demo.inputs import class_names, no_progress, open_image
+from lit_clip.demo.inputs import class_names, image_input, no_progress, open_image
 from lit_clip.demo.weights import Checkpoint, Weights, predict
 from lit_clip.grounding import sentence_prompt
 from lit_clip.methods import GLIP, ViLD
@@ -48,18 +47,17 @@ def detect(weights: Weights, choice: str | None, image_path: str | Path | None, 
     comma-separated), or, for GLIP with ``mode`` :data:`SENTENCE`, of the noun phrases of the sentence ``text``."""
     if mode not in (NAMES, SENTENCE):
         raise DemoInputError(f"unknown kind of text {mode!r}; expected {NAMES!r} or {SENTENCE!r}")
-    checkpoint = weights.checkpoint(choice, FAMILY)
-    if checkpoint.method == "ViLD" and mode == SENTENCE:
-        raise DemoInputError(f"ViLD detects class names, it grounds no sentence: choose {NAMES!r}, or a GLIP "
-                             "checkpoint for a sentence")  # fmt: skip
     prompt = class_names(text) if mode == NAMES else sentence(text)
     image = np.array(open_image(image_path))  # read first: an unreadable file is a message; writable for drawing
     batch = detection_batch(image_path)
-    progress(0.1, desc=f"loading {checkpoint.path.name}")
-    method = weights.method(checkpoint)
+    progress(0.1, desc="loading the checkpoint")
+    checkpoint, method = weights.load(choice, FAMILY)
+    if isinstance(method, ViLD) and mode == SENTENCE:
+        raise DemoInputError(f"ViLD detects class names, it grounds no sentence: choose {NAMES!r}, or a GLIP "
+                             "checkpoint for a sentence")  # fmt: skip
     progress(0.5, desc="detecting")
     if isinstance(method, ViLD):
-        return vild_detections(method, checkpoint, batch, prompt, image)
+        return vild_detections(method, vild_templates(weights, checkpoint), batch, prompt, image)
     return glip_detections(method, batch, prompt, image)
 
 
@@ -80,12 +78,19 @@ def detection_batch(image_path: str | Path) -> dict:
     return detection_images_collate([DetectionImagesDataset([Path(image_path)])[0]])
 
 
+def vild_templates(weights: Weights, checkpoint: Checkpoint) -> list[str]:
+    """The prompt templates ViLD's text classifier was trained with: its data module's. Where that cannot be rebuilt
+    here (its data files are absent), the templates argument it records; ViLD's own set where it records none."""
+    trained_with = weights.data_module(checkpoint)
+    if trained_with is not None:
+        return list(trained_with.templates)
+    return resolve_templates(checkpoint.datamodule_hyper_parameters.get("templates", "vild"))
+
+
 @torch.no_grad()
-def vild_detections(method: ViLD, checkpoint: Checkpoint, batch: dict, names: list[str],
+def vild_detections(method: ViLD, templates: list[str], batch: dict, names: list[str],
                     image: np.ndarray) -> Detections:  # fmt: skip
-    """ViLD's inference over ``names``: its text classifier from the prompt templates its data module was trained
-    with (ViLD's own when the checkpoint records none), then its forward."""
-    templates = resolve_templates(checkpoint.datamodule_hyper_parameters.get("templates", "vild"))
+    """ViLD's inference over ``names``: its text classifier from ``templates``, then its forward."""
     method.set_classes(names, templates)
     on_device = {key: value.to(method.device) if isinstance(value, Tensor) else value for key, value in batch.items()}
     (found,) = method(on_device)
@@ -142,11 +147,9 @@ def shown_above(found: Detections, threshold: float) -> tuple[np.ndarray, pd.Dat
 def scene_examples(folder: Path) -> list[list[str]]:
     """Each ShapesWorld scene of :func:`examples.scene_images` twice: with its objects' colour-shape names, and
     with its caption to ground."""
-    world = ShapesWorld(image_size=examples.EXAMPLE_PX, min_objects=2, max_objects=3)  # those scenes' world
     rows = []
-    for index, (path, caption) in enumerate(examples.scene_images(folder)):
-        names = dict.fromkeys(obj.name for obj in world.scene("test", index).objects)  # each name once
-        rows += [[str(path), ", ".join(names), NAMES], [str(path), caption, SENTENCE]]
+    for scene in examples.scene_images(folder):
+        rows += [[str(scene.path), ", ".join(scene.names), NAMES], [str(scene.path), scene.caption, SENTENCE]]
     return rows
 
 
@@ -164,7 +167,7 @@ def tab(weights: Weights, folder: Path) -> None:
         with gr.Column():
             checkpoint = gr.Dropdown(choices, value=choices[0] if choices else None, allow_custom_value=True,
                                      label="ViLD or GLIP checkpoint (or a checkpoint's path)")  # fmt: skip
-            image = gr.Image(type="filepath", label="image")
+            image = image_input("image")
             text = gr.Textbox(label="class names (one per line, or comma-separated), or a sentence", lines=3)
             mode = gr.Radio([NAMES, SENTENCE], value=NAMES, label="the text is")
             threshold = gr.Slider(0, 1, value=0.3, step=0.01, label="score threshold")

@@ -7,12 +7,13 @@ trained on.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from lit_clip.datamodules.shapesworld import ShapesWorld, class_names
 
 EXAMPLE_PX = 128  # rendered larger than the 64 px models see, to be visible on the page; each tab resizes
 
-# One object per scene, for classification: (class name, index of its scene).
+# One object per scene, for classification: the class of each.
 SINGLE_OBJECTS = ("red circle", "blue square", "green triangle", "yellow star")
 
 
@@ -32,15 +33,22 @@ def single_object_images(folder: Path) -> list[Path]:
     return paths
 
 
-def scene_images(folder: Path, count: int = 3) -> list[tuple[Path, str]]:
-    """``scene<k>.png``: scenes of 2-3 objects, each with its caption."""
-    world = ShapesWorld(image_size=EXAMPLE_PX, min_objects=2, max_objects=3)
+class ExampleScene(NamedTuple):
+    path: Path
+    caption: str
+    names: list[str]  # its objects' colour-shape names ("red circle"), each once, in drawing order
+
+
+def scene_images(folder: Path, count: int = 3) -> list[ExampleScene]:
+    """``scene<k>.png``: scenes of 2-3 objects, each with its caption and its objects' names."""
+    world, names = ShapesWorld(image_size=EXAMPLE_PX, min_objects=2, max_objects=3), class_names("color_shape")
     scenes = []
     for index in range(count):
         scene, path = world.scene("test", index), folder / f"scene{index}.png"
         if not path.exists():
             scene.image.save(path)
-        scenes.append((path, scene.caption))
+        objects = list(dict.fromkeys(names[obj.class_index("color_shape")] for obj in scene.objects))
+        scenes.append(ExampleScene(path, scene.caption, objects))
     return scenes
 
 

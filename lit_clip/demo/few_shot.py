@@ -3,7 +3,6 @@ an image over the classes of its data module, or, where what the method learnt d
 class names the user types."""
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +14,16 @@ from PIL import Image
 from lit_clip import drawing
 from lit_clip.demo import examples
 from lit_clip.demo.errors import DemoInputError, shown
-from lit_clip.demo.inputs import class_names, image_batch, image_size, open_image
+from lit_clip.demo.inputs import class_names, image_batch, image_input, image_size, open_image
 from lit_clip.demo.weights import Checkpoint, Weights, predict
 from lit_clip.methods.classification.tip_adapter import SEARCH_SPLITS, TipAdapter
+from lit_clip.templates import COOP_TEMPLATES, resolve_templates
 
 FAMILY = "few-shot"
+# The family's methods that classify: a LinearProbe has no predict_step, and no checkpoint keeps its probe.
+CLASSIFIERS = ("CoOp", "CoCoOp", "MaPLe", "CLIPAdapter", "TipAdapter", "TipAdapterF")
 SHOWN_CLASSES = 10
-# CoOp's hand-written prompt: the zero-shot classifier's templates where the data module's are unknown.
+# CoOp's hand-written prompt: the zero-shot classifier's templates where the data module records none.
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 # The methods whose classifier is zero-shot CLIP's of the data module's templates (the others learn the prompt).
 USES_TEMPLATES = ("CLIPAdapter", "TipAdapter", "TipAdapterF")
@@ -36,39 +38,33 @@ cache are one per trained class and refuse other names. Train one, then start th
 from Python after `lit-clip test` works here). A linear probe is fitted inside `lit-clip test` and kept in no
 checkpoint: this tab cannot show it."""
 
-LINEAR_PROBE = ("a LinearProbe checkpoint cannot classify here: the probe's regression is fitted at the start of "
-                "`lit-clip test` and no checkpoint keeps it (nor has the method a predict_step); choose a CoOp, "
-                "CoCoOp, MaPLe, CLIP-Adapter or Tip-Adapter checkpoint")  # fmt: skip
 
-
-def accepts_other_classes(checkpoint: Checkpoint) -> bool:
-    """Whether the method can classify class names it was not trained on: CoOp's shared context, CoCoOp's context and
-    Meta-Net, MaPLe's prompts and CLIP-Adapter's image adapter meet any name through the text tower, while CoOp's
-    class-specific contexts and Tip-Adapter's cache values are one per trained class."""
-    if checkpoint.method == "CoOp":
-        return not checkpoint.hyper_parameters.get("class_specific_context", False)
-    return checkpoint.method in ("CoCoOp", "MaPLe", "CLIPAdapter")
-
-
-def data_module(checkpoint: Checkpoint) -> L.LightningDataModule:
-    """The data module the checkpoint was trained with, built from its recorded arguments, its classes read (which
-    may need its data files)."""
-    recorded = checkpoint.datamodule_hyper_parameters
-    if "_class_path" not in recorded:
-        raise DemoInputError(f"{checkpoint.path} records no data module")
-    module, name = recorded["_class_path"].rsplit(".", 1)
-    arguments = {key: value for key, value in recorded.items() if key not in ("_class_path", "_instantiator")}
-    try:
-        datamodule = getattr(importlib.import_module(module), name)(**arguments)
-        datamodule.classnames  # a data set on disk reads its files here
-    except Exception as error:  # absent data files, a class no longer there: the user types the names instead
-        raise DemoInputError(f"{name} could not be built ({type(error).__name__}: {error})") from error
-    return datamodule
+def classify(weights: Weights, choice: str | None, image: Image.Image, typed: str | None,
+             progress: gr.Progress = gr.Progress()) -> tuple[dict[str, float], np.ndarray, str]:  # fmt: skip
+    """The checkpoint's class probabilities for the image (its ``predict_step``), the image as the method sees it
+    (its data module's evaluation crop) under the answer, and what it ran over."""
+    progress(0.1, desc="loading the checkpoint")
+    checkpoint, method = weights.load(choice, FAMILY, CLASSIFIERS)
+    wanted = classes(weights, checkpoint, method, typed)
+    # The size the data module's predict loader resizes to; without one recorded, the image tower's.
+    size = checkpoint.datamodule_hyper_parameters.get("image_size") or image_size(method.model)
+    batch = {"image": image_batch(method.model, [image], size)}
+    loaders = tip_adapter_loaders(method, wanted)
+    progress(0.3, desc="building Tip-Adapter's cache and searching alpha and beta" if loaders else "classifying")
+    output = predict(method, batch, classnames=wanted.names, templates=wanted.templates, **loaders)
+    probabilities = dict(zip(wanted.names, output["probabilities"][0].tolist()))
+    caption = f"{output['predicted_class'][0]}: {float(output['probability'][0]):.1%}"
+    picture = drawing.caption_grid([drawing.to_uint8_image(batch["image"][0])], [caption], px=160)
+    about = f"**{checkpoint.method}** over {wanted.source}"
+    if checkpoint.method in USES_TEMPLATES:
+        about += " · prompt templates: " + ", ".join(f"`{template}`" for template in wanted.templates)
+    return probabilities, picture, about
 
 
 @dataclass
 class Classes:
-    """The class names and templates a prediction runs over, and where they came from (said under the answer)."""
+    """The class names and templates a prediction runs over, where they came from (said under the answer), and the
+    data module whose images Tip-Adapter may still need (None where its files cannot be read)."""
 
     names: list[str]
     templates: list[str]
@@ -76,16 +72,13 @@ class Classes:
     datamodule: L.LightningDataModule | None
 
 
-def classes(checkpoint: Checkpoint, method: L.LightningModule, typed: str | None) -> Classes:
+def classes(weights: Weights, checkpoint: Checkpoint, method: L.LightningModule, typed: str | None) -> Classes:
     """The class names to predict over: those typed, where the method takes any; else its data module's (without it,
-    Tip-Adapter's cache's). Class-specific contexts whose data module is gone take typed names as their classes'."""
-    try:
-        datamodule, missing = data_module(checkpoint), None
-    except DemoInputError as error:
-        datamodule, missing = None, str(error)
-    templates = list(datamodule.templates) if datamodule is not None else list(DEFAULT_TEMPLATES)
-    trained_names = (list(datamodule.classnames) if datamodule is not None
-                     else list(method.cache_classnames) if isinstance(method, TipAdapter) else None)  # fmt: skip
+    Tip-Adapter's cache's). Class-specific contexts whose data module is gone take typed names as their classes'.
+    The templates are the data module's, or, where it cannot be rebuilt, those its recorded arguments give."""
+    datamodule = weights.data_module(checkpoint)
+    templates = list(datamodule.templates) if datamodule is not None else recorded_templates(checkpoint)
+    datamodule, trained_names, unknown = trained_classes(checkpoint, datamodule, method)
     if typed and typed.strip():
         names = class_names(typed, at_least=2)
         if accepts_other_classes(checkpoint):
@@ -101,63 +94,81 @@ def classes(checkpoint: Checkpoint, method: L.LightningModule, typed: str | None
                                  f"of those {trained} classes in their training order (got {len(names)})")  # fmt: skip
         return Classes(names, templates, f"its {trained} classes, named as typed", None)
     if trained_names is None:
-        raise DemoInputError(f"the classes of {checkpoint.path} cannot be read from its data module ({missing}); "
-                             "type the class names it was trained on in 'class names'")  # fmt: skip
+        raise DemoInputError(f"the classes of {checkpoint.path} are unknown: {unknown}; type the class names it was "
+                             "trained on in 'class names'")  # fmt: skip
     source = (f"the {len(trained_names)} classes of its data module {type(datamodule).__name__}"
               if datamodule is not None else f"the {len(trained_names)} classes of its cache")  # fmt: skip
     return Classes(trained_names, templates, source, datamodule)
+
+
+def trained_classes(checkpoint: Checkpoint, datamodule: L.LightningDataModule | None, method: L.LightningModule
+                    ) -> tuple[L.LightningDataModule | None, list[str] | None, str]:  # fmt: skip
+    """The data module where its classes (and so its files) can be read, else None; the trained class names (its,
+    else those of Tip-Adapter's cache, else None); and, where the data module's are unknown, why."""
+    if datamodule is None:
+        recorded = checkpoint.datamodule_hyper_parameters.get("_class_path")
+        unknown = (f"its data module {recorded.rsplit('.', 1)[-1]} cannot be rebuilt here (most often: its data "
+                   "files are not on this machine; the page's log says why)" if recorded
+                   else "it records no data module")  # fmt: skip
+    else:
+        try:
+            return datamodule, list(datamodule.classnames), ""
+        except OSError as error:  # a data set on disk reads its files here: they may be gone since the fit
+            unknown = f"its data module {type(datamodule).__name__} cannot read its files ({error})"
+    if not isinstance(method, TipAdapter):
+        return None, None, unknown
+    if not method.has_cache:
+        raise DemoInputError(f"this {checkpoint.method} checkpoint has no cache yet: it builds one from its data "
+                             f"module's training images, but {unknown}")  # fmt: skip
+    return None, list(method.cache_classnames), unknown
+
+
+def recorded_templates(checkpoint: Checkpoint) -> list[str]:
+    """The prompt templates the checkpoint's data module would use, from its recorded arguments alone (no data files
+    needed): its ``templates``; else, as CoOpFewShot chooses them, CoOp's hand-written one for its ``dataset``; else
+    CoOp's default."""
+    recorded = checkpoint.datamodule_hyper_parameters
+    if recorded.get("templates") is not None:
+        return resolve_templates(recorded["templates"])
+    if recorded.get("dataset") in COOP_TEMPLATES:
+        return [COOP_TEMPLATES[recorded["dataset"]]]
+    return list(DEFAULT_TEMPLATES)
+
+
+def accepts_other_classes(checkpoint: Checkpoint) -> bool:
+    """Whether the method can classify class names it was not trained on: CoOp's shared context, CoCoOp's context and
+    Meta-Net, MaPLe's prompts and CLIP-Adapter's image adapter meet any name through the text tower, while CoOp's
+    class-specific contexts and Tip-Adapter's cache values are one per trained class."""
+    if checkpoint.method == "CoOp":
+        return not checkpoint.hyper_parameters.get("class_specific_context", False)
+    return checkpoint.method in ("CoCoOp", "MaPLe", "CLIPAdapter")
 
 
 def tied_parameters(checkpoint: Checkpoint) -> str:
     return "class-specific contexts" if checkpoint.method == "CoOp" else "cached few-shot image features and labels"
 
 
-def preparation(method: L.LightningModule, wanted: Classes) -> dict:
-    """What Tip-Adapter reads from its data module before predicting where its checkpoint has no cache yet or
-    alpha and beta were not searched for it (no validation ran): the loaders it builds the cache and searches on."""
+def tip_adapter_loaders(method: L.LightningModule, wanted: Classes) -> dict:
+    """The data module's loaders Tip-Adapter reads before predicting where its checkpoint has no cache yet or alpha
+    and beta were not searched for it (no validation ran): those it builds the cache and searches on."""
     if not isinstance(method, TipAdapter) or (method.has_cache and (method.searched or not method.hparams.search)):
         return {}
-    if wanted.datamodule is None:
-        raise DemoInputError(f"this {type(method).__name__} checkpoint still needs its cache built or alpha and beta "
-                             "searched, from its data module's images, which cannot be read here")  # fmt: skip
-    loaders = ("augmented_train_dataloader", SEARCH_SPLITS[method.hparams.search_split])
-    return {name: getattr(wanted.datamodule, name) for name in loaders}
-
-
-def classify(weights: Weights, choice: str | None, image: Image.Image, typed: str | None,
-             progress: gr.Progress = gr.Progress()) -> tuple[dict[str, float], np.ndarray, str]:  # fmt: skip
-    """The checkpoint's class probabilities for the image (its ``predict_step``), the image as the method sees it
-    (its data module's evaluation crop) under the answer, and what it ran over."""
-    checkpoint = weights.checkpoint(choice, FAMILY)
-    if checkpoint.method == "LinearProbe":
-        raise DemoInputError(LINEAR_PROBE)
-    progress(0.1, desc=f"loading {checkpoint.method}")
-    method = weights.method(checkpoint)
-    wanted = classes(checkpoint, method, typed)
-    # The size the data module's predict loader resizes to; without one recorded, the image tower's.
-    size = checkpoint.datamodule_hyper_parameters.get("image_size") or image_size(method.model)
-    batch = {"image": image_batch(method.model, [image], size)}
-    steps = preparation(method, wanted)
-    progress(0.3, desc="building Tip-Adapter's cache and searching alpha and beta" if steps else "classifying")
-    output = predict(method, batch, classnames=wanted.names, templates=wanted.templates, **steps)
-    probabilities = dict(zip(wanted.names, output["probabilities"][0].tolist()))
-    caption = f"{output['predicted_class'][0]}: {float(output['probability'][0]):.1%}"
-    picture = drawing.caption_grid([drawing.to_uint8_image(batch["image"][0])], [caption], px=160)
-    about = f"**{checkpoint.method}** over {wanted.source}"
-    if checkpoint.method in USES_TEMPLATES:
-        about += " · prompt templates: " + ", ".join(f"`{template}`" for template in wanted.templates)
-    return probabilities, picture, about
+    if wanted.datamodule is None:  # (one without a cache is refused with its classes, see trained_classes)
+        raise DemoInputError(f"this {type(method).__name__} checkpoint still needs alpha and beta searched on its data "
+                             "module's images, which cannot be read here")  # fmt: skip
+    names = ("augmented_train_dataloader", SEARCH_SPLITS[method.hparams.search_split])
+    return {name: getattr(wanted.datamodule, name) for name in names}
 
 
 def tab(weights: Weights, folder: Path) -> None:
     """The tab's components and events, inside the page's ``gr.Tab``."""
-    choices = weights.choices(FAMILY)
+    choices = weights.choices(FAMILY, CLASSIFIERS)
     gr.Markdown(ABOUT)
     with gr.Row():
         with gr.Column():
             checkpoint = gr.Dropdown(choices, value=choices[0] if choices else None, allow_custom_value=True,
                                      label="checkpoint (or type a .ckpt path)")  # fmt: skip
-            image = gr.Image(type="filepath", label="image")
+            image = image_input("image")
             names = gr.Textbox(label="class names (optional: one per line, or comma-separated)", lines=3)
             run = gr.Button("Classify", variant="primary")
         with gr.Column():

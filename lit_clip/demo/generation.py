@@ -8,11 +8,14 @@ steps: ``setup`` creates the pictures from a :class:`~lit_clip.datamodules.Gener
 the optimiser and its schedule, then each step ``training_step``'s loss, backward, the optimiser's and the schedule's
 steps and ``on_train_batch_end``; ``on_train_end`` at the end. The same settings and seed give the pictures that
 ``lit-clip fit`` writes to ``pictures/``, and the page gives them as those files too (PNG, and SVG for strokes).
+Every run is a new method, on the page's CLIP loaded once (:func:`page_clip_for_methods`).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
@@ -25,9 +28,9 @@ from lit_clip import drawing
 from lit_clip.datamodules import GenerationTargets
 from lit_clip.demo import examples
 from lit_clip.demo.errors import DemoInputError, shown
-from lit_clip.demo.inputs import lines, open_image
+from lit_clip.demo.inputs import image_input, lines, open_image
 from lit_clip.demo.weights import Weights
-from lit_clip.methods import VQGANCLIP, CLIPasso, CLIPDraw
+from lit_clip.methods import VQGANCLIP, CLIPasso, CLIPDraw, frozen_clip
 from lit_clip.methods.generation.guidance import GuidedGeneration, save_pictures
 
 FAMILY = "generation"
@@ -37,6 +40,7 @@ SHAPES_PROMPTS = ("a red circle", "a blue square", "a green triangle", "a yellow
 CLIPDRAW_DEFAULTS = {"steps": 300, "num_paths": 64, "canvas_size": 128, "normalize": True}
 CLIPASSO_DEFAULTS = {"steps": 300, "num_strokes": 8, "image_size": 128, "seeds": (0, 1000, 2000)}
 VQGAN_CLIP_STEPS = 200
+VQGAN_CLIP_METHODS = ("VQGANCLIP",)  # the checkpoints that VQGAN-CLIP takes its VQGAN and settings from
 SHOW_EVERY = 10  # steps between the pictures the page shows
 
 MAX_STEPS, MAX_STROKES, MAX_SIDE = 10_000, 1024, 1024
@@ -78,10 +82,9 @@ def vqgan_clip(weights: Weights, choice: str | None, prompts: str, steps: int, s
                every: int) -> Iterator[Frame]:  # fmt: skip
     """VQGAN-CLIP's pictures of ``prompts`` (one per line; ``"text:weight | text:weight"`` for several in one picture)
     as they form, with the VQGAN and settings of a VQGANCLIP checkpoint, guided by the page's CLIP."""
-    checkpoint = weights.checkpoint(choice, FAMILY)
-    if checkpoint.method != "VQGANCLIP":
-        raise DemoInputError(f"{checkpoint.path} is a {checkpoint.method} checkpoint; VQGAN-CLIP takes its VQGAN from "
-                             "a VQGANCLIP checkpoint (configs/vqgan_clip/shapes.yaml trains one)")  # fmt: skip
+    # Its recorded settings, not its method: the run's method is built on the page's CLIP (and a saved VQGANCLIP does
+    # not load into a fresh one anyway: it holds its pictures, which a method creates in `setup`).
+    checkpoint = weights.checkpoint(choice, FAMILY, methods=VQGAN_CLIP_METHODS)
     accepted = inspect.signature(VQGANCLIP).parameters
     settings = {key: value for key, value in checkpoint.hyper_parameters.items()
                 if key in accepted and key not in PAGE_SETTINGS}  # fmt: skip
@@ -95,15 +98,50 @@ def vqgan_clip(weights: Weights, choice: str | None, prompts: str, steps: int, s
 
 
 # --- running a method ---------------------------------------------------------------------------------------------
-class PlainLoop:
-    """What a generation method reads of its Trainer, for a run without one: its data module (``setup`` creates the
-    pictures from it), the run's length (CLIPDraw's learning-rate schedule), the step (CLIPasso measures its strokes
-    every few) and no log directory (``on_train_end`` writes no files)."""
+def built(method_class: type[GuidedGeneration], weights: Weights, **settings) -> GuidedGeneration:
+    """``method_class`` guided by the page's CLIP with ``settings``; a setting the method refuses is a message."""
+    weights.clip()  # loaded once per page; without --pretrained, the message that says how to start the page with one
+    try:
+        with page_clip_for_methods(weights):
+            return method_class(weights.pretrained, **settings)
+    except ValueError as error:
+        raise DemoInputError(str(error)) from error
 
-    is_global_zero, log_dir = True, None
 
-    def __init__(self, targets: GenerationTargets):
-        self.datamodule, self.estimated_stepping_batches, self.global_step = targets, targets.steps, 0
+@contextlib.contextmanager
+def page_clip_for_methods(weights: Weights) -> Iterator[None]:
+    """While a method is built, the CLIP it loads is the page's (:meth:`Weights.clip`), not a copy read again from
+    ``--pretrained`` for every run (a hub id would ask the Hub each time; a big CLIP takes seconds). The method's
+    constructor runs as written, its checks on the CLIP included, and its call ``load_clip(pretrained)`` returns the
+    CLIP as the page loaded it: the same weights, frozen, in eval mode. Sharing it is safe: a method never changes its
+    CLIP (only the pictures get gradients), and the page runs one event at a time, so nothing builds a method
+    meanwhile."""
+    load_clip = frozen_clip.load_clip
+
+    def loaded_once(source, architecture=None, quick_gelu=None):
+        if (source, architecture, quick_gelu) == (weights.pretrained, None, None):
+            return weights.clip()
+        return load_clip(source, architecture=architecture, quick_gelu=quick_gelu)
+
+    frozen_clip.load_clip = loaded_once
+    try:
+        yield
+    finally:
+        frozen_clip.load_clip = load_clip
+
+
+def frames(method: GuidedGeneration, targets: GenerationTargets, every: int, device: torch.device,
+           picture: Callable[[GuidedGeneration, GenerationTargets], np.ndarray]) -> Iterator[Frame]:  # fmt: skip
+    """The page's updates of a run: ``picture`` of the method at each progress line, and at the end the pictures as
+    ``lit-clip fit`` writes them (``{k:02d}_{caption}.png``, and ``.svg`` for strokes)."""
+    for status, done in optimise(method, targets, every, device):
+        if not done:
+            yield picture(method, targets), status, None
+            continue
+        # Gradio copies the files into its cache before it asks for more, after which they can go.
+        with tempfile.TemporaryDirectory(prefix="lit-clip-generation-") as directory:
+            save_pictures(method, Path(directory))
+            yield picture(method, targets), status, [str(path) for path in sorted(Path(directory).iterdir())]
 
 
 def optimise(method: GuidedGeneration, targets: GenerationTargets, every: int,
@@ -118,11 +156,12 @@ def optimise(method: GuidedGeneration, targets: GenerationTargets, every: int,
         logged[name] = float(torch.as_tensor(value).detach())
 
     method.log = log
+    method.to(device)  # beside its CLIP, the page's, already there: setup encodes the prompts or pictures with it
     try:
         method.setup("fit")
     except ValueError as error:  # what the method cannot do with these targets and settings
         raise DemoInputError(str(error)) from error
-    method.to(device).train()
+    method.to(device).train()  # the pictures setup made too
     configured = method.configure_optimizers()
     optimizer, schedule = (configured, None) if isinstance(configured, torch.optim.Optimizer) else (
         configured["optimizer"], configured["lr_scheduler"]["scheduler"])  # fmt: skip
@@ -148,38 +187,18 @@ def optimise(method: GuidedGeneration, targets: GenerationTargets, every: int,
     yield progress(targets.steps) + " · done", True
 
 
-def frames(method: GuidedGeneration, targets: GenerationTargets, every: int, device: torch.device,
-           picture: Callable[[GuidedGeneration, GenerationTargets], np.ndarray]) -> Iterator[Frame]:  # fmt: skip
-    """The page's updates of a run: ``picture`` of the method at each progress line, and at the end the pictures as
-    ``lit-clip fit`` writes them (``{k:02d}_{caption}.png``, and ``.svg`` for strokes)."""
-    for status, done in optimise(method, targets, every, device):
-        if not done:
-            yield picture(method, targets), status, None
-            continue
-        # Gradio copies the files into its cache before it asks for more, after which they can go.
-        with tempfile.TemporaryDirectory(prefix="lit-clip-generation-") as directory:
-            save_pictures(method, Path(directory))
-            yield picture(method, targets), status, [str(path) for path in sorted(Path(directory).iterdir())]
+class PlainLoop:
+    """What a generation method reads of its Trainer, for a run without one: its data module (``setup`` creates the
+    pictures from it), the run's length (CLIPDraw's learning-rate schedule), the step (CLIPasso measures its strokes
+    every few) and no log directory (``on_train_end`` writes no files)."""
 
+    is_global_zero, log_dir = True, None
 
-def built(method_class: type[GuidedGeneration], weights: Weights, **settings) -> GuidedGeneration:
-    """``method_class`` guided by the page's CLIP with ``settings``; a setting the method refuses is a message."""
-    if weights.pretrained is None:
-        weights.clip()  # raises the message that says how to start the page with a CLIP
-    try:
-        return method_class(weights.pretrained, **settings)
-    except ValueError as error:
-        raise DemoInputError(str(error)) from error
+    def __init__(self, targets: GenerationTargets):
+        self.datamodule, self.estimated_stepping_batches, self.global_step = targets, targets.steps, 0
 
 
 # --- pictures -----------------------------------------------------------------------------------------------------
-def pixels(method: GuidedGeneration) -> list[np.ndarray]:
-    """The method's current pictures as uint8 ``[H, W, 3]``, rounded as ``lit-clip fit`` saves them."""
-    with torch.no_grad():
-        pictures = method.pictures().float().clamp(0, 1).cpu()
-    return list((pictures.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8))
-
-
 def side_by_side(method: GuidedGeneration, targets: GenerationTargets) -> np.ndarray:
     """The pictures side by side at their own size, each captioned with its prompt."""
     pictures = pixels(method)
@@ -194,6 +213,13 @@ def with_targets(method: GuidedGeneration, targets: GenerationTargets) -> np.nda
     return drawing.caption_grid([p for pair in zip(photos, sketches) for p in pair], captions, px=sketches[0].shape[0])
 
 
+def pixels(method: GuidedGeneration) -> list[np.ndarray]:
+    """The method's current pictures as uint8 ``[H, W, 3]``, rounded as ``lit-clip fit`` saves them."""
+    with torch.no_grad():
+        pictures = method.pictures().float().clamp(0, 1).cpu()
+    return list((pictures.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8))
+
+
 # --- reading the inputs -------------------------------------------------------------------------------------------
 def whole(value: float | None, what: str, low: int, high: int) -> int:
     """``value`` as a whole number within ``[low, high]``, or a message naming ``what``."""
@@ -205,7 +231,7 @@ def whole(value: float | None, what: str, low: int, high: int) -> int:
 def seed_list(text: str | None) -> tuple[int, ...]:
     """CLIPasso's seeds, whole numbers separated by commas: one sketch each, the best kept."""
     fields = [field.strip() for field in (text or "").split(",") if field.strip()]
-    if not fields or not all(field.isdigit() for field in fields):
+    if not fields or not all(re.fullmatch(r"\d+", field) for field in fields):
         raise DemoInputError(f"seeds: expected whole numbers separated by commas (one sketch each), got {text!r}")
     return tuple(int(field) for field in fields)
 
@@ -217,7 +243,8 @@ def tab(weights: Weights, folder: Path) -> None:
         "Pictures optimised against the page's CLIP (`--pretrained`), shown as they form: nothing is trained, so no "
         "checkpoint is needed, except VQGAN-CLIP's for its VQGAN. The defaults are the ShapesWorld configs' "
         "(`configs/clipdraw/shapes.yaml`, `configs/clipasso/shapes.yaml`, `configs/vqgan_clip/shapes.yaml`); the same "
-        "settings and seed give what `lit-clip fit` with those configs writes to `pictures/`."
+        "settings and seed give what `lit-clip fit` with those configs writes to `pictures/`. The page answers one "
+        "request at a time: while a picture is being optimised, the other tabs wait until it is done."
     )
     with gr.Tab("CLIPDraw"):
         clipdraw_tab(weights)
@@ -225,13 +252,6 @@ def tab(weights: Weights, folder: Path) -> None:
         clipasso_tab(weights, folder)
     with gr.Tab("VQGAN-CLIP"):
         vqgan_clip_tab(weights)
-
-
-def outputs(label: str) -> list[gr.components.Component]:
-    """A run's picture, progress line and picture files."""
-    with gr.Column():
-        return [gr.Image(type="numpy", format="png", label=label), gr.Textbox(label="progress"),
-                gr.File(label="the pictures as lit-clip fit writes them", file_count="multiple")]  # fmt: skip
 
 
 def clipdraw_tab(weights: Weights) -> None:
@@ -249,10 +269,10 @@ def clipdraw_tab(weights: Weights) -> None:
                 normalize = gr.Checkbox(CLIPDRAW_DEFAULTS["normalize"], label="normalise pixels as the CLIP was "
                                         "trained (off: as CLIPDraw's notebook, for OpenAI's CLIP)")  # fmt: skip
             run = gr.Button("Draw", variant="primary")
-        shown_outputs = outputs("drawing")
+        results = run_outputs("drawing")
     gr.Examples([[prompt] for prompt in SHAPES_PROMPTS] + [["\n".join(SHAPES_PROMPTS)]], inputs=[prompts])
     run.click(shown(functools.partial(clipdraw, weights)), [prompts, steps, strokes, canvas, normalize, seed,
-              every], shown_outputs, api_name="clipdraw")  # fmt: skip
+              every], results, api_name="clipdraw")  # fmt: skip
 
 
 def clipasso_tab(weights: Weights, folder: Path) -> None:
@@ -261,7 +281,7 @@ def clipasso_tab(weights: Weights, folder: Path) -> None:
                 "(the ShapesWorld CLIP is RN-Tiny); with a ViT CLIP, turn it off.")  # fmt: skip
     with gr.Row():
         with gr.Column():
-            picture = gr.Image(type="filepath", label="image to sketch")
+            picture = image_input("image to sketch")
             with gr.Row():
                 steps = gr.Number(CLIPASSO_DEFAULTS["steps"], label="steps", precision=0)
                 strokes = gr.Number(CLIPASSO_DEFAULTS["num_strokes"], label="strokes", precision=0)
@@ -271,10 +291,10 @@ def clipasso_tab(weights: Weights, folder: Path) -> None:
                 every = gr.Number(SHOW_EVERY, label="show every ... steps", precision=0)
                 geometric = gr.Checkbox(True, label="geometric loss (ResNet CLIPs)")
             run = gr.Button("Sketch", variant="primary")
-        shown_outputs = outputs("picture and sketch")
+        results = run_outputs("picture and sketch")
     gr.Examples([[str(path)] for path in examples.single_object_images(folder)], inputs=[picture])
     run.click(shown(functools.partial(clipasso, weights)), [picture, steps, strokes, size, seeds, geometric,
-              every], shown_outputs, api_name="clipasso")  # fmt: skip
+              every], results, api_name="clipasso")  # fmt: skip
 
 
 def vqgan_clip_tab(weights: Weights) -> None:
@@ -282,7 +302,7 @@ def vqgan_clip_tab(weights: Weights) -> None:
                 "The VQGAN and the settings (size, cutouts, learning rate) are those of a VQGANCLIP checkpoint: "
                 "`lit-clip fit --config configs/vqgan/shapes.yaml`, then `configs/vqgan_clip/shapes.yaml`, and start "
                 "the page with `--checkpoints runs`.")  # fmt: skip
-    choices = [label for label in weights.choices(FAMILY) if label.startswith("VQGANCLIP:")]
+    choices = weights.choices(FAMILY, methods=VQGAN_CLIP_METHODS)
     with gr.Row():
         with gr.Column():
             checkpoint = gr.Dropdown(choices, value=choices[0] if choices else None, allow_custom_value=True,
@@ -294,7 +314,14 @@ def vqgan_clip_tab(weights: Weights) -> None:
                 seed = gr.Number(0, label="seed", precision=0)
                 every = gr.Number(SHOW_EVERY, label="show every ... steps", precision=0)
             run = gr.Button("Generate", variant="primary")
-        shown_outputs = outputs("picture")
+        results = run_outputs("picture")
     gr.Examples([[prompt] for prompt in SHAPES_PROMPTS], inputs=[prompts])
     run.click(shown(functools.partial(vqgan_clip, weights)), [checkpoint, prompts, steps, seed, every],
-              shown_outputs, api_name="vqgan_clip")  # fmt: skip
+              results, api_name="vqgan_clip")  # fmt: skip
+
+
+def run_outputs(label: str) -> list[gr.components.Component]:
+    """A run's picture, progress line and picture files."""
+    with gr.Column():
+        return [gr.Image(type="numpy", format="png", label=label), gr.Textbox(label="progress"),
+                gr.File(label="the pictures as lit-clip fit writes them", file_count="multiple")]  # fmt: skip

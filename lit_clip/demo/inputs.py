@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+import gradio as gr
 import torch
 from PIL import Image
 from torch import Tensor
@@ -37,6 +38,13 @@ def class_names(text: str | None, at_least: int = 1) -> list[str]:
     if repeated:
         raise DemoInputError(f"the class names {repeated} are given more than once; name each class once")
     return names
+
+
+def image_input(label: str = "image") -> gr.Image:
+    """An image upload whose file reaches the tab as it was given: Gradio's default (``image_mode="RGB"``) would
+    convert and re-save it first, so transparency would not be composited on white nor 16-bit grey scaled as
+    :func:`open_image` (and ``lit-clip predict``) read them."""
+    return gr.Image(type="filepath", image_mode=None, label=label)
 
 
 def open_image(source: str | Path | None, what: str = "image") -> Image.Image:

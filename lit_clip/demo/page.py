@@ -1,12 +1,14 @@
 """The demo page: one tab per method family, built with Gradio, served locally.
 
 Every tab's answer is also an API endpoint (``api_name``), so Gradio's client (and the tests) call exactly what the
-buttons call. The page fetches nothing from the network: the theme uses the system's fonts, not Google's, and
-Gradio's analytics are off.
+buttons call. The page itself fetches nothing from the network: the theme uses the system's fonts, not Google's, and
+Gradio's analytics are off. (Weights named by a hub id, ``--pretrained openai/clip-vit-base-patch32`` or a ClipCap's
+``gpt2`` tokenizer, are read from the Hugging Face cache or downloaded once, as everywhere in lit-clip.)
 """
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -56,6 +58,8 @@ def launch(weights: Weights, examples_folder: str | Path | None = None, host: st
            ) -> tuple[gr.Blocks, str]:  # fmt: skip
     """Serve the page; returns it and its local URL (``block=False`` returns at once, for tests and scripts)."""
     folder = examples.prepare(examples_folder)
+    # Methods that move their own batches say so on every predict: noise on a page's log.
+    warnings.filterwarnings("ignore", message=".*on_before_batch_transfer")
     page = build_page(weights, folder, tabs)
     _, url, _ = page.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
                             allowed_paths=[str(folder)], theme=theme(), footer_links=["api"])  # fmt: skip

@@ -4,8 +4,11 @@ text (a GroupViTPretraining checkpoint, segmented by GroupViTSegmentation): the 
 legend, each label's share of the pixels, the label map itself, and for GroupViT the groups of both its stages."""
 from __future__ import annotations
 
+import contextlib
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import gradio as gr
 import numpy as np
@@ -14,22 +17,23 @@ from PIL import Image
 from torch import Tensor
 
 from lit_clip import drawing
-from lit_clip.datamodules.shapesworld import ShapesWorld
 from lit_clip.datamodules.shapesworld.segmentation import BACKGROUND, SEGMENTATION_TEMPLATES
 from lit_clip.demo import examples
 from lit_clip.demo.errors import DemoInputError, shown
-from lit_clip.demo.inputs import class_names, image_batch, image_size, open_image
+from lit_clip.demo.inputs import class_names, image_input, image_size, open_image
 from lit_clip.demo.weights import Checkpoint, Weights, predict
 from lit_clip.methods import GroupViTSegmentation, ZeroShotSegmentation
+from lit_clip.methods.segmentation.groupvit_segmentation import BACKGROUND_THRESHOLDS
 from lit_clip.methods.segmentation.segmenter import CLIPSegmenter
 from lit_clip.templates import resolve_templates
+from lit_clip.transforms import clip_eval_transform, to_normalized_tensor
 
 FAMILY = "segmentation"
 ZERO_SHOT = "MaskCLIP: zero-shot, with the page's CLIP"
 CHECKPOINT = "the checkpoint below: LSeg or GroupViT"
-# The threshold of GroupViT's paper (configs/groupvit/shapes_segmentation.yaml's "paper").
-DEFAULT_THRESHOLD = 0.9
-EXAMPLE_SCENES = 3
+# A GroupViTPretraining checkpoint segments as configs/groupvit/shapes_segmentation.yaml has it: the paper's 0.9.
+GROUPVIT_THRESHOLD = "paper"
+THRESHOLDED = (GroupViTSegmentation, ZeroShotSegmentation)  # the methods with a background threshold
 
 
 @dataclass
@@ -38,48 +42,76 @@ class Segmenter:
 
     method: CLIPSegmenter
     templates: list[str]  # the prompt templates its labels are embedded in
-    image_size: int  # the side of the images it segments
+    prepare: Callable[[Image.Image], Tensor]  # an image as its data module's evaluation (and predict) gives it
 
 
 class Segmenters:
-    """The tab's methods, each built or loaded once, on first use: MaskCLIP on the page's CLIP, GroupViTSegmentation
-    on a GroupViTPretraining checkpoint, the segmentation checkpoints themselves (LSeg)."""
+    """The tab's methods: MaskCLIP on the page's CLIP and GroupViTSegmentation on a GroupViTPretraining checkpoint,
+    each built once, on first use; the segmentation checkpoints themselves (LSeg) as the page's weights load them."""
 
     def __init__(self, weights: Weights):
         self.weights = weights
-        self._ready: dict[str | Path, Segmenter] = {}
+        self._built: dict[object, Segmenter] = {}
 
     def get(self, method: str, choice: str | None) -> Segmenter:
         """The segmenter of the method radio's ``method`` (:data:`ZERO_SHOT` or :data:`CHECKPOINT`, then the
         drop-down's ``choice``)."""
         if method == ZERO_SHOT:
-            if ZERO_SHOT not in self._ready:
-                self._ready[ZERO_SHOT] = self._zero_shot()
-            return self._ready[ZERO_SHOT]
+            if ZERO_SHOT not in self._built:
+                self._built[ZERO_SHOT] = self._zero_shot()
+            return self._built[ZERO_SHOT]
         if method != CHECKPOINT:
             raise DemoInputError(f"unknown method {method!r}; expected {ZERO_SHOT!r} or {CHECKPOINT!r}")
         checkpoint = self.weights.checkpoint(choice, FAMILY)
-        if checkpoint.path not in self._ready:
-            self._ready[checkpoint.path] = self._of_checkpoint(checkpoint)
-        return self._ready[checkpoint.path]
+        if checkpoint.method != "GroupViTPretraining":
+            return self._of_checkpoint(checkpoint)
+        path = checkpoint.path.resolve()
+        version = (path, path.stat().st_mtime_ns)  # built again when the file changes (a run still training)
+        if version not in self._built:
+            self._built[version] = self._groupvit(checkpoint)
+        return self._built[version]
 
     def _zero_shot(self) -> Segmenter:
+        """As configs/zeroshot_segmentation/shapes.yaml: its ShapesWorld scenes at the CLIP's size, which ``lit-clip
+        predict`` gives CLIP's evaluation preprocessing (a centre square)."""
         if self.weights.pretrained is None:
             raise DemoInputError("MaskCLIP segments with the page's CLIP: start the page with `lit-clip demo "
                                  "--pretrained <checkpoint file, model folder or hub id>`, or choose a "
                                  "checkpoint")  # fmt: skip
         method = ZeroShotSegmentation(self.weights.pretrained).eval().to(self.weights.device)
-        return Segmenter(method, list(SEGMENTATION_TEMPLATES), image_size(method.model))
+        return Segmenter(method, list(SEGMENTATION_TEMPLATES), clip_eval_transform(image_size(method.model)))
+
+    def _groupvit(self, checkpoint: Checkpoint) -> Segmenter:
+        """As configs/groupvit/shapes_segmentation.yaml: ShapesWorld scenes at the GroupViT's size."""
+        try:
+            method = GroupViTSegmentation(str(checkpoint.path), background_threshold=GROUPVIT_THRESHOLD)
+        except Exception as error:  # the header read, the weights did not: say which file and why
+            raise DemoInputError(f"{checkpoint.path} (GroupViTPretraining) could not be loaded as a GroupViT: "
+                                 f"{type(error).__name__}: {error}") from error  # fmt: skip
+        method = method.eval().to(self.weights.device)
+        return Segmenter(method, list(SEGMENTATION_TEMPLATES), clip_eval_transform(image_size(method.model)))
 
     def _of_checkpoint(self, checkpoint: Checkpoint) -> Segmenter:
-        if checkpoint.method == "GroupViTPretraining":  # segmented as configs/groupvit/shapes_segmentation.yaml does
-            method = GroupViTSegmentation(str(checkpoint.path)).eval().to(self.weights.device)
-            return Segmenter(method, list(SEGMENTATION_TEMPLATES), image_size(method.model))
-        # A segmenter's own checkpoint: the templates and image size of the data module it was trained with.
-        method, recorded = self.weights.method(checkpoint), checkpoint.datamodule_hyper_parameters
-        size = recorded.get("image_size")
-        templates = resolve_templates(recorded.get("templates", SEGMENTATION_TEMPLATES))
-        return Segmenter(method, templates, size if isinstance(size, int) else image_size(method.model))
+        """A segmenter's own checkpoint with the templates and images of the data module it was trained with: the
+        module rebuilt, or, where its data set is not here to rebuild it, the arguments it recorded."""
+        method, data_module = self.weights.method(checkpoint), self.weights.data_module(checkpoint)
+        if data_module is not None:
+            templates, size = list(data_module.templates), data_module.hparams.get("image_size")
+        else:
+            recorded = checkpoint.datamodule_hyper_parameters
+            templates = resolve_templates(recorded.get("templates", SEGMENTATION_TEMPLATES))
+            size = recorded.get("image_size")
+        return Segmenter(method, templates, evaluation_transform(size))
+
+
+def evaluation_transform(size: int | list[int] | None) -> Callable[[Image.Image], Tensor]:
+    """An image as a data module of ``image_size`` ``size`` gives it to ``lit-clip predict``: CLIP's evaluation
+    preprocessing (a side: the short side resized and a centre square; ``[h, w]``: resized to exactly that), or,
+    with no size (the real data sets' SegmentationDataModule), at the image's own resolution and aspect (LSeg and
+    GroupViT slide windows over large images)."""
+    if size is None:
+        return to_normalized_tensor
+    return clip_eval_transform(size if isinstance(size, int) else tuple(size))
 
 
 def label_set(names: str, background: str | None) -> list[str]:
@@ -92,14 +124,42 @@ def label_set(names: str, background: str | None) -> list[str]:
     return labels
 
 
-def use_background_threshold(method: CLIPSegmenter, threshold: float) -> None:
-    """The background rule of the methods that have one: below ``threshold`` a pixel is background. GroupViT never
-    reads the text "background"; MaskCLIP with 0 lets it compete by its text (its default); LSeg learnt its
-    background label as text and has no threshold."""
-    if isinstance(method, GroupViTSegmentation):
-        method.background_threshold = threshold
-    elif isinstance(method, ZeroShotSegmentation):
-        method.background_threshold = threshold or None
+def slider_threshold(threshold: float | str | None) -> float:
+    """A method's background threshold on the slider: GroupViT's named ones as numbers, None (no threshold) as 0."""
+    return float(BACKGROUND_THRESHOLDS.get(threshold, threshold) if isinstance(threshold, str) else threshold or 0)
+
+
+def default_threshold(weights: Weights, method: str, choice: str | None, current: float) -> float:
+    """The background threshold the chosen method segments with by default, for the slider: MaskCLIP's default,
+    a checkpoint's own, GroupViT's paper's for a GroupViTPretraining checkpoint; ``current`` for a method without
+    one (LSeg) or a checkpoint that cannot be read (the Segment button says why)."""
+    if method == ZERO_SHOT:
+        return slider_threshold(inspect.signature(ZeroShotSegmentation).parameters["background_threshold"].default)
+    try:
+        checkpoint = weights.checkpoint(choice, FAMILY)
+    except DemoInputError:
+        return current
+    if checkpoint.method == "GroupViTPretraining":
+        return slider_threshold(GROUPVIT_THRESHOLD)
+    if "background_threshold" not in checkpoint.hyper_parameters:
+        return current
+    return slider_threshold(checkpoint.hyper_parameters["background_threshold"])
+
+
+@contextlib.contextmanager
+def using_threshold(method: CLIPSegmenter, threshold: float) -> Iterator[None]:
+    """The background rule of the methods that have one, for one answer: below ``threshold`` a pixel is background
+    (MaskCLIP at 0: "background" competes by its text); then the method's own threshold again, since the method
+    is kept for the next answer. LSeg learnt its background label as text and has no threshold."""
+    if not isinstance(method, THRESHOLDED):
+        yield
+        return
+    own = method.background_threshold
+    method.background_threshold = threshold if isinstance(method, GroupViTSegmentation) else threshold or None
+    try:
+        yield
+    finally:
+        method.background_threshold = own
 
 
 @torch.no_grad()
@@ -110,10 +170,10 @@ def segment(segmenter: Segmenter, image: Image.Image, names: str, background: bo
     (``{"labels", "mask"}``: per pixel of the segmented image, an index into the labels)."""
     method = segmenter.method
     labels = label_set(names, method.hparams.get("background_label", BACKGROUND) if background else None)
-    use_background_threshold(method, threshold)
-    images = image_batch(method.model, [image], segmenter.image_size)
-    mask = predict(method, {"image": images}, classnames=labels, templates=segmenter.templates)["masks"][0].cpu()
-    picture = drawing.to_uint8_image(images[0])
+    images = segmenter.prepare(image)[None].to(method.device)
+    with using_threshold(method, threshold):
+        prediction = predict(method, {"image": images}, classnames=labels, templates=segmenter.templates)
+    mask, picture = prediction["masks"][0].cpu(), drawing.to_uint8_image(images[0])
     counts = torch.bincount(mask.flatten(), minlength=len(labels))
     shares = [[label, int(count), round(int(count) / mask.numel(), 4)] for label, count in zip(labels, counts)]
     groups = group_picture(method.model, images, picture) if hasattr(method.model, "encode_groups") else None
@@ -126,19 +186,6 @@ def group_picture(model: torch.nn.Module, images: Tensor, picture: np.ndarray) -
     return drawing.group_stages([picture], model.encode_groups(images).maps(size=images.shape[-2:]))
 
 
-def labelled_scenes(folder: Path) -> list[tuple[Path, list[str]]]:
-    """``segmentation-scene<k>.png``: ShapesWorld test scenes of 2-3 objects, each with its objects' colour-shape
-    names (the labels a ShapesWorld model knows)."""
-    world = ShapesWorld(image_size=examples.EXAMPLE_PX, min_objects=2, max_objects=3)
-    scenes = []
-    for index in range(EXAMPLE_SCENES):
-        scene, path = world.scene("test", index), folder / f"segmentation-scene{index}.png"
-        if not path.exists():
-            scene.image.save(path)
-        scenes.append((path, list(dict.fromkeys(obj.name for obj in scene.objects))))
-    return scenes
-
-
 def tab(weights: Weights, folder: Path) -> None:
     """The tab's components and events, inside the page's ``gr.Tab``."""
     segmenters, choices = Segmenters(weights), weights.choices(FAMILY)
@@ -148,18 +195,21 @@ def tab(weights: Weights, folder: Path) -> None:
         "**GroupViT** from `lit-clip fit --config configs/groupvit/shapes.yaml`, its groups named by text as "
         "`configs/groupvit/shapes_segmentation.yaml` does. Start the page with `--checkpoints runs/` to list them."
     )
+    initial_method = CHECKPOINT if choices else ZERO_SHOT
+    initial_choice = choices[0] if choices else None
     with gr.Row():
         with gr.Column():
-            image = gr.Image(type="filepath", label="image")
+            image = image_input("image")
             names = gr.Textbox(label="labels (one per line, or comma-separated)", lines=3)
-            method = gr.Radio([ZERO_SHOT, CHECKPOINT], value=CHECKPOINT if choices else ZERO_SHOT, label="method")
-            checkpoint = gr.Dropdown(choices, value=choices[0] if choices else None, allow_custom_value=True,
+            method = gr.Radio([ZERO_SHOT, CHECKPOINT], value=initial_method, label="method")
+            checkpoint = gr.Dropdown(choices, value=initial_choice, allow_custom_value=True,
                                      label="checkpoint (LSeg, GroupViT)")  # fmt: skip
             background = gr.Checkbox(True, label=f'add the label "{BACKGROUND}"')
-            threshold = gr.Slider(0, 1, DEFAULT_THRESHOLD, step=0.05, label="background threshold",
+            threshold = gr.Slider(0, 1, default_threshold(weights, initial_method, initial_choice, 0.0), step=0.05,
+                                  label="background threshold",
                                   info="MaskCLIP and GroupViT: a pixel whose best label is less probable is "
-                                  'background (MaskCLIP at 0: "background" competes by its text). LSeg learnt its '
-                                  "own.")  # fmt: skip
+                                  'background (MaskCLIP at 0: "background" competes by its text); set to the '
+                                  "method's own when the method changes. LSeg learnt its own.")  # fmt: skip
             run = gr.Button("Segment", variant="primary")
         with gr.Column():
             overlay = gr.Image(type="numpy", format="png", label="labels")
@@ -167,14 +217,21 @@ def tab(weights: Weights, folder: Path) -> None:
             groups = gr.Image(type="numpy", format="png", label="GroupViT's groups, stage by stage")
             with gr.Accordion("label map", open=False):
                 label_map = gr.JSON(label="labels, and each pixel's label index")
-    gr.Examples([[str(path), ", ".join(labels)] for path, labels in labelled_scenes(folder)], inputs=[image, names])
+    scenes = examples.scene_images(folder)
+    gr.Examples([[str(scene.path), ", ".join(scene.names)] for scene in scenes], inputs=[image, names])
 
-    def answer(path, text, chosen_method, choice, with_background, background_threshold, progress=gr.Progress()):
+    def answer(path, text, chosen_method, choice, with_background, threshold_value, progress=gr.Progress()):
         picture = open_image(path)
         progress(0.1, desc="loading the method (on first use)")
         segmenter = segmenters.get(chosen_method, choice)
         progress(0.5, desc="segmenting")
-        return segment(segmenter, picture, text, with_background, background_threshold)
+        return segment(segmenter, picture, text, with_background, threshold_value)
 
     run.click(shown(answer), [image, names, method, checkpoint, background, threshold],
               [overlay, shares, groups, label_map], api_name="segment")  # fmt: skip
+
+    def method_threshold(chosen_method, choice, current):
+        return default_threshold(weights, chosen_method, choice, current)
+
+    gr.on([method.change, checkpoint.change], shown(method_threshold), [method, checkpoint, threshold], threshold,
+          api_name="background_threshold", api_visibility="undocumented")  # fmt: skip

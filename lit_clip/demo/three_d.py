@@ -1,13 +1,13 @@
 """The 3D and depth tab: PointCLIP's classification of a point cloud over class names the user types, with the views
 it projects the cloud to, and DepthCLIP's depth map of an image, from distance words, with no training.
 
-Both run zero-shot on the ``--pretrained`` CLIP (each method built once per setting and kept), or from a method
-checkpoint of the 3D family: PointCLIP's few-shot inter-view adapter, DepthCLIP's learned projection.
+Both run zero-shot on the ``--pretrained`` CLIP (each method built once per setting and kept with the tab), or from a
+method checkpoint of the 3D family: PointCLIP's few-shot inter-view adapter, DepthCLIP's learned projection.
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
-import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -15,21 +15,22 @@ import gradio as gr
 import lightning as L
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
 
 from lit_clip import drawing
+from lit_clip.datamodules.images import BadSampleError
 from lit_clip.datamodules.point_clouds import CLOUD_EXTENSIONS, normalize_to_unit_sphere, read_cloud_file
 from lit_clip.datamodules.shapesworld.depth import ShapesWorldDepthScenes
 from lit_clip.datamodules.shapesworld.solids import SOLIDS, ShapesWorldSolids
 from lit_clip.demo import examples
 from lit_clip.demo.errors import DemoInputError, shown
-from lit_clip.demo.inputs import class_names, image_batch, image_size, open_image
-from lit_clip.demo.weights import Checkpoint, Weights, predict
+from lit_clip.demo.inputs import class_names, image_input, image_size, open_image
+from lit_clip.demo.weights import Weights, predict
 from lit_clip.methods.three_d.depthclip import DepthCLIP
 from lit_clip.methods.three_d.pointclip import PointCLIP
 from lit_clip.methods.three_d.projection import V1_ZERO_SHOT_SIZE
 from lit_clip.templates import resolve_templates
+from lit_clip.transforms import to_normalized_tensor
 
 FAMILY = "3d"
 ZERO_SHOT_POINTCLIP = "zero-shot PointCLIP on the --pretrained CLIP"
@@ -41,65 +42,66 @@ NOT_GIVEN = "not given"  # the true class in the views picture when the user nam
 EXAMPLE_SOLIDS = ("sphere", "cube", "torus", "cone")
 DEPTH_SCENES = 2
 
-# The zero-shot methods built on each page's CLIP, by setting; forgotten with the page's Weights.
-_zero_shot_methods: weakref.WeakKeyDictionary[Weights, dict[tuple, L.LightningModule]] = weakref.WeakKeyDictionary()
-
 
 # --- the methods ----------------------------------------------------------------------------------------------
-def zero_shot_method(weights: Weights, key: tuple, build: Callable[[], L.LightningModule]) -> L.LightningModule:
-    """``build()``'s method on the page's CLIP, built once per ``key`` and kept."""
-    methods = _zero_shot_methods.setdefault(weights, {})
-    if key not in methods:
-        clip = weights.clip()  # first: without --pretrained, the page says how to give one
-        method = build()
-        method.model = clip  # the page's one copy of the CLIP, the same weights as the one the method loaded
-        methods[key] = method.to(weights.device).eval()
-    return methods[key]
+class Methods:
+    """The tab's methods: checkpoints through the page's :class:`Weights`, zero-shot ones on its ``--pretrained``
+    CLIP, one per setting, built on first use and kept.
 
+    PointCLIP's and DepthCLIP's constructors take the CLIP's file (``pretrained``) and load it themselves: no CLIP
+    already loaded can be handed to them. So each zero-shot setting keeps its method, and the CLIP it loaded with it,
+    rather than loading the CLIP again for every request."""
 
-def method_checkpoint(weights: Weights, choice: str | None, method_name: str) -> tuple[L.LightningModule, Checkpoint]:
-    """The ``method_name`` checkpoint that ``choice`` names (a drop-down label or a typed path): its method, loaded,
-    and the checkpoint."""
-    checkpoint = weights.checkpoint(choice, FAMILY)
-    if checkpoint.method != method_name:
-        raise DemoInputError(f"{checkpoint.path} is a {checkpoint.method} checkpoint; this section runs "
-                             f"{method_name} checkpoints")  # fmt: skip
-    return weights.method(checkpoint), checkpoint
+    def __init__(self, weights: Weights):
+        self.weights = weights
+        self._zero_shot: dict[tuple, L.LightningModule] = {}
 
+    def zero_shot(self, setting: tuple, build: Callable[[], L.LightningModule]) -> L.LightningModule:
+        """``build()``'s method for ``setting``, built on the first request of that setting."""
+        if self.weights.pretrained is None:
+            self.weights.clip()  # its message says how to start the page with a CLIP
+        if setting not in self._zero_shot:
+            self._zero_shot[setting] = build().to(self.weights.device).eval()
+        return self._zero_shot[setting]
 
-def pointclip(weights: Weights, choice: str | None, projection: str, shapes_look: bool) -> tuple[PointCLIP, dict]:
-    """The PointCLIP ``choice`` names, and the data module attributes it predicts with (its templates).
+    def pointclip(self, choice: str | None, projection: str, shapes_look: bool) -> tuple[PointCLIP, dict]:
+        """The PointCLIP ``choice`` names, and the data module attributes it predicts with (its templates).
 
-    Zero-shot: ``projection`` (a :data:`PROJECTIONS` key) drawn as the official code draws it, or with
-    ``shapes_look`` as configs/pointclip/shapes*.yaml do for a CLIP trained on normalised depth renders (views
-    normalised like CLIP's images, V2's not inverted). V1 projects at the official 128 px, or at the CLIP's side
-    when that is smaller (the method's advice: single-pixel points fade when shrunk)."""
-    if choice != ZERO_SHOT_POINTCLIP:
-        method, checkpoint = method_checkpoint(weights, choice, "PointCLIP")
-        if method.searches and not method.searched:
-            raise DemoInputError(f"{checkpoint.path}: this PointCLIP searches its view weights or prompts on a "
-                                 "validation split before it predicts, which the page has not; evaluate it with "
-                                 "`lit-clip test`")  # fmt: skip
-        templates = checkpoint.datamodule_hyper_parameters.get("templates")
-        return method, {"templates": resolve_templates(templates)} if templates else {}
-    if projection not in PROJECTIONS:
-        raise DemoInputError(f"unknown projection {projection!r}; expected one of {list(PROJECTIONS)}")
-    version = PROJECTIONS[projection]
+        A checkpoint predicts with its data module's templates (those its recorded arguments give, where the data
+        module cannot be rebuilt). Zero-shot: ``projection`` (a :data:`PROJECTIONS` key) drawn as the official code
+        draws it, or with ``shapes_look`` as configs/pointclip/shapes*.yaml do for a CLIP trained on normalised depth
+        renders (views normalised like CLIP's images, V2's not inverted). V1 projects at the official 128 px, or at
+        the CLIP's side when that is smaller (the method's advice: single-pixel points fade when shrunk)."""
+        if choice != ZERO_SHOT_POINTCLIP:
+            checkpoint, method = self.weights.load(choice, FAMILY, methods=("PointCLIP",))
+            if method.searches and not method.searched:
+                raise DemoInputError(f"{checkpoint.path}: this PointCLIP searches its view weights or prompts on a "
+                                     "validation split before it predicts, which the page has not; evaluate it with "
+                                     "`lit-clip test`")  # fmt: skip
+            datamodule = self.weights.data_module(checkpoint)
+            if datamodule is not None:
+                return method, {"templates": list(datamodule.templates)}
+            recorded = checkpoint.datamodule_hyper_parameters.get("templates")
+            return method, {"templates": resolve_templates(recorded)} if recorded else {}
+        if projection not in PROJECTIONS:
+            raise DemoInputError(f"unknown projection {projection!r}; expected one of {list(PROJECTIONS)}")
+        version, pretrained = PROJECTIONS[projection], self.weights.pretrained
 
-    def build() -> PointCLIP:
-        if version == "v2":
-            return PointCLIP(weights.pretrained, projection="v2", invert=not shapes_look, normalize_views=shapes_look)
-        resolution = min(V1_ZERO_SHOT_SIZE, image_size(weights.clip()))
-        return PointCLIP(weights.pretrained, projection="v1", resolution=resolution, normalize_views=shapes_look)
+        def build() -> PointCLIP:
+            if version == "v2":
+                return PointCLIP(pretrained, projection="v2", invert=not shapes_look, normalize_views=shapes_look)
+            resolution = min(V1_ZERO_SHOT_SIZE, image_size(self.weights.clip()))
+            return PointCLIP(pretrained, projection="v1", resolution=resolution, normalize_views=shapes_look)
 
-    return zero_shot_method(weights, ("PointCLIP", version, shapes_look), build), {}
+        return self.zero_shot(("PointCLIP", version, shapes_look), build), {}
 
-
-def depthclip(weights: Weights, choice: str | None) -> DepthCLIP:
-    """The DepthCLIP ``choice`` names: the paper's, training-free, on the page's CLIP, or a checkpoint's."""
-    if choice != ZERO_SHOT_DEPTHCLIP:
-        return method_checkpoint(weights, choice, "DepthCLIP")[0]
-    return zero_shot_method(weights, ("DepthCLIP",), lambda: DepthCLIP(weights.pretrained))
+    def depthclip(self, choice: str | None) -> tuple[DepthCLIP, L.LightningDataModule | None]:
+        """The DepthCLIP ``choice`` names (the paper's, training-free, on the page's CLIP, or a checkpoint's), and
+        the data module that prepares its images: the checkpoint's (None zero-shot, or where it cannot be rebuilt)."""
+        if choice == ZERO_SHOT_DEPTHCLIP:
+            return self.zero_shot(("DepthCLIP",), lambda: DepthCLIP(self.weights.pretrained)), None
+        checkpoint, method = self.weights.load(choice, FAMILY, methods=("DepthCLIP",))
+        return method, self.weights.data_module(checkpoint)
 
 
 # --- reading the user's files ---------------------------------------------------------------------------------
@@ -109,13 +111,17 @@ def read_cloud(source: str | Path | None) -> np.ndarray:
     if source is None:
         raise DemoInputError("give a point cloud: upload a file, or pick an example below")
     path = Path(source)
-    if path.suffix.lower() not in CLOUD_EXTENSIONS:
+    suffix = path.suffix.lower()
+    if suffix not in CLOUD_EXTENSIONS:
         raise DemoInputError(f"{path.name} is not a point cloud file; expected one of {', '.join(CLOUD_EXTENSIONS)}")
-    try:
-        return read_cloud_file(path, None)
-    except (ValueError, EOFError, OSError) as error:
-        raise DemoInputError(f"{error}; expected a point cloud: a .npy array [N, 3] (x, y, z per point), or a text "
-                             "file of rows 'x y z'") from error  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="lit-clip-cloud-") as folder:
+        if path.suffix != suffix:  # read_cloud_file knows a .npy by its lower-case suffix: "CLOUD.NPY" read as one
+            path = Path(shutil.copyfile(path, Path(folder) / f"{path.stem}{suffix}"))
+        try:
+            return read_cloud_file(path, None)
+        except (ValueError, EOFError, OSError) as error:
+            raise DemoInputError(f"{error}; expected a point cloud: a .npy array [N, 3] (x, y, z per point), or a "
+                                 "text file of rows 'x y z'") from error  # fmt: skip
 
 
 def read_depth_map(source: str | Path | None, image: Image.Image) -> np.ndarray | None:
@@ -123,26 +129,47 @@ def read_depth_map(source: str | Path | None, image: Image.Image) -> np.ndarray 
     if source is None:
         return None
     path = Path(source)
+    expected = "expected the image's ground truth depth, a .npy array [height, width] in metres"
     try:
         depth = np.load(path)
     except (ValueError, EOFError, OSError) as error:
-        raise DemoInputError(f"{path.name} is not readable as a .npy array ({error}); expected the image's ground "
-                             "truth depth, [height, width] in metres") from error  # fmt: skip
+        raise DemoInputError(f"{path.name} is not readable as a .npy array ({error}); {expected}") from error
+    if not isinstance(depth, np.ndarray):  # numpy reads a .npz archive whatever the file's name
+        depth.close()
+        raise DemoInputError(f"{path.name} is a .npz archive, not one array; {expected}")
     if depth.ndim != 2 or depth.shape != (image.height, image.width) or not np.issubdtype(depth.dtype, np.number):
         raise DemoInputError(f"{path.name} holds a {depth.dtype} array of shape {list(depth.shape)}; expected the "
                              f"image's depth in metres, [height, width] = {[image.height, image.width]}")
     return depth.astype(np.float32)
 
 
+def depth_input(path: str | Path, datamodule: L.LightningDataModule | None) -> torch.Tensor:
+    """``[3, h, w]``: the image file as ``lit-clip predict`` prepares it for DepthCLIP: as ``datamodule``'s predict
+    loader reads ``predict_images`` (ShapesWorldDepth: CLIP's resize and centre crop to its ``image_size``; NYU and
+    KITTI: resized to their ``image_size`` only where given); without one, as the depth data modules do by default
+    (configs/depthclip/nyu.yaml): the whole frame at its own size, CLIP-normalised."""
+    if datamodule is None or "predict_images" not in datamodule.hparams:  # the latter would predict its test split
+        return to_normalized_tensor(open_image(path))
+    recorded = datamodule.hparams.get("predict_images")
+    datamodule.hparams.predict_images = str(path)  # events run one at a time: the cached data module is ours now
+    try:
+        return datamodule.predict_dataloader().dataset[0]["image"]
+    except (BadSampleError, OSError, ValueError) as error:
+        raise DemoInputError(f"{type(datamodule).__name__} cannot read {Path(path).name}: {error}; expected an "
+                             "image file (PNG, JPEG, ...)") from error  # fmt: skip
+    finally:
+        datamodule.hparams.predict_images = recorded
+
+
 # --- the answers ----------------------------------------------------------------------------------------------
 @torch.no_grad()
-def classify_cloud(weights: Weights, points: np.ndarray, names: str, choice: str | None, projection: str,
+def classify_cloud(methods: Methods, points: np.ndarray, names: str, choice: str | None, projection: str,
                    shapes_look: bool, normalize: bool, true_class: str = "") -> tuple[dict[str, float], np.ndarray]:
     """Each class's probability for the cloud ``points`` ``[N, 3]`` (normalised into the unit sphere first if
     ``normalize``), from PointCLIP's ``predict_step``, and the picture of the views it projected the cloud to with
     the true (if given) and predicted class."""
     classnames = class_names(names, at_least=2)
-    method, attributes = pointclip(weights, choice, projection, shapes_look)
+    method, attributes = methods.pointclip(choice, projection, shapes_look)
     cloud = torch.from_numpy(normalize_to_unit_sphere(points) if normalize else points).float()[None]
     answer = predict(method, {"points": cloud}, classnames=classnames, **attributes)
     views = method.projected_views(cloud.to(method.device)).float().cpu()
@@ -152,26 +179,27 @@ def classify_cloud(weights: Weights, points: np.ndarray, names: str, choice: str
 
 
 @torch.no_grad()
-def estimate_depth(weights: Weights, image: Image.Image, choice: str | None, truth: np.ndarray | None = None,
+def estimate_depth(methods: Methods, path: str | Path | None, choice: str | None, truth_path: str | Path | None = None,
                    ) -> tuple[np.ndarray, dict, np.ndarray]:  # fmt: skip
-    """DepthCLIP's depth in metres ``[H, W]`` of the image's centre square as its CLIP sees it (CLIP's evaluation
-    preprocessing at the tower's size), from its ``predict_step``: at that size, or at the ground truth's (cropped
-    alike) when given. Returns the picture (image and depth; with ``truth``, DepthSamples' comparison), a summary
-    of the depths, and the depth map."""
-    method = depthclip(weights, choice)
-    side = min(image.size)
-    batch = {"image": image_batch(method.model, [image])}
+    """DepthCLIP's depth in metres ``[H, W]`` of the image file, from its ``predict_step`` on the image as
+    :func:`depth_input` prepares it: at that size, or, with a ground truth file (:func:`read_depth_map`, the whole
+    frame's), at the truth's size. Returns the picture (the image as the method saw it and the depth; with the truth,
+    DepthSamples' comparison), a summary of the depths, and the depth map."""
+    image = open_image(path)
+    truth = read_depth_map(truth_path, image)
+    method, datamodule = methods.depthclip(choice)
+    pixels = depth_input(path, datamodule)
+    batch = {"image": pixels[None]}
     if truth is not None:
-        truth = TF.center_crop(torch.from_numpy(truth)[None], [side, side])[0]
-        batch["depth"] = truth[None]
+        batch["depth"] = torch.from_numpy(truth)[None]
     depth = predict(method, batch)["depth"][0].float().cpu().numpy()
-    shown_image = np.asarray(TF.center_crop(image, [side, side]))
+    seen = drawing.to_uint8_image(pixels[None])[0]
     low, high = float(depth.min()), float(depth.max())
     if truth is None:
-        picture = drawing.caption_grid([shown_image, drawing.depth_colours(depth, low, high)],
+        picture = drawing.caption_grid([seen, drawing.depth_colours(depth, low, high)],
                                        ["image", f"depth: {low:.2f} m (yellow) to {high:.2f} m (blue)"], px=192)
     else:
-        picture = drawing.depth_comparison([shown_image], [truth], [depth], px=192)
+        picture = drawing.depth_comparison([seen], [truth], [depth], px=192)
     summary = {"min_m": low, "max_m": high, "mean_m": float(depth.mean()), "median_m": float(np.median(depth)),
                "height": depth.shape[0], "width": depth.shape[1], "bins_m": method.depth_bins.tolist()}  # fmt: skip
     return picture, summary, depth
@@ -213,8 +241,9 @@ def example_depth_scenes(folder: Path) -> list[tuple[Path, Path]]:
 # --- the tab --------------------------------------------------------------------------------------------------
 def tab(weights: Weights, folder: Path) -> None:
     """The tab's components and events, inside the page's ``gr.Tab``."""
-    checkpoints = {method: [c.label for c in weights.checkpoints if c.method == method]
-                   for method in ("PointCLIP", "DepthCLIP")}  # fmt: skip
+    methods = Methods(weights)
+    # The depth maps offered for download: one folder for the page, removed with it (Gradio serves a copy).
+    depth_files = tempfile.TemporaryDirectory(prefix="lit-clip-depth-")
 
     gr.Markdown("### Point clouds: PointCLIP\nThe cloud is projected to depth images from several views, which the "
                 "CLIP's image tower compares with \"point cloud depth map of a {class}.\" for each class name. "
@@ -227,8 +256,9 @@ def tab(weights: Weights, folder: Path) -> None:
                             label="point cloud (.npy [N, 3], or text rows 'x y z')")  # fmt: skip
             names = gr.Textbox(label="class names (one per line, or comma-separated)", lines=2)
             true_class = gr.Textbox(label="the cloud's true class, if known (for the picture)")
-            pointclip_choice = gr.Dropdown([ZERO_SHOT_POINTCLIP, *checkpoints["PointCLIP"]], value=ZERO_SHOT_POINTCLIP,
-                                           allow_custom_value=True, label="PointCLIP")  # fmt: skip
+            pointclip_choice = gr.Dropdown([ZERO_SHOT_POINTCLIP, *weights.choices(FAMILY, methods=("PointCLIP",))],
+                                           value=ZERO_SHOT_POINTCLIP, allow_custom_value=True,
+                                           label="PointCLIP")  # fmt: skip
             projection = gr.Radio(list(PROJECTIONS), value=next(iter(PROJECTIONS)), label="zero-shot projection")
             shapes_look = gr.Checkbox(True, label="zero-shot views as the ShapesWorld configs draw them (normalised "
                                                   "like CLIP's images); off: the official look")  # fmt: skip
@@ -242,7 +272,7 @@ def tab(weights: Weights, folder: Path) -> None:
 
     def on_classify(path, names, choice, projection, shapes_look, normalize, true_class, progress=gr.Progress()):
         progress(0.1, desc="projecting the cloud and classifying its views")
-        return classify_cloud(weights, read_cloud(path), names, choice, projection, shapes_look, normalize,
+        return classify_cloud(methods, read_cloud(path), names, choice, projection, shapes_look, normalize,
                               true_class)  # fmt: skip
 
     classify.click(shown(on_classify), [cloud, names, pointclip_choice, projection, shapes_look, normalize, true_class],
@@ -253,14 +283,16 @@ def tab(weights: Weights, folder: Path) -> None:
                 "Training-free on the `--pretrained` CLIP (`lit-clip test --config configs/depthclip/shapes.yaml` "
                 "measures it), or a checkpoint of its learned projection (`lit-clip fit --config "
                 "configs/depthclip/shapes.yaml --model.init_args.reduction=learned`, a ResNet CLIP). The image is "
-                "seen as the CLIP sees images: its centre square at the tower's size.")  # fmt: skip
+                "seen as `lit-clip predict` prepares it: zero-shot the whole frame at its own size, a checkpoint's "
+                "as its data module does; the depth is compared with a ground truth at the truth's size.")  # fmt: skip
     with gr.Row():
         with gr.Column():
-            image = gr.Image(type="filepath", label="image")
+            image = image_input("image")
             truth = gr.File(file_types=[".npy"], type="filepath",
                             label="ground truth depth, optional (.npy [height, width] in metres, 0: not measured)")
-            depthclip_choice = gr.Dropdown([ZERO_SHOT_DEPTHCLIP, *checkpoints["DepthCLIP"]], value=ZERO_SHOT_DEPTHCLIP,
-                                           allow_custom_value=True, label="DepthCLIP")  # fmt: skip
+            depthclip_choice = gr.Dropdown([ZERO_SHOT_DEPTHCLIP, *weights.choices(FAMILY, methods=("DepthCLIP",))],
+                                           value=ZERO_SHOT_DEPTHCLIP, allow_custom_value=True,
+                                           label="DepthCLIP")  # fmt: skip
             estimate = gr.Button("Estimate depth", variant="primary")
         with gr.Column():
             depth_picture = gr.Image(type="numpy", format="png", label="depth")
@@ -270,9 +302,8 @@ def tab(weights: Weights, folder: Path) -> None:
 
     def on_estimate(path, truth_path, choice, progress=gr.Progress()):
         progress(0.1, desc="estimating depth")
-        picture = open_image(path)
-        drawn, numbers, depth = estimate_depth(weights, picture, choice, read_depth_map(truth_path, picture))
-        written = Path(tempfile.mkdtemp(prefix="lit-clip-depth-")) / f"{Path(path).stem}_depth.npy"
+        drawn, numbers, depth = estimate_depth(methods, path, choice, truth_path)
+        written = Path(depth_files.name) / f"{Path(path).stem}_depth.npy"  # a name used before is overwritten
         np.save(written, depth)
         return drawn, numbers, str(written)
 

@@ -3,12 +3,14 @@ its ``predict_step``), and a VQA checkpoint's answers to a question about an ima
 
 Both read the image as ``lit-clip predict`` does for the checkpoint: CLIP's evaluation preprocessing at its data
 module's ``image_size``. A question is read as the checkpoint's data module reads its questions (MCAN's tokens, cut
-at ``max_tokens``, words outside the checkpoint's vocabulary as ``<unk>``).
+at its ``max_tokens``, words outside the checkpoint's vocabulary as ``<unk>``). The data module is the one the
+checkpoint records, rebuilt (its defaults included); where it cannot be rebuilt here, its recorded arguments.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import lightning as L
@@ -22,16 +24,16 @@ from lit_clip.datamodules.questions import UNKNOWN, encode_question, question_wo
 from lit_clip.datamodules.shapesworld.questions import ShapesWorldQuestions, scene_and_question
 from lit_clip.demo import examples
 from lit_clip.demo.errors import DemoInputError, shown
-from lit_clip.demo.inputs import image_batch, image_size, open_image
+from lit_clip.demo.inputs import image_batch, image_input, image_size, open_image
 from lit_clip.demo.weights import Checkpoint, Weights, predict
 
-# Imported so that their checkpoints load (Lightning loads only the classes already imported).
-from lit_clip.methods import MCANVQA
+if TYPE_CHECKING:
+    from lit_clip.methods import MCANVQA
 
 FAMILY = "vl"
 CAPTIONERS = ("TransformerCaptioning", "ClipCap")
 ANSWERERS = ("MCANVQA",)
-MCAN_MAX_TOKENS = 14  # MCAN's cut, the VQA data modules' default, for a checkpoint that does not record its own
+MCAN_MAX_TOKENS = 14  # MCAN's cut, the VQA data modules' default, for a checkpoint whose data module says nothing
 TOP_ANSWERS = 5
 PICTURE_PX = 256
 
@@ -52,25 +54,18 @@ def question_scenes(folder: Path, count: int = 5) -> list[tuple[Path, str, str]]
 
 
 # --- checkpoints ----------------------------------------------------------------------------------------------------
-def labels_of(weights: Weights, methods: tuple[str, ...]) -> list[str]:
-    """The drop-down labels of the page's checkpoints of ``methods``."""
-    return [checkpoint.label for checkpoint in weights.checkpoints if checkpoint.method in methods]
+def data_setting(weights: Weights, checkpoint: Checkpoint, name: str) -> Any:
+    """The checkpoint's data module's setting ``name``: the rebuilt module's (what ``lit-clip predict`` would use,
+    defaults included), or the argument the checkpoint records where it cannot be rebuilt here; None if neither."""
+    data = weights.data_module(checkpoint)
+    return (data.hparams if data is not None else checkpoint.datamodule_hyper_parameters).get(name)
 
 
-def load(weights: Weights, choice: str | None, methods: tuple[str, ...], task: str
-         ) -> tuple[Checkpoint, L.LightningModule]:  # fmt: skip
-    """The chosen checkpoint and its method, which must be one of ``methods`` (a captioner cannot answer questions)."""
-    checkpoint = weights.checkpoint(choice, FAMILY)
-    if checkpoint.method not in methods:
-        raise DemoInputError(f"{checkpoint.path} is a {checkpoint.method} checkpoint; {task} needs a checkpoint of "
-                             f"{' or '.join(methods)}")  # fmt: skip
-    return checkpoint, weights.method(checkpoint)
-
-
-def prepared(checkpoint: Checkpoint, method: L.LightningModule, image: Image.Image) -> Tensor:
-    """``[1, 3, H, W]`` on the method's device: ``image`` as ``lit-clip predict`` prepares it for this checkpoint, at
-    its data module's ``image_size`` (a side, or ``[height, width]``; the CLIP's own where the checkpoint has none)."""
-    size = checkpoint.datamodule_hyper_parameters.get("image_size") or image_size(method.model)
+def prepared(weights: Weights, checkpoint: Checkpoint, method: L.LightningModule, image: Image.Image) -> Tensor:
+    """``[1, 3, H, W]`` on the method's device: ``image`` as ``lit-clip predict`` prepares it for this checkpoint
+    (CLIP's evaluation transform), at its data module's ``image_size`` (a side, or ``[height, width]``; the CLIP's
+    own where the data module has none)."""
+    size = data_setting(weights, checkpoint, "image_size") or image_size(method.model)
     return image_batch(method.model, [image], size if isinstance(size, int) else tuple(size))
 
 
@@ -78,8 +73,8 @@ def prepared(checkpoint: Checkpoint, method: L.LightningModule, image: Image.Ima
 @contextmanager
 def decoding_with(method: L.LightningModule, beams: int):
     """Inside the block the captioner decodes with ``beams`` beams (its ``beam_size``, as ``--model.init_args.
-    beam_size`` sets it for ``lit-clip predict``); after it, with its own again. The page runs one caption at a time,
-    and nothing else decodes."""
+    beam_size`` sets it for ``lit-clip predict``); after it, with its own again, whatever happened. The page runs one
+    event at a time (``errors.ONE_AT_A_TIME``), so no other caption sees the borrowed beams."""
     own = method.hparams.beam_size
     method.hparams.beam_size = beams
     try:
@@ -89,13 +84,13 @@ def decoding_with(method: L.LightningModule, beams: int):
 
 
 @torch.no_grad()
-def caption(checkpoint: Checkpoint, method: L.LightningModule, image: Image.Image, beams: int = 0
+def caption(weights: Weights, checkpoint: Checkpoint, method: L.LightningModule, image: Image.Image, beams: int = 0
             ) -> tuple[str, np.ndarray]:  # fmt: skip
     """The captioner's caption of ``image`` (its ``predict_step``) with ``beams`` beams (1: greedy; 0: the
     checkpoint's own ``beam_size``), and the image as the captioner saw it with the caption beneath."""
     if beams is None or beams < 0 or int(beams) != beams:
         raise DemoInputError(f"beams must be a whole number, 0 (the checkpoint's own) or more; got {beams}")
-    batch = {"image": prepared(checkpoint, method, image)}
+    batch = {"image": prepared(weights, checkpoint, method, image)}
     with decoding_with(method, int(beams) or method.hparams.beam_size):
         # The data module lends the captioner its words, as in `lit-clip predict`: the checkpoint's own.
         (text,) = predict(method, batch, words=method.words)["caption"]
@@ -105,7 +100,8 @@ def caption(checkpoint: Checkpoint, method: L.LightningModule, image: Image.Imag
 
 
 # --- VQA ------------------------------------------------------------------------------------------------------------
-def read_question(checkpoint: Checkpoint, method: MCANVQA, question: str | None) -> tuple[Tensor, list[str]]:
+def read_question(weights: Weights, checkpoint: Checkpoint, method: MCANVQA, question: str | None
+                  ) -> tuple[Tensor, list[str]]:  # fmt: skip
     """``[1, max_tokens]`` word ids of the question as the checkpoint's data module encodes it, and the words as the
     model reads them (an unknown word as ``<unk>``)."""
     if not (question or "").strip():
@@ -114,7 +110,7 @@ def read_question(checkpoint: Checkpoint, method: MCANVQA, question: str | None)
         raise DemoInputError(f"the question {question!r} has no words once its punctuation is dropped; type a "
                              "question in words")  # fmt: skip
     vocabulary = method.vocabulary["words"]
-    max_tokens = checkpoint.datamodule_hyper_parameters.get("max_tokens", MCAN_MAX_TOKENS)
+    max_tokens = data_setting(weights, checkpoint, "max_tokens") or MCAN_MAX_TOKENS
     ids = encode_question(question, {word: k for k, word in enumerate(vocabulary)}, max_tokens)
     read = [vocabulary[k] for k in ids.tolist() if k != 0]  # 0 pads
     if all(word == UNKNOWN for word in read):
@@ -125,13 +121,13 @@ def read_question(checkpoint: Checkpoint, method: MCANVQA, question: str | None)
 
 
 @torch.no_grad()
-def answer(checkpoint: Checkpoint, method: MCANVQA, image: Image.Image, question: str | None
+def answer(weights: Weights, checkpoint: Checkpoint, method: MCANVQA, image: Image.Image, question: str | None
            ) -> tuple[dict[str, float], str, np.ndarray]:  # fmt: skip
     """The :data:`TOP_ANSWERS` best answers with their scores, the sigmoid of MCAN's logits (its binary cross-entropy
     scores each answer on its own: they need not sum to 1); the question as the model read it; and the image as the
     model saw it with the question and the best answer beneath."""
-    tokens, read = read_question(checkpoint, method, question)
-    pixels = prepared(checkpoint, method, image)
+    tokens, read = read_question(weights, checkpoint, method, question)
+    pixels = prepared(weights, checkpoint, method, image)
     scores = method(pixels, tokens).float().sigmoid()[0]
     best = scores.topk(min(TOP_ANSWERS, len(scores)))
     answers = {method.vocabulary["answers"][k]: score for k, score in zip(best.indices.tolist(), best.values.tolist())}
@@ -152,12 +148,12 @@ def tab(weights: Weights, folder: Path) -> None:
         "sigmoid of its logit (MCAN's binary cross-entropy scores every answer on its own, so the scores need not "
         "sum to 1). Train one with `lit-clip fit --config configs/vqa/shapes.yaml`."
     )  # fmt: skip
-    captioners, answerers = labels_of(weights, CAPTIONERS), labels_of(weights, ANSWERERS)
+    captioners, answerers = weights.choices(FAMILY, methods=CAPTIONERS), weights.choices(FAMILY, methods=ANSWERERS)
 
     gr.Markdown("### Captioning")
     with gr.Row():
         with gr.Column():
-            caption_image = gr.Image(type="filepath", label="image")
+            caption_image = image_input("image")
             captioner = gr.Dropdown(captioners, value=captioners[0] if captioners else None, allow_custom_value=True,
                                     label="captioning checkpoint (TransformerCaptioning or ClipCap)")  # fmt: skip
             beams = gr.Slider(0, 10, value=0, step=1, precision=0,
@@ -168,23 +164,22 @@ def tab(weights: Weights, folder: Path) -> None:
             written = gr.Textbox(label="caption")
             caption_picture = gr.Image(type="numpy", format="png", label="the image as the captioner saw it")
     scenes = examples.scene_images(folder)
-    gr.Examples([[str(path), text] for path, text in scenes], inputs=[caption_image, true_caption])
+    gr.Examples([[str(scene.path), scene.caption] for scene in scenes], inputs=[caption_image, true_caption])
 
     def write_caption(path, choice, beam_count, progress=gr.Progress()):
         image = open_image(path)
         progress(0.1, desc="loading the checkpoint")
-        checkpoint, method = load(weights, choice, CAPTIONERS, "captioning")
+        checkpoint, method = weights.load(choice, FAMILY, methods=CAPTIONERS)
         progress(0.5, desc="writing the caption")
-        return caption(checkpoint, method, image, beam_count)
+        return caption(weights, checkpoint, method, image, beam_count)
 
-    # One at a time: a caption sets its captioner's beam_size for its duration (see decoding_with).
     write.click(shown(write_caption), [caption_image, captioner, beams], [written, caption_picture],
-                api_name="caption", concurrency_limit=1)  # fmt: skip
+                api_name="caption")  # fmt: skip
 
     gr.Markdown("### Visual question answering")
     with gr.Row():
         with gr.Column():
-            question_image = gr.Image(type="filepath", label="image")
+            question_image = image_input("image")
             answerer = gr.Dropdown(answerers, value=answerers[0] if answerers else None, allow_custom_value=True,
                                    label="VQA checkpoint (MCANVQA)")  # fmt: skip
             question = gr.Textbox(label="question", placeholder="what color is the star?")
@@ -200,9 +195,9 @@ def tab(weights: Weights, folder: Path) -> None:
     def answer_question(path, choice, text, progress=gr.Progress()):
         image = open_image(path)
         progress(0.1, desc="loading the checkpoint")
-        checkpoint, method = load(weights, choice, ANSWERERS, "question answering")
+        checkpoint, method = weights.load(choice, FAMILY, methods=ANSWERERS)
         progress(0.5, desc="answering")
-        return answer(checkpoint, method, image, text)
+        return answer(weights, checkpoint, method, image, text)
 
     ask.click(shown(answer_question), [question_image, answerer, question], [answers, read, answer_picture],
               api_name="answer")  # fmt: skip

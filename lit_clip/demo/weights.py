@@ -7,8 +7,8 @@ module that holds the user's class names, so every method answers through its ow
 """
 from __future__ import annotations
 
+import importlib
 import logging
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -90,12 +90,19 @@ def find_checkpoints(sources: Sequence[str | Path]) -> list[Checkpoint]:
 
 
 class Weights:
-    """The page's models: the CLIP of ``pretrained`` and the method checkpoints, each loaded once, on first use."""
+    """The page's models: the CLIP of ``pretrained`` and the method checkpoints, each loaded once, on first use.
 
-    def __init__(self, pretrained: str | None, checkpoints: Sequence[Checkpoint] = (), device: str = "cpu"):
+    A path typed on the page is read only if it is one of ``checkpoints`` or lies in one of ``folders`` (the
+    ``--checkpoints`` folders): a checkpoint is a pickle, and reading one runs code, so the page never opens a file
+    a visitor names elsewhere (an upload, say)."""
+
+    def __init__(self, pretrained: str | None, checkpoints: Sequence[Checkpoint] = (), device: str = "cpu",
+                 folders: Sequence[str | Path] = ()):  # fmt: skip
         self.pretrained, self.checkpoints, self.device = pretrained, list(checkpoints), torch.device(device)
+        self.folders = [Path(folder).expanduser().resolve() for folder in folders]
         self._clip: CLIP | None = None
-        self._methods: dict[Path, L.LightningModule] = {}
+        self._methods: dict[tuple[Path, int], L.LightningModule] = {}
+        self._data_modules: dict[Path, L.LightningDataModule | None] = {}
 
     def clip(self) -> CLIP:
         """The CLIP of ``--pretrained``, in eval mode on the page's device."""
@@ -106,33 +113,79 @@ class Weights:
             self._clip = load_clip(self.pretrained).eval().requires_grad_(False).to(self.device)
         return self._clip
 
-    def choices(self, family: str) -> list[str]:
-        """The labels of the checkpoints of one tab, for its drop-down."""
-        return [checkpoint.label for checkpoint in self.checkpoints if checkpoint.family == family]
+    def choices(self, family: str, methods: Sequence[str] | None = None) -> list[str]:
+        """The labels of the checkpoints of one tab (of some of its ``methods`` only), for its drop-down."""
+        return [checkpoint.label for checkpoint in self.checkpoints
+                if checkpoint.family == family and (methods is None or checkpoint.method in methods)]  # fmt: skip
 
-    def checkpoint(self, choice: str | None, family: str) -> Checkpoint:
-        """The checkpoint a drop-down label (or a typed path) names, checked to belong to ``family``."""
+    def checkpoint(self, choice: str | None, family: str, methods: Sequence[str] | None = None) -> Checkpoint:
+        """The checkpoint a drop-down label (or a typed path) names, checked to belong to ``family`` (and, given
+        ``methods``, to be one of them)."""
         if not choice:
             raise DemoInputError("choose a checkpoint, or type a checkpoint's path; to list a run's checkpoints here, "
                                  "start the page with `lit-clip demo --checkpoints <run folder>`")  # fmt: skip
-        checkpoint = next((c for c in self.checkpoints if c.label == choice), None) or read_checkpoint(choice)
-        if checkpoint.family != family:
-            raise DemoInputError(f"{checkpoint.path} is a {checkpoint.method} checkpoint, not one of this tab's "
-                                 f"methods ({', '.join(m for m, f in FAMILIES.items() if f == family)})")  # fmt: skip
+        checkpoint = next((c for c in self.checkpoints if choice in (c.label, str(c.path))), None)
+        if checkpoint is None:
+            checkpoint = read_checkpoint(self._allowed(choice))
+        wanted = methods or [method for method, its_family in FAMILIES.items() if its_family == family]
+        if checkpoint.family != family or checkpoint.method not in wanted:
+            raise DemoInputError(f"{checkpoint.path} is a {checkpoint.method} checkpoint, not one of "
+                                 f"{', '.join(wanted)}")  # fmt: skip
         return checkpoint
 
+    def _allowed(self, typed: str) -> Path:
+        path = Path(typed).expanduser().resolve()
+        if not any(path == folder or path.is_relative_to(folder) for folder in self.folders):
+            where = ", ".join(map(str, self.folders)) or "none: the page was started without --checkpoints"
+            raise DemoInputError(f"{typed}: the page reads typed checkpoint paths only inside its --checkpoints "
+                                 f"folders ({where}); start it with `--checkpoints <folder>` to use this file")
+        return path
+
     def method(self, checkpoint: Checkpoint) -> L.LightningModule:
-        """The checkpoint's method, loaded on first use (a frozen CLIP comes back from the ``pretrained`` it names)."""
-        if checkpoint.path not in self._methods:
+        """The checkpoint's method on the page's device, loaded on first use and again when the file changes (a
+        run still training); a frozen CLIP comes back from the ``pretrained`` it names."""
+        path = checkpoint.path.resolve()
+        key = (path, path.stat().st_mtime_ns if path.exists() else 0)
+        if key not in self._methods:
             try:
-                method = L.LightningModule.load_from_checkpoint(checkpoint.path, map_location=self.device)
-            except (FileNotFoundError, OSError) as error:
+                method = L.LightningModule.load_from_checkpoint(path, map_location=self.device)
+            except Exception as error:  # a missing CLIP file, weights of another shape, a class gone: say which
                 pretrained = checkpoint.hyper_parameters.get("pretrained")
-                raise DemoInputError(f"{checkpoint.path} could not be loaded: {error}"
+                raise DemoInputError(f"{checkpoint.path} ({checkpoint.method}) could not be loaded: "
+                                     f"{type(error).__name__}: {error}"
                                      + (f" (its method loads its CLIP from `pretrained: {pretrained}`; run the page "
                                         "where that path exists)" if pretrained else "")) from error  # fmt: skip
-            self._methods[checkpoint.path] = method.eval()
-        return self._methods[checkpoint.path]
+            self._methods[key] = method.to(self.device).eval()
+        return self._methods[key]
+
+    def load(self, choice: str | None, family: str, methods: Sequence[str] | None = None
+             ) -> tuple[Checkpoint, L.LightningModule]:  # fmt: skip
+        """The checkpoint a drop-down label (or typed path) names, and its method loaded."""
+        checkpoint = self.checkpoint(choice, family, methods)
+        return checkpoint, self.method(checkpoint)
+
+    def data_module(self, checkpoint: Checkpoint) -> L.LightningDataModule | None:
+        """The data module the checkpoint was trained with, rebuilt from the arguments it records (its class names,
+        templates, reader and transforms are what ``lit-clip predict`` would use); None where it records none or
+        cannot be rebuilt here (its data files are absent, say), with the reason logged."""
+        path = checkpoint.path.resolve()
+        if path not in self._data_modules:
+            self._data_modules[path] = _rebuilt_data_module(checkpoint)
+        return self._data_modules[path]
+
+
+def _rebuilt_data_module(checkpoint: Checkpoint) -> L.LightningDataModule | None:
+    recorded = checkpoint.datamodule_hyper_parameters
+    if "_class_path" not in recorded:
+        return None
+    module, name = recorded["_class_path"].rsplit(".", 1)
+    arguments = {key: value for key, value in recorded.items() if key not in ("_class_path", "_instantiator")}
+    try:
+        return getattr(importlib.import_module(module), name)(**arguments)
+    except (OSError, ValueError, KeyError, ImportError, AttributeError, TypeError) as error:
+        log.warning("%s: its data module %s could not be rebuilt (%s: %s)", checkpoint.path, name,
+                    type(error).__name__, error)  # fmt: skip
+        return None
 
 
 class OneBatch(L.LightningDataModule):
@@ -152,9 +205,9 @@ class OneBatch(L.LightningDataModule):
 def predict(method: L.LightningModule, batch: dict, **attributes: Any) -> dict:
     """``method.predict_step`` on ``batch`` as ``lit-clip predict`` runs it (eval mode, no gradients, on the
     method's device), with a data module holding ``attributes``."""
-    trainer = L.Trainer(accelerator="gpu" if method.device.type == "cuda" else "cpu", devices=1, logger=False,
-                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
-    with warnings.catch_warnings():  # methods that move their own batches say so once per call: noise on a page
-        warnings.filterwarnings("ignore", message=".*on_before_batch_transfer")
-        (output,) = trainer.predict(method, datamodule=OneBatch(batch, **attributes))
+    cuda = method.device.type == "cuda"
+    trainer = L.Trainer(accelerator="gpu" if cuda else "cpu", devices=[method.device.index or 0] if cuda else 1,
+                        logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False)  # fmt: skip
+    (output,) = trainer.predict(method, datamodule=OneBatch(batch, **attributes))
     return output

@@ -15,7 +15,7 @@ from lit_clip import drawing
 from lit_clip.datamodules.shapesworld import SHAPES_TEMPLATES
 from lit_clip.demo import examples
 from lit_clip.demo.errors import DemoInputError, shown
-from lit_clip.demo.inputs import class_names, image_batch, lines, open_image
+from lit_clip.demo.inputs import class_names, image_batch, image_input, lines, open_image
 from lit_clip.demo.weights import Weights
 from lit_clip.templates import OPENAI_IMAGENET_TEMPLATES
 from lit_clip.tokenizer import tokenize
@@ -68,15 +68,17 @@ def tab(weights: Weights, folder: Path) -> None:
     singles, scenes = examples.single_object_images(folder), examples.scene_images(folder)
     with gr.Row():
         with gr.Column():
-            image = gr.Image(type="filepath", label="image")
+            image = image_input("image")
             names = gr.Textbox(label="class names (one per line, or comma-separated)", lines=3)
             templates = gr.Dropdown(list(TEMPLATE_SETS), value="ShapesWorld's 5 templates", label="prompt templates")
             run = gr.Button("Classify", variant="primary")
         probabilities = gr.Label(label="probabilities", num_top_classes=10)
     shapes = ", ".join(examples.SINGLE_OBJECTS)
     gr.Examples([[str(path), shapes] for path in singles], inputs=[image, names])
-    run.click(shown(lambda path, *rest: classify(weights, open_image(path), *rest)), [image, names, templates],
-              probabilities, api_name="classify")  # fmt: skip
+    def classify_upload(path, names_text, template_set):
+        return classify(weights, open_image(path), names_text, template_set)
+
+    run.click(shown(classify_upload), [image, names, templates], probabilities, api_name="classify")
 
     gr.Markdown("### Retrieval: images against text queries")
     with gr.Row():
@@ -85,12 +87,12 @@ def tab(weights: Weights, folder: Path) -> None:
             queries = gr.Textbox(label="queries (one per line)", lines=3)
             search = gr.Button("Compare", variant="primary")
         with gr.Column():
-            figure = gr.Image(label="cosine similarity", type="numpy")
+            figure = gr.Image(label="cosine similarity", type="numpy", format="png")
             ranking = gr.Dataframe(headers=["query", "rank", "image", "similarity"], label="ranking")
-    gr.Examples([[[str(path) for path, _ in scenes], "\n".join(caption for _, caption in scenes)]],
+    gr.Examples([[[str(scene.path) for scene in scenes], "\n".join(scene.caption for scene in scenes)]],
                 inputs=[gallery, queries])  # fmt: skip
 
-    def compare(files, text):
-        return retrieve(weights, [open_image(file) for file in files or []], text)
+    def compare(files, queries_text):
+        return retrieve(weights, [open_image(file) for file in files or []], queries_text)
 
     search.click(shown(compare), [gallery, queries], [figure, ranking], api_name="retrieve")
