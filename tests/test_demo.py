@@ -162,3 +162,23 @@ def test_a_config_names_its_clip_and_its_runs(tmp_path, monkeypatch):
     assert config_weights(clip)[0] == str(Path("runs/clip-shapes/version_1/checkpoints/last.ckpt"))
     with pytest.raises(DemoInputError, match="--config: .*missing.yaml not found"):
         config_weights(tmp_path / "missing.yaml")
+
+
+def test_an_upload_is_read_as_lit_clip_predict_reads_it(lit_clip_checkpoint, demo_page, tmp_path):
+    """A transparent PNG: its transparent pixels (black here) are composited on white, as load_rgb does; Gradio's
+    default RGB conversion would have kept them black."""
+    client = demo_page(Weights(str(lit_clip_checkpoint)), ZERO_SHOT)
+    scene = np.asarray(load_rgb(examples.single_object_images(tmp_path / "examples")[2]))
+    alpha = np.zeros(scene.shape[:2], np.uint8)
+    alpha[:, : scene.shape[1] // 2] = 255  # the left half visible, the right half transparent black
+    rgba = np.dstack([np.where(alpha[..., None] > 0, scene, 0), alpha]).astype(np.uint8)
+    upload = tmp_path / "transparent.png"
+    Image.fromarray(rgba, "RGBA").save(upload)
+    names = ["green triangle", "white square", "black square"]
+    answer = client.predict(handle_file(str(upload)), ", ".join(names), "a photo of a {}.", api_name="/classify")
+    on_page = torch.tensor([{e["label"]: e["confidence"] for e in answer["confidences"]}[n] for n in names])
+    model = lit_clip.load_clip(str(lit_clip_checkpoint)).eval()
+    as_predict = clip_probabilities(model, load_rgb(upload), names, "a photo of a {}.")
+    alpha_dropped = clip_probabilities(model, Image.fromarray(rgba[..., :3]), names, "a photo of a {}.")
+    torch.testing.assert_close(on_page, as_predict, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(as_predict, alpha_dropped, atol=1e-3)
