@@ -26,10 +26,11 @@ def file_name(title: str) -> str:
 
 
 def wait_for_answers(page: Page, timeout_s: float) -> None:
-    """Until no event of the page is pending or running (Gradio shows a timer over their outputs meanwhile)."""
+    """Until no event of the page is pending or running: Gradio shows a timer over their outputs meanwhile, and marks
+    the outputs of an event that yields (a drawing that grows) as generating until it ends."""
     deadline = time.monotonic() + timeout_s
     page.wait_for_timeout(500)
-    while page.locator(".eta-bar, .progress-text").count() and time.monotonic() < deadline:
+    while page.locator(".eta-bar, .progress-text, .generating").count() and time.monotonic() < deadline:
         page.wait_for_timeout(250)
     page.wait_for_timeout(500)
 

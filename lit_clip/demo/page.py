@@ -7,6 +7,7 @@ Gradio's analytics are off. (Weights named by a hub id, ``--pretrained openai/cl
 """
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -58,7 +59,9 @@ def launch(weights: Weights, examples_folder: str | Path | None = None, host: st
            ) -> tuple[gr.Blocks, str]:  # fmt: skip
     """Serve the page; returns it and its local URL (``block=False`` returns at once, for tests and scripts)."""
     folder = examples.prepare(examples_folder)
-    # Methods that move their own batches say so on every predict: noise on a page's log.
+    # Every answer runs a Trainer, which would log its devices and tips each time, and methods that move their own
+    # batches say so on every predict: noise in a page's log.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*on_before_batch_transfer")
     page = build_page(weights, folder, tabs)
     _, url, _ = page.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
