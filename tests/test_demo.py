@@ -166,19 +166,40 @@ def test_a_config_names_its_clip_and_its_runs(tmp_path, monkeypatch):
 
 def test_an_upload_is_read_as_lit_clip_predict_reads_it(lit_clip_checkpoint, demo_page, tmp_path):
     """A transparent PNG: its transparent pixels (black here) are composited on white, as load_rgb does; Gradio's
-    default RGB conversion would have kept them black."""
-    client = demo_page(Weights(str(lit_clip_checkpoint)), ZERO_SHOT)
+    default RGB conversion of an image upload would have kept them black. DepthCLIP's depths (continuous, unlike
+    saturated probabilities) tell the two readings apart."""
+    from lit_clip.demo import three_d
+    from lit_clip.methods import DepthCLIP
+    from lit_clip.transforms import to_normalized_tensor
+
+    client = demo_page(Weights(str(lit_clip_checkpoint)), [("3D and depth", three_d)])
     scene = np.asarray(load_rgb(examples.single_object_images(tmp_path / "examples")[2]))
     alpha = np.zeros(scene.shape[:2], np.uint8)
-    alpha[:, : scene.shape[1] // 2] = 255  # the left half visible, the right half transparent black
+    alpha[: scene.shape[0] // 2, : scene.shape[1] // 2] = 255  # a quarter visible, the rest transparent black
     rgba = np.dstack([np.where(alpha[..., None] > 0, scene, 0), alpha]).astype(np.uint8)
     upload = tmp_path / "transparent.png"
     Image.fromarray(rgba, "RGBA").save(upload)
-    names = ["green triangle", "white square", "black square"]
-    answer = client.predict(handle_file(str(upload)), ", ".join(names), "a photo of a {}.", api_name="/classify")
-    on_page = torch.tensor([{e["label"]: e["confidence"] for e in answer["confidences"]}[n] for n in names])
-    model = lit_clip.load_clip(str(lit_clip_checkpoint)).eval()
-    as_predict = clip_probabilities(model, load_rgb(upload), names, "a photo of a {}.")
-    alpha_dropped = clip_probabilities(model, Image.fromarray(rgba[..., :3]), names, "a photo of a {}.")
-    torch.testing.assert_close(on_page, as_predict, atol=1e-5, rtol=1e-4)
-    assert not torch.allclose(as_predict, alpha_dropped, atol=1e-3)
+    _, _, depth_file = client.predict(handle_file(str(upload)), None, three_d.ZERO_SHOT_DEPTHCLIP,
+                                      api_name="/estimate_depth")  # fmt: skip
+
+    method = DepthCLIP(str(lit_clip_checkpoint)).eval()
+    with torch.no_grad():  # the whole frame at its own size, as the zero-shot depth tab reads it
+        as_predict = method.predict_depth(to_normalized_tensor(load_rgb(upload))[None])[0].numpy()
+        alpha_dropped = method.predict_depth(to_normalized_tensor(Image.fromarray(rgba[..., :3]))[None])[0].numpy()
+    np.testing.assert_allclose(np.load(depth_file), as_predict, atol=1e-5)
+    assert np.abs(as_predict - alpha_dropped).max() > 1e-3
+
+
+def test_methods_built_on_the_page_share_its_clip(lit_clip_checkpoint):
+    from lit_clip.methods import ZeroShotSegmentation
+
+    weights = Weights(str(lit_clip_checkpoint))
+    with weights.clip_shared():
+        shared = ZeroShotSegmentation(str(lit_clip_checkpoint))
+    assert shared.model is weights.clip()
+    own = ZeroShotSegmentation(str(lit_clip_checkpoint))  # outside the context: read from the file again
+    assert own.model is not weights.clip()
+    for (name, mine), (_, theirs) in zip(own.model.state_dict().items(), shared.model.state_dict().items()):
+        torch.testing.assert_close(mine, theirs, msg=name)
+    with pytest.raises(DemoInputError, match="--pretrained"):
+        Weights(None).clip_shared()

@@ -8,11 +8,10 @@ steps: ``setup`` creates the pictures from a :class:`~lit_clip.datamodules.Gener
 the optimiser and its schedule, then each step ``training_step``'s loss, backward, the optimiser's and the schedule's
 steps and ``on_train_batch_end``; ``on_train_end`` at the end. The same settings and seed give the pictures that
 ``lit-clip fit`` writes to ``pictures/``, and the page gives them as those files too (PNG, and SVG for strokes).
-Every run is a new method, on the page's CLIP loaded once (:func:`page_clip_for_methods`).
+Every run is a new method, on the page's CLIP loaded once (:meth:`~lit_clip.demo.weights.Weights.clip_shared`).
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import re
@@ -30,7 +29,7 @@ from lit_clip.demo import examples
 from lit_clip.demo.errors import DemoInputError, shown
 from lit_clip.demo.inputs import image_input, lines, open_image
 from lit_clip.demo.weights import Weights
-from lit_clip.methods import VQGANCLIP, CLIPasso, CLIPDraw, frozen_clip
+from lit_clip.methods import VQGANCLIP, CLIPasso, CLIPDraw
 from lit_clip.methods.generation.guidance import GuidedGeneration, save_pictures
 
 FAMILY = "generation"
@@ -100,34 +99,11 @@ def vqgan_clip(weights: Weights, choice: str | None, prompts: str, steps: int, s
 # --- running a method ---------------------------------------------------------------------------------------------
 def built(method_class: type[GuidedGeneration], weights: Weights, **settings) -> GuidedGeneration:
     """``method_class`` guided by the page's CLIP with ``settings``; a setting the method refuses is a message."""
-    weights.clip()  # loaded once per page; without --pretrained, the message that says how to start the page with one
     try:
-        with page_clip_for_methods(weights):
+        with weights.clip_shared():  # loaded once per page; without --pretrained, a message saying how to give one
             return method_class(weights.pretrained, **settings)
     except ValueError as error:
         raise DemoInputError(str(error)) from error
-
-
-@contextlib.contextmanager
-def page_clip_for_methods(weights: Weights) -> Iterator[None]:
-    """While a method is built, the CLIP it loads is the page's (:meth:`Weights.clip`), not a copy read again from
-    ``--pretrained`` for every run (a hub id would ask the Hub each time; a big CLIP takes seconds). The method's
-    constructor runs as written, its checks on the CLIP included, and its call ``load_clip(pretrained)`` returns the
-    CLIP as the page loaded it: the same weights, frozen, in eval mode. Sharing it is safe: a method never changes its
-    CLIP (only the pictures get gradients), and the page runs one event at a time, so nothing builds a method
-    meanwhile."""
-    load_clip = frozen_clip.load_clip
-
-    def loaded_once(source, architecture=None, quick_gelu=None):
-        if (source, architecture, quick_gelu) == (weights.pretrained, None, None):
-            return weights.clip()
-        return load_clip(source, architecture=architecture, quick_gelu=quick_gelu)
-
-    frozen_clip.load_clip = loaded_once
-    try:
-        yield
-    finally:
-        frozen_clip.load_clip = load_clip
 
 
 def frames(method: GuidedGeneration, targets: GenerationTargets, every: int, device: torch.device,

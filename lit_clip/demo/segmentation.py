@@ -78,7 +78,8 @@ class Segmenters:
             raise DemoInputError("MaskCLIP segments with the page's CLIP: start the page with `lit-clip demo "
                                  "--pretrained <checkpoint file, model folder or hub id>`, or choose a "
                                  "checkpoint")  # fmt: skip
-        method = ZeroShotSegmentation(self.weights.pretrained).eval().to(self.weights.device)
+        with self.weights.clip_shared():
+            method = ZeroShotSegmentation(self.weights.pretrained).eval().to(self.weights.device)
         return Segmenter(method, list(SEGMENTATION_TEMPLATES), clip_eval_transform(image_size(method.model)))
 
     def _groupvit(self, checkpoint: Checkpoint) -> Segmenter:

@@ -46,11 +46,7 @@ DEPTH_SCENES = 2
 # --- the methods ----------------------------------------------------------------------------------------------
 class Methods:
     """The tab's methods: checkpoints through the page's :class:`Weights`, zero-shot ones on its ``--pretrained``
-    CLIP, one per setting, built on first use and kept.
-
-    PointCLIP's and DepthCLIP's constructors take the CLIP's file (``pretrained``) and load it themselves: no CLIP
-    already loaded can be handed to them. So each zero-shot setting keeps its method, and the CLIP it loaded with it,
-    rather than loading the CLIP again for every request."""
+    CLIP (all sharing the page's one copy), one per setting, built on first use and kept."""
 
     def __init__(self, weights: Weights):
         self.weights = weights
@@ -58,10 +54,9 @@ class Methods:
 
     def zero_shot(self, setting: tuple, build: Callable[[], L.LightningModule]) -> L.LightningModule:
         """``build()``'s method for ``setting``, built on the first request of that setting."""
-        if self.weights.pretrained is None:
-            self.weights.clip()  # its message says how to start the page with a CLIP
         if setting not in self._zero_shot:
-            self._zero_shot[setting] = build().to(self.weights.device).eval()
+            with self.weights.clip_shared():  # without --pretrained, a message saying how to give one
+                self._zero_shot[setting] = build().to(self.weights.device).eval()
         return self._zero_shot[setting]
 
     def pointclip(self, choice: str | None, projection: str, shapes_look: bool) -> tuple[PointCLIP, dict]:

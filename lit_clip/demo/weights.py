@@ -7,6 +7,7 @@ module that holds the user's class names, so every method answers through its ow
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 from pathlib import Path
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader
 
 import lit_clip.methods  # noqa: F401  (every method class importable: load_from_checkpoint finds them by path)
 from lit_clip.checkpoints import load_clip
+from lit_clip.methods.frozen_clip import already_loaded
 from lit_clip.demo.errors import DemoInputError
 from lit_clip.models.clip import CLIP
 
@@ -112,6 +114,11 @@ class Weights:
         if self._clip is None:
             self._clip = load_clip(self.pretrained).eval().requires_grad_(False).to(self.device)
         return self._clip
+
+    def clip_shared(self) -> contextlib.AbstractContextManager:
+        """A context in which methods built on ``--pretrained`` (MaskCLIP, PointCLIP, DepthCLIP, the generation
+        methods) take the page's CLIP (:meth:`clip`) instead of loading their own copy."""
+        return already_loaded({self.pretrained: self.clip()})
 
     def choices(self, family: str, methods: Sequence[str] | None = None) -> list[str]:
         """The labels of the checkpoints of one tab (of some of its ``methods`` only), for its drop-down."""

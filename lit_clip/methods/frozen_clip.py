@@ -17,7 +17,8 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import lightning as L
 import torch
@@ -29,6 +30,23 @@ from lit_clip.methods.class_sets import EvaluatesPerClassSet
 from lit_clip.models import create_model
 from lit_clip.models.clip import CLIP
 from lit_clip.zeroshot import build_zeroshot_classifier
+
+# CLIPs already loaded, by the `pretrained` they were read from, for the methods built inside `already_loaded`.
+_LOADED: dict[str, CLIP] = {}
+
+
+@contextlib.contextmanager
+def already_loaded(clips: dict[str, CLIP]) -> Iterator[None]:
+    """Methods built inside take these CLIPs (by their ``pretrained``) instead of reading the file again: several
+    methods on one CLIP (the demo page's tabs) share it. A frozen CLIP is never changed by its method, so sharing
+    it gives each method what loading would."""
+    _LOADED.update(clips)
+    try:
+        yield
+    finally:
+        for source in clips:
+            _LOADED.pop(source, None)
+
 
 class FrozenCLIP(L.LightningModule):
     """A LightningModule on a frozen CLIP: loading, the eval lock, lean checkpoints, the image features."""
@@ -45,6 +63,8 @@ class FrozenCLIP(L.LightningModule):
                 raise ValueError("give pretrained (a CLIP) or, for a randomly initialised CLIP, an architecture")
             self.model: CLIP = create_model(architecture).requires_grad_(False)
             self.frozen_modules = tuple(name for name in self.frozen_modules if name != "model")
+        elif pretrained in _LOADED and architecture is None and quick_gelu is None:
+            self.model = _LOADED[pretrained].requires_grad_(False)
         else:
             self.model = load_clip(pretrained, architecture=architecture, quick_gelu=quick_gelu).requires_grad_(False)
 
