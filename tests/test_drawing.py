@@ -8,8 +8,10 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from lit_clip.callbacks import DetectionSamples, GroupMaps, ImageTextSamples
+from lit_clip.callbacks.groupvit import grouping_statistics
 from lit_clip.datamodules import ShapesWorldCaptions, ShapesWorldDetection
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -253,6 +255,19 @@ def test_group_maps_logs_the_groups_of_both_stages_to_tensorboard(tmp_path):
     side = 128  # the 64 px images enlarged to the default min_side
     assert picture.shape[1] == MARGIN + 3 * (side + MARGIN)  # image, stage 1, stage 2
     assert picture.shape[0] > 3 * (side + MARGIN)  # 3 images, under the titles
+    for stage, groups_made in ((1, 16), (2, 4)):  # GroupViT-Micro's
+        assert 1 <= trainer.callback_metrics[f"val/groups_in_use/stage{stage}"] <= groups_made
+        assert 1 / groups_made <= trainer.callback_metrics[f"val/largest_group/stage{stage}"] <= 1
+
+
+def test_grouping_statistics_count_the_groups_that_hold_patches():
+    owners = torch.tensor([[0, 0, 0, 0], [0, 1, 1, 2]])  # two images of 2 x 2 patches, 3 groups
+    maps = F.one_hot(owners, 3).float().transpose(1, 2).unflatten(-1, (2, 2)) * 0.6 + 0.1  # soft, same argmax
+    statistics = grouping_statistics([maps, maps[:, :2]])
+    assert statistics["groups_in_use/stage1"] == pytest.approx((1 + 3) / 2)
+    assert statistics["largest_group/stage1"] == pytest.approx((1.0 + 0.5) / 2)
+    assert statistics["groups_in_use/stage2"] == pytest.approx((1 + 2) / 2)  # group 2's patch goes to group 0
+    assert statistics["largest_group/stage2"] == pytest.approx((1.0 + 0.5) / 2)
 
 
 def test_detection_samples_logs_validation_and_test_detections_to_tensorboard(tmp_path):
