@@ -14,10 +14,11 @@ from PIL import Image
 
 import lit_clip
 from lit_clip.datamodules.images import load_rgb
+from lit_clip.datamodules.shapesworld.segmentation import SEGMENTATION_TEMPLATES
 from lit_clip.cli import main
 from lit_clip.demo import examples, zero_shot
 from lit_clip.demo.page import TABS
-from lit_clip.demo.weights import Weights, find_checkpoints, read_checkpoint
+from lit_clip.demo.weights import Checkpoint, Weights, find_checkpoints, read_checkpoint
 from lit_clip.demo.errors import DemoInputError
 from lit_clip.transforms import clip_eval_transform
 
@@ -203,3 +204,25 @@ def test_methods_built_on_the_page_share_its_clip(lit_clip_checkpoint):
         torch.testing.assert_close(mine, theirs, msg=name)
     with pytest.raises(DemoInputError, match="--pretrained"):
         Weights(None).clip_shared()
+
+
+def test_templates_are_the_data_modules_else_those_recorded_else_the_default(tmp_path, caplog):
+    """What every tab writes class names into: the rebuilt data module's templates; where it cannot be rebuilt
+    (its data files are absent, say), the ``templates`` argument it recorded; else the tab's default."""
+
+    def checkpoint(name: str, datamodule: dict) -> Checkpoint:
+        return Checkpoint(tmp_path / name, {"_class_path": "lit_clip.methods.LSeg"}, datamodule)
+
+    weights = Weights(None)
+    rebuilt = checkpoint("rebuilt.ckpt", {"_class_path": "lit_clip.datamodules.ShapesWorldSegmentation",
+                                          "image_size": 32})  # no templates recorded: the module's own
+    assert weights.templates(rebuilt, default="vild") == list(SEGMENTATION_TEMPLATES)
+    absent = {"_class_path": "lit_clip.datamodules.NoSuchDataSet"}  # cannot be rebuilt here
+    recorded = checkpoint("recorded.ckpt", absent | {"templates": "simple"})
+    assert weights.templates(recorded, default="vild") == lit_clip.templates.resolve_templates("simple")
+    assert weights.templates(checkpoint("default.ckpt", absent), default="vild") == \
+        lit_clip.templates.resolve_templates("vild")
+    assert weights.templates(checkpoint("none.ckpt", absent), default=None) is None
+    assert "NoSuchDataSet could not be rebuilt" in caplog.text
+    with pytest.raises(ValueError, match="template"):  # a recorded template without a slot is no prompt
+        weights.templates(checkpoint("bad.ckpt", absent | {"templates": ["a photo."]}), default=None)

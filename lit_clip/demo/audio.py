@@ -25,7 +25,6 @@ from lit_clip.demo.errors import DemoInputError, shown
 from lit_clip.demo.inputs import class_names, image_batch, image_input, no_progress, open_image
 from lit_clip.demo.weights import Checkpoint, Weights, predict
 from lit_clip.methods import AudioCLIPPretraining
-from lit_clip.templates import resolve_templates
 from lit_clip.zeroshot import build_zeroshot_classifier, scaled_cosine_logits
 
 FAMILY = "audio"
@@ -42,7 +41,7 @@ def classify_sound(weights: Weights, choice: str | None, sound: str | Path | Non
 
     - each class name's probability (names one per line, or comma-separated), as the method's zero-shot audio
       evaluation scores (its ``audio_zeroshot`` head: ``softmax(100 * sound . class)``, each class the mean of its
-      prompts in :func:`templates_of` the checkpoint's data module);
+      prompts in the templates of the checkpoint's data module, else the bare name, AudioCLIP's);
     - the sound's spectrogram as its audio tower's front end computes it (the three frequency bands stacked, low at
       the bottom, as the TensorBoard callback draws it);
     - with ``image``, the cosine similarity of the sound and the image in the joint space, else None.
@@ -59,7 +58,7 @@ def classify_sound(weights: Weights, choice: str | None, sound: str | Path | Non
     prediction = predict(method, batch)
     # The head's computation on a classifier of our own: building the cached method's head would replace the
     # classes (and reset the accuracy) of its evaluation.
-    classifier = build_zeroshot_classifier(method.model, classnames, templates_of(checkpoint, data_module))
+    classifier = build_zeroshot_classifier(method.model, classnames, weights.templates(checkpoint, ("{}",)))
     logits = scaled_cosine_logits(method.audio_zeroshot.logit_scale, prediction["audio_embedding"], classifier)
     probabilities = logits.softmax(dim=-1)[0]
     decibels = method.model.audio.spectrogram(batch["audio"])[0, 0].flatten(0, 1)  # first channel, bands stacked
@@ -104,15 +103,6 @@ def sound_preparation(checkpoint: Checkpoint, data_module: L.LightningDataModule
     min_max = bool(data.get("min_max"))  # UrbanSound8K's scaling, of its clips' first `length` samples
     reader = AudioReader(sample_rate, data.get("channels", 1), length if min_max else None, min_max)
     return reader, audio_eval_transform(length) if length else None
-
-
-def templates_of(checkpoint: Checkpoint, data_module: L.LightningDataModule | None) -> list[str]:
-    """The prompt templates the checkpoint's zero-shot evaluation wrote class names into: its data module's
-    ``templates`` (ShapesWorld's, ESC-50's ...); where it cannot be rebuilt here, the recorded ``templates``, else the
-    bare name (AudioCLIP's)."""
-    if getattr(data_module, "templates", None):
-        return list(data_module.templates)
-    return resolve_templates(checkpoint.datamodule_hyper_parameters.get("templates") or ("{}",))
 
 
 def enlarged(picture: np.ndarray, min_side: int = SPECTROGRAM_PX) -> np.ndarray:

@@ -19,10 +19,9 @@ from lit_clip.datamodules.predict import DetectionImagesDataset, detection_image
 from lit_clip.demo import examples
 from lit_clip.demo.errors import DemoInputError, shown
 from lit_clip.demo.inputs import class_names, image_input, no_progress, open_image
-from lit_clip.demo.weights import Checkpoint, Weights, predict
+from lit_clip.demo.weights import Weights, predict
 from lit_clip.grounding import sentence_prompt
 from lit_clip.methods import GLIP, ViLD
-from lit_clip.templates import resolve_templates
 
 FAMILY = "detection"
 NAMES, SENTENCE = "class names", "a sentence (GLIP)"
@@ -57,7 +56,7 @@ def detect(weights: Weights, choice: str | None, image_path: str | Path | None, 
                              "checkpoint for a sentence")  # fmt: skip
     progress(0.5, desc="detecting")
     if isinstance(method, ViLD):
-        return vild_detections(method, vild_templates(weights, checkpoint), batch, prompt, image)
+        return vild_detections(method, weights.templates(checkpoint, "vild"), batch, prompt, image)
     return glip_detections(method, batch, prompt, image)
 
 
@@ -76,15 +75,6 @@ def detection_batch(image_path: str | Path) -> dict:
     """The image as ``lit-clip predict`` batches it for a detector: normalised at its own size, so that boxes come
     back in the file's pixels."""
     return detection_images_collate([DetectionImagesDataset([Path(image_path)])[0]])
-
-
-def vild_templates(weights: Weights, checkpoint: Checkpoint) -> list[str]:
-    """The prompt templates ViLD's text classifier was trained with: its data module's. Where that cannot be rebuilt
-    here (its data files are absent), the templates argument it records; ViLD's own set where it records none."""
-    trained_with = weights.data_module(checkpoint)
-    if trained_with is not None:
-        return list(trained_with.templates)
-    return resolve_templates(checkpoint.datamodule_hyper_parameters.get("templates", "vild"))
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ from lit_clip.demo.errors import DemoInputError, shown
 from lit_clip.demo.inputs import class_names, image_batch, image_input, image_size, open_image
 from lit_clip.demo.weights import Checkpoint, Weights, predict
 from lit_clip.methods.classification.tip_adapter import SEARCH_SPLITS, TipAdapter
-from lit_clip.templates import COOP_TEMPLATES, resolve_templates
+from lit_clip.templates import COOP_TEMPLATES
 
 FAMILY = "few-shot"
 # The family's methods that classify: a LinearProbe has no predict_step, and no checkpoint keeps its probe.
@@ -77,7 +77,9 @@ def classes(weights: Weights, checkpoint: Checkpoint, method: L.LightningModule,
     Tip-Adapter's cache's). Class-specific contexts whose data module is gone take typed names as their classes'.
     The templates are the data module's, or, where it cannot be rebuilt, those its recorded arguments give."""
     datamodule = weights.data_module(checkpoint)
-    templates = list(datamodule.templates) if datamodule is not None else recorded_templates(checkpoint)
+    dataset = checkpoint.datamodule_hyper_parameters.get("dataset")  # CoOpFewShot's default: CoOp's prompt of it
+    default = [COOP_TEMPLATES[dataset]] if dataset in COOP_TEMPLATES else DEFAULT_TEMPLATES
+    templates = weights.templates(checkpoint, default)
     datamodule, trained_names, unknown = trained_classes(checkpoint, datamodule, method)
     if typed and typed.strip():
         names = class_names(typed, at_least=2)
@@ -121,18 +123,6 @@ def trained_classes(checkpoint: Checkpoint, datamodule: L.LightningDataModule | 
         raise DemoInputError(f"this {checkpoint.method} checkpoint has no cache yet: it builds one from its data "
                              f"module's training images, but {unknown}")  # fmt: skip
     return None, list(method.cache_classnames), unknown
-
-
-def recorded_templates(checkpoint: Checkpoint) -> list[str]:
-    """The prompt templates the checkpoint's data module would use, from its recorded arguments alone (no data files
-    needed): its ``templates``; else, as CoOpFewShot chooses them, CoOp's hand-written one for its ``dataset``; else
-    CoOp's default."""
-    recorded = checkpoint.datamodule_hyper_parameters
-    if recorded.get("templates") is not None:
-        return resolve_templates(recorded["templates"])
-    if recorded.get("dataset") in COOP_TEMPLATES:
-        return [COOP_TEMPLATES[recorded["dataset"]]]
-    return list(DEFAULT_TEMPLATES)
 
 
 def accepts_other_classes(checkpoint: Checkpoint) -> bool:

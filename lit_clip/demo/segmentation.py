@@ -25,7 +25,6 @@ from lit_clip.demo.weights import Checkpoint, Weights, predict
 from lit_clip.methods import GroupViTSegmentation, ZeroShotSegmentation
 from lit_clip.methods.segmentation.groupvit_segmentation import BACKGROUND_THRESHOLDS
 from lit_clip.methods.segmentation.segmenter import CLIPSegmenter
-from lit_clip.templates import resolve_templates
 from lit_clip.transforms import clip_eval_transform, to_normalized_tensor
 
 FAMILY = "segmentation"
@@ -96,13 +95,9 @@ class Segmenters:
         """A segmenter's own checkpoint with the templates and images of the data module it was trained with: the
         module rebuilt, or, where its data set is not here to rebuild it, the arguments it recorded."""
         method, data_module = self.weights.method(checkpoint), self.weights.data_module(checkpoint)
-        if data_module is not None:
-            templates, size = list(data_module.templates), data_module.hparams.get("image_size")
-        else:
-            recorded = checkpoint.datamodule_hyper_parameters
-            templates = resolve_templates(recorded.get("templates", SEGMENTATION_TEMPLATES))
-            size = recorded.get("image_size")
-        return Segmenter(method, templates, evaluation_transform(size))
+        recorded = data_module.hparams if data_module is not None else checkpoint.datamodule_hyper_parameters
+        templates = self.weights.templates(checkpoint, SEGMENTATION_TEMPLATES)
+        return Segmenter(method, templates, evaluation_transform(recorded.get("image_size")))
 
 
 def evaluation_transform(size: int | list[int] | None) -> Callable[[Image.Image], Tensor]:

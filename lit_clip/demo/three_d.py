@@ -29,7 +29,6 @@ from lit_clip.demo.weights import Weights, predict
 from lit_clip.methods.three_d.depthclip import DepthCLIP
 from lit_clip.methods.three_d.pointclip import PointCLIP
 from lit_clip.methods.three_d.projection import V1_ZERO_SHOT_SIZE
-from lit_clip.templates import resolve_templates
 from lit_clip.transforms import to_normalized_tensor
 
 FAMILY = "3d"
@@ -73,11 +72,8 @@ class Methods:
                 raise DemoInputError(f"{checkpoint.path}: this PointCLIP searches its view weights or prompts on a "
                                      "validation split before it predicts, which the page has not; evaluate it with "
                                      "`lit-clip test`")  # fmt: skip
-            datamodule = self.weights.data_module(checkpoint)
-            if datamodule is not None:
-                return method, {"templates": list(datamodule.templates)}
-            recorded = checkpoint.datamodule_hyper_parameters.get("templates")
-            return method, {"templates": resolve_templates(recorded)} if recorded else {}
+            templates = self.weights.templates(checkpoint, default=None)
+            return method, {"templates": templates} if templates else {}
         if projection not in PROJECTIONS:
             raise DemoInputError(f"unknown projection {projection!r}; expected one of {list(PROJECTIONS)}")
         version, pretrained = PROJECTIONS[projection], self.weights.pretrained

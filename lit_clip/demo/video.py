@@ -26,7 +26,6 @@ from lit_clip.demo.inputs import class_names, image_size, lines, no_progress
 from lit_clip.demo.weights import Checkpoint, Weights, predict
 from lit_clip.methods import ActionCLIP, CLIP4Clip, VideoCLIP
 from lit_clip.models.clip import CLIP
-from lit_clip.templates import resolve_templates
 from lit_clip.tokenizer import tokenize
 
 FAMILY = "video"
@@ -43,7 +42,8 @@ def score_video(weights: Weights, choice: str | None, video: str | Path | None, 
     """What the checkpoint ``choice`` (a drop-down label or a path) makes of ``video`` against ``texts``:
 
     - ActionCLIP: its ``predict_step``'s class probabilities over the class names (one per line, or comma-separated),
-      averaged over :func:`action_templates`, as it evaluates;
+      averaged over its data module's templates (else ActionCLIP's 16, the recognition sets' default), as it
+      evaluates;
     - CLIP4Clip and VideoCLIP: the method's score of each query (one per line) with the video, what its retrieval
       ranks by (``similarity_matrix``: CLIP4Clip's scaled cosine, VideoCLIP's dot product), and their softmax over
       the queries as probabilities.
@@ -64,7 +64,7 @@ def score_video(weights: Weights, choice: str | None, video: str | Path | None, 
     batch = video_batch(video, checkpoint, data_module, method)
     progress(0.6, desc="scoring")
     if recognition:
-        templates = action_templates(checkpoint, data_module)
+        templates = weights.templates(checkpoint, "actionclip")
         scores = probabilities = predict(method, batch, classnames=typed, templates=templates)["probabilities"][0]
     else:
         batch |= {"text": query_tokens(method, checkpoint, data_module, typed).to(method.device), "caption": typed}
@@ -156,15 +156,6 @@ def query_tokens(method: CLIP4Clip | VideoCLIP, checkpoint: Checkpoint, data_mod
 def caption_tokens(tokenizer: str, context_length: int) -> CaptionTokens:
     """One ``CaptionTokens`` per setting, kept: a transformers tokenizer takes a while to load."""
     return CaptionTokens(tokenizer, context_length)
-
-
-def action_templates(checkpoint: Checkpoint, data_module: L.LightningDataModule | None) -> list[str]:
-    """The prompt templates ActionCLIP's evaluation writes class names into: its data module's ``templates``
-    (ShapesWorld's motion prompts, a recognition set's); where it cannot be rebuilt here, the recorded ``templates``,
-    else ActionCLIP's 16 (the recognition data modules' default)."""
-    if getattr(data_module, "templates", None):
-        return list(data_module.templates)
-    return resolve_templates(checkpoint.datamodule_hyper_parameters.get("templates") or "actionclip")
 
 
 def example_clips(folder: Path) -> list[tuple[Path, str]]:

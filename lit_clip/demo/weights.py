@@ -22,6 +22,7 @@ from lit_clip.checkpoints import load_clip
 from lit_clip.methods.frozen_clip import already_loaded
 from lit_clip.demo.errors import DemoInputError
 from lit_clip.models.clip import CLIP
+from lit_clip.templates import resolve_templates
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,16 @@ class Weights:
         if path not in self._data_modules:
             self._data_modules[path] = _rebuilt_data_module(checkpoint)
         return self._data_modules[path]
+
+    def templates(self, checkpoint: Checkpoint, default: str | Sequence[str] | None) -> list[str] | None:
+        """The prompt templates the checkpoint's evaluation writes class names into: its rebuilt data module's;
+        where that cannot be rebuilt here, the ``templates`` its recorded arguments name; else ``default`` (a
+        named set or a list; None: the method's own)."""
+        data_module = self.data_module(checkpoint)
+        if getattr(data_module, "templates", None):
+            return list(data_module.templates)
+        recorded = checkpoint.datamodule_hyper_parameters.get("templates") or default
+        return None if recorded is None else resolve_templates(recorded)
 
 
 def _rebuilt_data_module(checkpoint: Checkpoint) -> L.LightningDataModule | None:
