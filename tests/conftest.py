@@ -76,7 +76,8 @@ def demo_page(tmp_path):
 
     def serve(weights, tabs=None):
         page, url = launch(weights, tmp_path / "examples", block=False, tabs=tabs)
-        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+        # httpx's 5 s default is too short for the whole page's config on a 2-core machine busy with other tests.
+        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"), httpx_kwargs={"timeout": 120})
         opened.append((page, client))
         return client
 
